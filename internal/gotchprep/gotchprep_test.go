@@ -152,6 +152,10 @@ func TestPrepareStubsFailingWrappers(t *testing.T) {
 	if strings.Contains(string(libGo), "cuda") {
 		t.Errorf("lib.go still links CUDA for a CPU libtorch:\n%s", libGo)
 	}
+	info, _ := os.ReadFile(filepath.Join(dest, "clipgoinfo", "info.go"))
+	if !strings.Contains(string(info), "const Stubbed = 3") || !strings.Contains(string(info), "libtorch 9.8.7") {
+		t.Errorf("clipgoinfo/info.go:\n%s", info)
+	}
 	work, _ := os.ReadFile(filepath.Join(project, "go.work"))
 	if !strings.Contains(string(work), "replace github.com/sugarme/gotch v0.9.1 => ./.gotch/gotch") || !strings.Contains(string(work), "go 1.22") {
 		t.Errorf("go.work:\n%s", work)

@@ -1,0 +1,327 @@
+package train
+
+import (
+	"bufio"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+
+	"github.com/clipadapter/clipgo/internal/torch"
+)
+
+// checkpointMagic starts every checkpoint file. The layout is: magic, an
+// 8-byte little-endian header length, a JSON header, then the tensors' raw
+// little-endian bytes in header order.
+const checkpointMagic = "CLIPGO-CKPT-1\n"
+
+type tensorEntry struct {
+	Name  string  `json:"name"`
+	DType string  `json:"dtype"` // "float32" or "int64"
+	Shape []int64 `json:"shape"`
+}
+
+type checkpointHeader struct {
+	Meta    json.RawMessage `json:"meta"`
+	Tensors []tensorEntry   `json:"tensors"`
+}
+
+// WriteTensors writes named tensors and a JSON-encodable meta value to path
+// atomically (a temporary file beside it, then a rename). Tensors are
+// copied to the CPU; float16 and float64 tensors are stored as float32.
+func WriteTensors(path string, meta any, tensors []Param) error {
+	metaJSON, err := json.Marshal(meta)
+	if err != nil {
+		return fmt.Errorf("checkpoint %s: meta: %w", path, err)
+	}
+	hdr := checkpointHeader{Meta: metaJSON}
+	type blob struct {
+		f32 []float32
+		i64 []int64
+	}
+	blobs := make([]blob, len(tensors))
+	for i, p := range tensors {
+		e, b, err := tensorBytes(p)
+		if err != nil {
+			return fmt.Errorf("checkpoint %s: %w", path, err)
+		}
+		hdr.Tensors = append(hdr.Tensors, e)
+		blobs[i] = blob(b)
+	}
+	hj, err := json.Marshal(hdr)
+	if err != nil {
+		return err
+	}
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	fail := func(err error) error {
+		f.Close()
+		os.Remove(tmp)
+		return fmt.Errorf("write checkpoint %s: %w", path, err)
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	w.WriteString(checkpointMagic)
+	binary.Write(w, binary.LittleEndian, uint64(len(hj)))
+	w.Write(hj)
+	for _, b := range blobs {
+		var err error
+		if b.f32 != nil {
+			err = binary.Write(w, binary.LittleEndian, b.f32)
+		} else {
+			err = binary.Write(w, binary.LittleEndian, b.i64)
+		}
+		if err != nil {
+			return fail(err)
+		}
+	}
+	if err := w.Flush(); err != nil {
+		return fail(err)
+	}
+	if err := f.Sync(); err != nil {
+		return fail(err)
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write checkpoint %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write checkpoint %s: %w", path, err)
+	}
+	return nil
+}
+
+func tensorBytes(p Param) (tensorEntry, struct {
+	f32 []float32
+	i64 []int64
+}, error) {
+	var out struct {
+		f32 []float32
+		i64 []int64
+	}
+	shape, err := p.Tensor.Size()
+	if err != nil {
+		return tensorEntry{}, out, fmt.Errorf("tensor %s: %w", p.Name, err)
+	}
+	n := int64(1)
+	for _, s := range shape {
+		n *= s
+	}
+	cpu := p.Tensor.MustDetach(false).MustTo(gotch.CPU, true)
+	defer cpu.MustDrop()
+	e := tensorEntry{Name: p.Name, Shape: shape}
+	switch cpu.DType() {
+	case gotch.Int64:
+		e.DType = "int64"
+		c := cpu.MustContiguous(false)
+		out.i64 = make([]int64, n)
+		err = c.CopyData(out.i64, uint(n))
+		c.MustDrop()
+	default:
+		e.DType = "float32"
+		c := cpu.MustTotype(gotch.Float, false).MustContiguous(true)
+		out.f32 = make([]float32, n)
+		err = c.CopyData(out.f32, uint(n))
+		c.MustDrop()
+	}
+	if err != nil {
+		return e, out, fmt.Errorf("tensor %s: %w", p.Name, err)
+	}
+	return e, out, nil
+}
+
+// ReadTensors reads a file written by WriteTensors, decoding its meta into
+// meta (when non-nil) and creating the tensors on device.
+func ReadTensors(path string, meta any, device gotch.Device) (map[string]*ts.Tensor, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	r := bufio.NewReaderSize(f, 1<<20)
+	bad := func(what string, err error) error {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return fmt.Errorf("read checkpoint %s: truncated %s", path, what)
+		}
+		return fmt.Errorf("read checkpoint %s: %s: %v", path, what, err)
+	}
+	magic := make([]byte, len(checkpointMagic))
+	if _, err := io.ReadFull(r, magic); err != nil || string(magic) != checkpointMagic {
+		return nil, fmt.Errorf("read checkpoint %s: not a clipgo checkpoint", path)
+	}
+	var hlen uint64
+	if err := binary.Read(r, binary.LittleEndian, &hlen); err != nil {
+		return nil, bad("header length", err)
+	}
+	if hlen > 64<<20 {
+		return nil, fmt.Errorf("read checkpoint %s: corrupt header length %d", path, hlen)
+	}
+	hj := make([]byte, hlen)
+	if _, err := io.ReadFull(r, hj); err != nil {
+		return nil, bad("header", err)
+	}
+	var hdr checkpointHeader
+	if err := json.Unmarshal(hj, &hdr); err != nil {
+		return nil, bad("header", err)
+	}
+	if meta != nil {
+		if err := json.Unmarshal(hdr.Meta, meta); err != nil {
+			return nil, bad("meta", err)
+		}
+	}
+	out := make(map[string]*ts.Tensor, len(hdr.Tensors))
+	for _, e := range hdr.Tensors {
+		n := int64(1)
+		for _, s := range e.Shape {
+			if s < 0 || s > math.MaxInt32 {
+				return nil, fmt.Errorf("read checkpoint %s: tensor %s has a corrupt shape %v", path, e.Name, e.Shape)
+			}
+			n *= s
+		}
+		var t *ts.Tensor
+		switch e.DType {
+		case "float32":
+			data := make([]float32, n)
+			if err := binary.Read(r, binary.LittleEndian, data); err != nil {
+				return nil, bad("tensor "+e.Name, err)
+			}
+			t, err = ts.OfSlice(data)
+		case "int64":
+			data := make([]int64, n)
+			if err := binary.Read(r, binary.LittleEndian, data); err != nil {
+				return nil, bad("tensor "+e.Name, err)
+			}
+			t, err = ts.OfSlice(data)
+		default:
+			return nil, fmt.Errorf("read checkpoint %s: tensor %s has unknown dtype %q", path, e.Name, e.DType)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read checkpoint %s: tensor %s: %w", path, e.Name, err)
+		}
+		t = t.MustView(e.Shape, true).MustTo(device, true)
+		out[e.Name] = t
+	}
+	return out, nil
+}
+
+// LoopState is the loop's position and RNG in a checkpoint.
+type LoopState struct {
+	Epoch         int                `json:"epoch"`
+	GlobalStep    int                `json:"global_step"`
+	RNG           []byte             `json:"rng"`
+	OptimizerStep int64              `json:"optimizer_step"`
+	Extra         map[string]float64 `json:"extra,omitempty"`
+	// Info is free-form state of the caller (best validation accuracy...).
+	Info json.RawMessage `json:"info,omitempty"`
+}
+
+// SaveCheckpoint writes the method's parameters, the optimizer's state and
+// the loop's position and RNG to path, atomically. info is stored as is.
+func SaveCheckpoint(path string, l *Loop, info any) error {
+	st := LoopState{Epoch: l.Epoch, GlobalStep: l.GlobalStep}
+	var err error
+	if st.RNG, err = l.RNGState(); err != nil {
+		return err
+	}
+	tensors := append([]Param{}, prefixed("param.", l.Method.Parameters())...)
+	if l.Optimizer != nil {
+		ost, step := l.Optimizer.State()
+		st.OptimizerStep = step
+		tensors = append(tensors, prefixed("optim.", ost)...)
+	}
+	if s, ok := l.Method.(Saver); ok {
+		st.Extra = s.Extra()
+	}
+	if info != nil {
+		if st.Info, err = json.Marshal(info); err != nil {
+			return err
+		}
+	}
+	return WriteTensors(path, st, tensors)
+}
+
+// LoadCheckpoint restores a checkpoint written by SaveCheckpoint into l: the
+// method's parameters are copied in place, the optimizer's state and the
+// loop's position and RNG are replaced. It returns the stored state.
+func LoadCheckpoint(path string, l *Loop) (*LoopState, error) {
+	dev := gotch.CPU
+	if ps := l.Method.Parameters(); len(ps) > 0 {
+		if d, err := ps[0].Tensor.Device(); err == nil {
+			dev = d
+		}
+	}
+	var st LoopState
+	tensors, err := ReadTensors(path, &st, dev)
+	if err != nil {
+		return nil, err
+	}
+	if err := CopyParameters(l.Method.Parameters(), tensors, "param."); err != nil {
+		return nil, fmt.Errorf("checkpoint %s: %w", path, err)
+	}
+	optim := map[string]*ts.Tensor{}
+	for name, t := range tensors {
+		if rest, ok := strings.CutPrefix(name, "optim."); ok {
+			optim[rest] = t
+		}
+	}
+	if l.Optimizer != nil {
+		if err := l.Optimizer.SetState(optim, st.OptimizerStep); err != nil {
+			return nil, fmt.Errorf("checkpoint %s: %w", path, err)
+		}
+	}
+	if s, ok := l.Method.(Saver); ok && st.Extra != nil {
+		if err := s.SetExtra(st.Extra); err != nil {
+			return nil, fmt.Errorf("checkpoint %s: %w", path, err)
+		}
+	}
+	if err := l.SetRNGState(st.RNG); err != nil {
+		return nil, fmt.Errorf("checkpoint %s: rng: %w", path, err)
+	}
+	l.Epoch, l.GlobalStep = st.Epoch, st.GlobalStep
+	return &st, nil
+}
+
+// CopyParameters copies tensors[prefix+name] into each parameter in place,
+// without recording gradients. A missing tensor or a shape mismatch is an
+// error naming the parameter.
+func CopyParameters(params []Param, tensors map[string]*ts.Tensor, prefix string) error {
+	return torch.NoGrad(func() error {
+		for _, p := range params {
+			src, ok := tensors[prefix+p.Name]
+			if !ok {
+				return fmt.Errorf("no tensor for parameter %s", p.Name)
+			}
+			want, got := p.Tensor.MustSize(), src.MustSize()
+			if fmt.Sprint(want) != fmt.Sprint(got) {
+				return fmt.Errorf("parameter %s has shape %v, the checkpoint has %v", p.Name, want, got)
+			}
+			s := src.MustTotype(p.Tensor.DType(), false)
+			p.Tensor.Copy_(s)
+			s.MustDrop()
+		}
+		return nil
+	})
+}
+
+func prefixed(prefix string, ps []Param) []Param {
+	out := make([]Param, len(ps))
+	for i, p := range ps {
+		out[i] = Param{Name: prefix + p.Name, Tensor: p.Tensor}
+	}
+	return out
+}

@@ -1,0 +1,396 @@
+package train
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"reflect"
+	"sort"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Config is a run's configuration, decoded strictly from TOML: an unknown
+// key is an error that names it and suggests the nearest valid one.
+type Config struct {
+	Model  ModelConfig    `toml:"model"`
+	Data   DataConfig     `toml:"data"`
+	Method map[string]any `toml:"method"`
+	Train  TrainConfig    `toml:"train"`
+	Output OutputConfig   `toml:"output"`
+}
+
+// ModelConfig selects the frozen CLIP backbone.
+type ModelConfig struct {
+	// Name is an official model name (RN50, ViT-B/32, ...), a path to a
+	// TorchScript archive or state dict, or "random:ARCH" for randomly
+	// initialized weights (ARCH an official name or "tiny").
+	Name string `toml:"name"`
+	// Device is cpu, cuda, cuda:N or auto.
+	Device string `toml:"device"`
+	// Precision of the frozen encoders: fp32, or fp16 (CUDA only).
+	Precision string `toml:"precision"`
+	// CacheDir holds downloaded weights (default $CLIP_CACHE or ~/.cache/clip).
+	CacheDir string `toml:"cache_dir"`
+	// Seed seeds random initialization for "random:" models.
+	Seed uint64 `toml:"seed"`
+}
+
+// DataConfig selects the dataset and the few-shot split.
+type DataConfig struct {
+	Dataset       string `toml:"dataset"`
+	Root          string `toml:"root"`
+	Shots         int    `toml:"shots"`
+	Seed          int    `toml:"seed"`
+	NumWorkers    int    `toml:"num_workers"`
+	SkipBadImages bool   `toml:"skip_bad_images"`
+	// Templates: "single" (the dataset's CoOp template) or "ensemble"
+	// (CLIP's 7 ImageNet templates, plus the single one for other datasets).
+	Templates string `toml:"templates"`
+	// SynthClasses and SynthPerClass size the synthetic dataset that is
+	// generated in Root on first use when Dataset is "synthetic".
+	SynthClasses  int `toml:"synth_classes"`
+	SynthPerClass int `toml:"synth_per_class"`
+	// MaxTest caps the number of test images (0: all), for quick runs.
+	MaxTest int `toml:"max_test"`
+}
+
+// TrainConfig holds the optimization settings shared by every method.
+type TrainConfig struct {
+	Epochs    int     `toml:"epochs"`
+	BatchSize int     `toml:"batch_size"`
+	LR        float64 `toml:"lr"`
+	// Optimizer is sgd or adamw.
+	Optimizer   string  `toml:"optimizer"`
+	Momentum    float64 `toml:"momentum"`
+	WeightDecay float64 `toml:"weight_decay"`
+	AdamBeta1   float64 `toml:"adam_beta1"`
+	AdamBeta2   float64 `toml:"adam_beta2"`
+	AdamEps     float64 `toml:"adam_eps"`
+	// Schedule is cosine (CoOp: per epoch, constant warm-up), cosine_step
+	// (per iteration, Tip-Adapter-F) or constant.
+	Schedule     string  `toml:"schedule"`
+	WarmupEpochs int     `toml:"warmup_epochs"`
+	WarmupLR     float64 `toml:"warmup_lr"`
+	// EvalEvery evaluates on val every N epochs (0: only at the end).
+	EvalEvery     int `toml:"eval_every"`
+	EvalBatchSize int `toml:"eval_batch_size"`
+	// Select is "last" (the final epoch, as CoOp) or "best_val".
+	Select string `toml:"select"`
+	// CacheFeatures computes image features once per augmented view and
+	// trains on them; false recomputes them every step (the official way).
+	CacheFeatures bool `toml:"cache_features"`
+	// AugmentViews is the number of augmented views of the train set that
+	// are encoded (epoch e uses view e mod AugmentViews); 0 means one per
+	// epoch.
+	AugmentViews int `toml:"augment_views"`
+	// CheckpointEvery writes a checkpoint every N epochs (0: each epoch).
+	CheckpointEvery int `toml:"checkpoint_every"`
+}
+
+// OutputConfig says where run directories go.
+type OutputConfig struct {
+	// Dir is the parent directory of run directories.
+	Dir string `toml:"dir"`
+	// Name is the run directory's name; empty derives one from the
+	// dataset, method, backbone, shots and seed.
+	Name string `toml:"name"`
+}
+
+// Defaults returns the configuration every file is applied on top of:
+// CoOp's optimization settings (hyperparameters.md §1).
+func Defaults() Config {
+	return Config{
+		Model:  ModelConfig{Device: "auto", Precision: "fp32"},
+		Data:   DataConfig{Shots: 16, Seed: 1, NumWorkers: 4, Templates: "single", SynthClasses: 10, SynthPerClass: 30},
+		Method: map[string]any{},
+		Train: TrainConfig{Epochs: 200, BatchSize: 32, LR: 0.002, Optimizer: "sgd", Momentum: 0.9, WeightDecay: 5e-4,
+			AdamBeta1: 0.9, AdamBeta2: 0.999, AdamEps: 1e-8, Schedule: "cosine", WarmupEpochs: 1, WarmupLR: 1e-5,
+			EvalBatchSize: 100, Select: "last", CacheFeatures: true},
+		Output: OutputConfig{Dir: "runs"},
+	}
+}
+
+// LoadConfig reads a TOML file over Defaults, applies overrides of the form
+// "section.key=value" (value in TOML syntax, or a bare string), and checks
+// the result.
+func LoadConfig(path string, overrides []string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	cfg, err := ParseConfig(string(b), overrides)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// ParseConfig is LoadConfig on TOML text.
+func ParseConfig(text string, overrides []string) (*Config, error) {
+	raw := map[string]any{}
+	if _, err := toml.Decode(text, &raw); err != nil {
+		return nil, err
+	}
+	for _, o := range overrides {
+		if err := applyOverride(raw, o); err != nil {
+			return nil, err
+		}
+	}
+	var buf bytes.Buffer
+	if err := toml.NewEncoder(&buf).Encode(raw); err != nil {
+		return nil, err
+	}
+	cfg := Defaults()
+	md, err := toml.Decode(buf.String(), &cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := unknownKeys(md, reflect.TypeOf(cfg), ""); err != nil {
+		return nil, err
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	return &cfg, nil
+}
+
+func applyOverride(raw map[string]any, o string) error {
+	key, value, ok := strings.Cut(o, "=")
+	if !ok {
+		return fmt.Errorf("override %q: want section.key=value", o)
+	}
+	key = strings.TrimSpace(key)
+	parts := strings.Split(key, ".")
+	if len(parts) != 2 || parts[0] == "" || parts[1] == "" {
+		return fmt.Errorf("override %q: want section.key=value", o)
+	}
+	var v map[string]any
+	if _, err := toml.Decode("v = "+value, &v); err != nil {
+		v = map[string]any{"v": value} // a bare string
+	}
+	sec, _ := raw[parts[0]].(map[string]any)
+	if sec == nil {
+		sec = map[string]any{}
+		raw[parts[0]] = sec
+	}
+	sec[parts[1]] = v["v"]
+	return nil
+}
+
+// unknownKeys turns md.Undecoded() into an error with suggestions.
+func unknownKeys(md toml.MetaData, t reflect.Type, _ string) error {
+	und := md.Undecoded()
+	if len(und) == 0 {
+		return nil
+	}
+	var msgs []string
+	for _, k := range und {
+		key := k.String()
+		valid := validKeys(t, k[:len(k)-1])
+		msg := fmt.Sprintf("unknown key %q", key)
+		if s := nearest(k[len(k)-1], valid); s != "" {
+			prefix := strings.Join(k[:len(k)-1], ".")
+			if prefix != "" {
+				prefix += "."
+			}
+			msg += fmt.Sprintf(" (did you mean %q?)", prefix+s)
+		} else if len(valid) > 0 {
+			msg += fmt.Sprintf(" (valid: %s)", strings.Join(valid, ", "))
+		}
+		msgs = append(msgs, msg)
+	}
+	return fmt.Errorf("%s", strings.Join(msgs, "; "))
+}
+
+// validKeys lists the TOML keys of the struct reached by path from t.
+func validKeys(t reflect.Type, path []string) []string {
+	for _, p := range path {
+		if t.Kind() != reflect.Struct {
+			return nil
+		}
+		found := false
+		for i := 0; i < t.NumField(); i++ {
+			if tomlName(t.Field(i)) == p {
+				t = t.Field(i).Type
+				found = true
+				break
+			}
+		}
+		if !found {
+			return nil
+		}
+	}
+	if t.Kind() != reflect.Struct {
+		return nil
+	}
+	var keys []string
+	for i := 0; i < t.NumField(); i++ {
+		if n := tomlName(t.Field(i)); n != "" && n != "-" {
+			keys = append(keys, n)
+		}
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func tomlName(f reflect.StructField) string {
+	tag, _, _ := strings.Cut(f.Tag.Get("toml"), ",")
+	if tag == "" {
+		return f.Name
+	}
+	return tag
+}
+
+// nearest returns the candidate closest to s in edit distance, if it is
+// close enough to be a plausible typo.
+func nearest(s string, candidates []string) string {
+	best, bestD := "", 1<<30
+	for _, c := range candidates {
+		if d := editDistance(strings.ToLower(s), strings.ToLower(c)); d < bestD {
+			best, bestD = c, d
+		}
+	}
+	if bestD <= max(2, len(s)/3) {
+		return best
+	}
+	return ""
+}
+
+func editDistance(a, b string) int {
+	ra, rb := []rune(a), []rune(b)
+	prev := make([]int, len(rb)+1)
+	cur := make([]int, len(rb)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(ra); i++ {
+		cur[0] = i
+		for j := 1; j <= len(rb); j++ {
+			cost := 1
+			if ra[i-1] == rb[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(rb)]
+}
+
+func (c *Config) validate() error {
+	var errs []string
+	if c.Model.Name == "" {
+		errs = append(errs, "model.name is required (an official name such as RN50, a file path, or random:tiny)")
+	}
+	if c.Data.Dataset == "" {
+		errs = append(errs, "data.dataset is required")
+	}
+	if c.Data.Shots < 0 {
+		errs = append(errs, fmt.Sprintf("data.shots = %d must be >= 0 (0: the full train split)", c.Data.Shots))
+	}
+	if name, _ := c.Method["name"].(string); name == "" {
+		errs = append(errs, "method.name is required (zeroshot, linear-probe, coop, clip-adapter, tip-adapter or tip-adapter-f)")
+	}
+	switch c.Train.Optimizer {
+	case "sgd", "adamw":
+	default:
+		errs = append(errs, fmt.Sprintf("train.optimizer = %q: want sgd or adamw", c.Train.Optimizer))
+	}
+	switch c.Train.Schedule {
+	case "cosine", "cosine_step", "constant":
+	default:
+		errs = append(errs, fmt.Sprintf("train.schedule = %q: want cosine, cosine_step or constant", c.Train.Schedule))
+	}
+	switch c.Train.Select {
+	case "last", "best_val":
+	default:
+		errs = append(errs, fmt.Sprintf("train.select = %q: want last or best_val", c.Train.Select))
+	}
+	switch c.Model.Precision {
+	case "fp32", "fp16":
+	default:
+		errs = append(errs, fmt.Sprintf("model.precision = %q: want fp32 or fp16", c.Model.Precision))
+	}
+	switch c.Data.Templates {
+	case "single", "ensemble":
+	default:
+		errs = append(errs, fmt.Sprintf("data.templates = %q: want single or ensemble", c.Data.Templates))
+	}
+	if c.Train.Epochs < 0 || c.Train.BatchSize <= 0 || c.Train.EvalBatchSize <= 0 {
+		errs = append(errs, "train.epochs must be >= 0 and train.batch_size, train.eval_batch_size > 0")
+	}
+	if c.Train.LR < 0 {
+		errs = append(errs, "train.lr must be >= 0")
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%s", strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// MethodName returns method.name.
+func (c *Config) MethodName() string {
+	s, _ := c.Method["name"].(string)
+	return s
+}
+
+// DecodeMethod decodes the [method] table (without its name) strictly
+// into dst, a pointer to a method's options struct holding its defaults.
+func (c *Config) DecodeMethod(dst any) error {
+	rest := map[string]any{}
+	for k, v := range c.Method {
+		if k != "name" {
+			rest[k] = v
+		}
+	}
+	var buf bytes.Buffer
+	if err := toml.NewEncoder(&buf).Encode(rest); err != nil {
+		return err
+	}
+	md, err := toml.Decode(buf.String(), dst)
+	if err != nil {
+		return fmt.Errorf("method %s: %w", c.MethodName(), err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		valid := validKeys(reflect.TypeOf(dst).Elem(), nil)
+		var msgs []string
+		for _, k := range und {
+			msg := fmt.Sprintf("unknown key \"method.%s\" for method %s", k, c.MethodName())
+			if s := nearest(k[len(k)-1], valid); s != "" {
+				msg += fmt.Sprintf(" (did you mean \"method.%s\"?)", s)
+			} else {
+				msg += fmt.Sprintf(" (valid: name, %s)", strings.Join(valid, ", "))
+			}
+			msgs = append(msgs, msg)
+		}
+		return fmt.Errorf("%s", strings.Join(msgs, "; "))
+	}
+	return nil
+}
+
+// Resolved encodes the configuration as TOML, with the method's decoded
+// options (defaults filled in) in place of the raw [method] table when
+// methodOptions is non-nil.
+func (c *Config) Resolved(methodOptions any) ([]byte, error) {
+	out := *c
+	if methodOptions != nil {
+		var buf bytes.Buffer
+		if err := toml.NewEncoder(&buf).Encode(methodOptions); err != nil {
+			return nil, err
+		}
+		m := map[string]any{}
+		if _, err := toml.Decode(buf.String(), &m); err != nil {
+			return nil, err
+		}
+		m["name"] = c.MethodName()
+		out.Method = m
+	}
+	var buf bytes.Buffer
+	buf.WriteString("# Resolved configuration of this run: defaults, file and -set overrides applied.\n")
+	if err := toml.NewEncoder(&buf).Encode(out); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}

@@ -1,0 +1,97 @@
+package train
+
+import (
+	"strings"
+	"testing"
+)
+
+const baseConfig = `
+[model]
+name = "RN50"
+[data]
+dataset = "imagenet"
+root = "/data"
+shots = 4
+[method]
+name = "clip-adapter"
+alpha = 0.6
+[train]
+epochs = 50
+`
+
+func TestParseConfigDefaultsAndOverrides(t *testing.T) {
+	cfg, err := ParseConfig(baseConfig, []string{"train.lr=0.01", "data.seed=3", "model.device=cpu", "method.alpha=0.3"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Train.Epochs != 50 || cfg.Train.LR != 0.01 || cfg.Train.BatchSize != 32 || cfg.Data.Seed != 3 || cfg.Data.Shots != 4 {
+		t.Errorf("decoded %+v / %+v", cfg.Train, cfg.Data)
+	}
+	if cfg.Model.Device != "cpu" || cfg.Model.Name != "RN50" || cfg.MethodName() != "clip-adapter" {
+		t.Errorf("model %+v method %v", cfg.Model, cfg.Method)
+	}
+	var opts struct {
+		Alpha     float64 `toml:"alpha"`
+		Reduction int     `toml:"reduction"`
+	}
+	opts.Reduction = 4
+	if err := cfg.DecodeMethod(&opts); err != nil {
+		t.Fatal(err)
+	}
+	if opts.Alpha != 0.3 || opts.Reduction != 4 {
+		t.Errorf("method options %+v", opts)
+	}
+	res, err := cfg.Resolved(&opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := ParseConfig(string(res), nil)
+	if err != nil {
+		t.Fatalf("resolved config does not parse back: %v\n%s", err, res)
+	}
+	if again.Train != cfg.Train || again.Data != cfg.Data || again.Model != cfg.Model {
+		t.Errorf("resolved config round trip changed values:\n%s", res)
+	}
+}
+
+func TestParseConfigErrors(t *testing.T) {
+	tests := []struct {
+		name, text string
+		overrides  []string
+		want       []string
+	}{
+		{"typo in train", baseConfig + "epoch = 3\n", nil, []string{`unknown key "train.epoch"`, `did you mean "train.epochs"`}},
+		{"unknown section key", strings.Replace(baseConfig, "[model]", "[model]\nnmae = 1", 1), nil, []string{`"model.nmae"`, `"model.name"`}},
+		{"bad optimizer", baseConfig, []string{"train.optimizer=adam"}, []string{`train.optimizer = "adam"`}},
+		{"missing method", strings.Replace(baseConfig, `name = "clip-adapter"`, "", 1), nil, []string{"method.name is required"}},
+		{"bad override", baseConfig, []string{"lr=1"}, []string{"want section.key=value"}},
+		{"bad toml", "[model\n", nil, []string{"line"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ParseConfig(tt.text, tt.overrides)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q lacks %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestDecodeMethodUnknownKey(t *testing.T) {
+	cfg, err := ParseConfig(baseConfig+"\n", []string{"method.aplha=0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var opts struct {
+		Alpha float64 `toml:"alpha"`
+	}
+	err = cfg.DecodeMethod(&opts)
+	if err == nil || !strings.Contains(err.Error(), `"method.aplha"`) || !strings.Contains(err.Error(), `did you mean "method.alpha"`) {
+		t.Errorf("err = %v", err)
+	}
+}

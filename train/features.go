@@ -1,0 +1,167 @@
+package train
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+
+	"github.com/clipadapter/clipgo/internal/progress"
+	"github.com/clipadapter/clipgo/internal/torch"
+)
+
+// ImageEncoder encodes preprocessed images [B, 3, R, R] into raw features
+// [B, D]. clip.Model implements it.
+type ImageEncoder interface {
+	EncodeImage(images *ts.Tensor) (*ts.Tensor, error)
+}
+
+// ImageBatch is a batch of preprocessed images in CHW order.
+type ImageBatch struct {
+	Pixels []float32
+	Labels []int64
+	N      int
+}
+
+// BatchIterator yields image batches in a fixed order; Next returns io.EOF
+// after the last one.
+type BatchIterator interface {
+	Next() (*ImageBatch, error)
+	Close() error
+}
+
+// EncodeImages runs every batch of it through enc without gradients and
+// returns the features on device. resolution is the images' side; total
+// (the number of images, for progress) may be 0. bar may be nil.
+func EncodeImages(enc ImageEncoder, it BatchIterator, resolution int, device gotch.Device, bar *progress.Bar) (*Features, error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var parts []*ts.Tensor
+	var labels []int64
+	defer func() {
+		for _, p := range parts {
+			p.MustDrop()
+		}
+	}()
+	err := torch.NoGrad(func() error {
+		for {
+			b, err := it.Next()
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			r := int64(resolution)
+			x, err := ts.OfSlice(b.Pixels)
+			if err != nil {
+				return torch.Err("image batch", err)
+			}
+			x = x.MustView([]int64{int64(b.N), 3, r, r}, true).MustTo(device, true)
+			f, err := enc.EncodeImage(x)
+			x.MustDrop()
+			if err != nil {
+				return err
+			}
+			parts = append(parts, f.MustTotype(gotch.Float, true))
+			labels = append(labels, b.Labels...)
+			if bar != nil {
+				bar.Add(b.N)
+			}
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	if bar != nil {
+		bar.Finish()
+	}
+	if len(parts) == 0 {
+		return nil, errors.New("encode images: no images")
+	}
+	x, err := ts.Cat(parts, 0)
+	if err != nil {
+		return nil, torch.Err("concatenate features", err)
+	}
+	lab := ts.MustOfSlice(labels).MustTo(device, true)
+	return &Features{X: x, Labels: lab, Y: labels}, nil
+}
+
+// FeatureCache stores encoded features on disk, keyed by everything that
+// determines them.
+type FeatureCache struct {
+	Dir string
+}
+
+// FeatureKey is what identifies a set of cached features.
+type FeatureKey struct {
+	Model     string   `json:"model"`
+	Dataset   string   `json:"dataset"`
+	Split     string   `json:"split"`
+	Items     string   `json:"items"` // hash of the image paths and labels, in order
+	Transform string   `json:"transform"`
+	Seed      uint64   `json:"seed"`
+	View      int      `json:"view"`
+	Extra     []string `json:"extra,omitempty"`
+}
+
+// Hash returns the key's file name stem.
+func (k FeatureKey) Hash() string {
+	b, _ := json.Marshal(k)
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:12])
+}
+
+// ItemsHash hashes an ordered list of (path, label) pairs.
+func ItemsHash(paths []string, labels []int64) string {
+	h := sha256.New()
+	for i, p := range paths {
+		fmt.Fprintf(h, "%s\x00%d\n", p, labels[i])
+	}
+	return hex.EncodeToString(h.Sum(nil)[:12])
+}
+
+func (c FeatureCache) path(k FeatureKey) string {
+	return filepath.Join(c.Dir, k.Split+"-"+k.Hash()+".feat")
+}
+
+// Load returns the cached features for k on device, or ok == false when
+// there are none. A corrupt cache file is reported and ignored.
+func (c FeatureCache) Load(k FeatureKey, device gotch.Device) (*Features, bool, error) {
+	if c.Dir == "" {
+		return nil, false, nil
+	}
+	p := c.path(k)
+	if _, err := os.Stat(p); err != nil {
+		return nil, false, nil
+	}
+	var stored FeatureKey
+	t, err := ReadTensors(p, &stored, device)
+	if err != nil {
+		return nil, false, fmt.Errorf("feature cache: %w (delete the file to recompute)", err)
+	}
+	x, lab := t["x"], t["labels"]
+	if x == nil || lab == nil || stored.Hash() != k.Hash() {
+		return nil, false, fmt.Errorf("feature cache %s does not match its key (delete it to recompute)", p)
+	}
+	return &Features{X: x, Labels: lab, Y: lab.Int64Values()}, true, nil
+}
+
+// Store writes features for k.
+func (c FeatureCache) Store(k FeatureKey, f *Features) error {
+	if c.Dir == "" {
+		return nil
+	}
+	if err := os.MkdirAll(c.Dir, 0o755); err != nil {
+		return fmt.Errorf("feature cache: %w", err)
+	}
+	return WriteTensors(c.path(k), k, []Param{{Name: "x", Tensor: f.X}, {Name: "labels", Tensor: f.Labels}})
+}

@@ -1,0 +1,257 @@
+package train
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"runtime"
+
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+
+	"github.com/clipadapter/clipgo/internal/torch"
+)
+
+// ErrInterrupted is returned by Loop.Run when its context is cancelled
+// (SIGINT): the step in progress finished and the Interrupt hooks ran.
+var ErrInterrupted = errors.New("training interrupted")
+
+// NonFiniteLossError reports a NaN or infinite loss.
+type NonFiniteLossError struct {
+	Epoch, Step int
+	Loss        float64
+}
+
+func (e *NonFiniteLossError) Error() string {
+	return fmt.Sprintf("loss is %v at epoch %d, step %d: stopping (lower the learning rate, or check the data and features)", e.Loss, e.Epoch+1, e.Step+1)
+}
+
+// StepInfo describes a finished optimization step.
+type StepInfo struct {
+	Epoch, Step, StepsPerEpoch int
+	// GlobalStep counts steps over the whole run, from 1.
+	GlobalStep int
+	LR, Loss   float64
+}
+
+// EpochInfo describes a finished epoch.
+type EpochInfo struct {
+	// Epoch is the 0-based index of the finished epoch.
+	Epoch    int
+	Epochs   int
+	LR       float64
+	MeanLoss float64
+	// TrainTop1 is the accuracy on the training batches as they were seen.
+	TrainTop1 float64
+}
+
+// Hooks are called by the loop; any error stops training. Progress bars,
+// evaluation, checkpoints and metric files attach here.
+type Hooks struct {
+	Step      []func(*Loop, StepInfo) error
+	Epoch     []func(*Loop, EpochInfo) error
+	Interrupt []func(*Loop) error
+}
+
+// Loop trains a method's parameters on (cached) training features with
+// cross-entropy. It only steps and calls hooks.
+type Loop struct {
+	Method    Method
+	Optimizer Optimizer
+	Schedule  Schedule
+	Epochs    int
+	BatchSize int
+	// Views are the training features, one per augmented view; epoch e
+	// trains on view e mod len(Views).
+	Views []*Features
+	Hooks Hooks
+
+	// Epoch is the next epoch to run (0-based); GlobalStep counts steps.
+	Epoch, GlobalStep int
+	pcg               *rand.PCG
+}
+
+// NewLoop returns a loop whose shuffling is seeded with seed.
+func NewLoop(m Method, opt Optimizer, sched Schedule, epochs, batchSize int, views []*Features, seed uint64) *Loop {
+	return &Loop{Method: m, Optimizer: opt, Schedule: sched, Epochs: epochs, BatchSize: batchSize, Views: views,
+		pcg: rand.NewPCG(seed, 0x636c6970676f)}
+}
+
+// StepsPerEpoch returns the number of batches per epoch: the last partial
+// batch is dropped when there is at least one full batch (as Dassl does).
+func (l *Loop) StepsPerEpoch() int {
+	n := l.Views[0].Len()
+	if n >= l.BatchSize {
+		return n / l.BatchSize
+	}
+	if n > 0 {
+		return 1
+	}
+	return 0
+}
+
+// RNGState returns the shuffling RNG's state for checkpoints.
+func (l *Loop) RNGState() ([]byte, error) { return l.pcg.MarshalBinary() }
+
+// SetRNGState restores a state returned by RNGState.
+func (l *Loop) SetRNGState(b []byte) error { return l.pcg.UnmarshalBinary(b) }
+
+// Run trains from l.Epoch to l.Epochs. It locks the calling goroutine to its
+// OS thread while it runs (libtorch's grad mode is per thread).
+func (l *Loop) Run(ctx context.Context) (err error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("training step failed: %v", r)
+		}
+	}()
+	if len(l.Views) == 0 || l.Views[0].Len() == 0 {
+		return errors.New("no training features")
+	}
+	if l.BatchSize <= 0 {
+		return fmt.Errorf("batch size %d must be positive", l.BatchSize)
+	}
+	prev, err := torch.SetGradEnabled(true)
+	if err != nil {
+		return err
+	}
+	defer torch.SetGradEnabled(prev)
+	rng := rand.New(l.pcg)
+	steps := l.StepsPerEpoch()
+	for l.Epoch < l.Epochs {
+		view := l.Views[l.Epoch%len(l.Views)]
+		perm := rng.Perm(view.Len())
+		var lossSum float64
+		correct, seen := 0, 0
+		var lr float64
+		for s := 0; s < steps; s++ {
+			if ctx.Err() != nil {
+				return l.interrupt()
+			}
+			lo, hi := s*l.BatchSize, min((s+1)*l.BatchSize, len(perm))
+			lr = l.Schedule.LR(l.Epoch, s, steps)
+			loss, nCorrect, err := l.step(view, perm[lo:hi], lr)
+			if err != nil {
+				return err
+			}
+			l.GlobalStep++
+			lossSum += loss
+			correct += nCorrect
+			seen += hi - lo
+			for _, h := range l.Hooks.Step {
+				if err := h(l, StepInfo{Epoch: l.Epoch, Step: s, StepsPerEpoch: steps, GlobalStep: l.GlobalStep, LR: lr, Loss: loss}); err != nil {
+					return err
+				}
+			}
+		}
+		info := EpochInfo{Epoch: l.Epoch, Epochs: l.Epochs, LR: lr, MeanLoss: lossSum / float64(steps), TrainTop1: 100 * float64(correct) / float64(max(seen, 1))}
+		// The epoch is complete: hooks see l.Epoch as the next one to run,
+		// so a checkpoint written by a hook resumes after it.
+		l.Epoch++
+		for _, h := range l.Hooks.Epoch {
+			if err := h(l, info); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (l *Loop) interrupt() error {
+	for _, h := range l.Hooks.Interrupt {
+		if err := h(l); err != nil {
+			return fmt.Errorf("%w (and the interrupt hook failed: %v)", ErrInterrupted, err)
+		}
+	}
+	return ErrInterrupted
+}
+
+// step runs one optimization step on the examples idx of view and returns
+// the loss and the number of correct predictions.
+func (l *Loop) step(view *Features, idx []int, lr float64) (float64, int, error) {
+	ids := make([]int64, len(idx))
+	for i, v := range idx {
+		ids[i] = int64(v)
+	}
+	dev, err := view.X.Device()
+	if err != nil {
+		return 0, 0, torch.Err("features device", err)
+	}
+	index := ts.MustOfSlice(ids).MustTo(dev, true)
+	x := view.X.MustIndexSelect(0, index, false)
+	y := view.Labels.MustIndexSelect(0, index, false)
+	index.MustDrop()
+	defer x.MustDrop()
+	defer y.MustDrop()
+
+	logits, err := l.Method.Logits(x, true)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer logits.MustDrop()
+	loss := logits.CrossEntropyForLogits(y)
+	defer loss.MustDrop()
+	v := loss.Float64Values()[0]
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return 0, 0, &NonFiniteLossError{Epoch: l.Epoch, Step: int(l.GlobalStep), Loss: v}
+	}
+	if err := loss.Backward(); err != nil {
+		return 0, 0, torch.Err("backward", err)
+	}
+	if err := l.Optimizer.Step(lr); err != nil {
+		return 0, 0, err
+	}
+	pred := logits.MustArgmax([]int64{1}, false, false)
+	eq := pred.MustEqTensor(y, true).MustSum(gotch.Int64, true)
+	n := eq.Int64Values()[0]
+	eq.MustDrop()
+	return v, int(n), nil
+}
+
+// Logits evaluates the method on features in batches without gradients and
+// returns the row-major logits on the CPU.
+func Logits(m Method, f *Features, batchSize int) ([]float32, int, error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var out []float32
+	classes := 0
+	n := f.Len()
+	err := torch.NoGrad(func() error {
+		for lo := 0; lo < n; lo += batchSize {
+			hi := min(lo+batchSize, n)
+			x := f.X.MustNarrow(0, int64(lo), int64(hi-lo), false)
+			logits, err := m.Logits(x, false)
+			x.MustDrop()
+			if err != nil {
+				return err
+			}
+			cpu := logits.MustTo(gotch.CPU, true).MustTotype(gotch.Float, true).MustContiguous(true)
+			size := cpu.MustSize()
+			classes = int(size[1])
+			buf := make([]float32, (hi-lo)*classes)
+			err = cpu.CopyData(buf, uint(len(buf)))
+			cpu.MustDrop()
+			if err != nil {
+				return torch.Err("copy logits", err)
+			}
+			out = append(out, buf...)
+		}
+		return nil
+	})
+	return out, classes, err
+}
+
+// EvaluateMethod computes metrics of m on f.
+func EvaluateMethod(m Method, f *Features, batchSize int) (Metrics, error) {
+	logits, classes, err := Logits(m, f, batchSize)
+	if err != nil {
+		return Metrics{}, err
+	}
+	if f.Len() == 0 {
+		return Metrics{}, errors.New("evaluate: no examples")
+	}
+	return Evaluate(logits, f.Y, classes)
+}

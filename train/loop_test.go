@@ -1,0 +1,198 @@
+package train
+
+import (
+	"context"
+	"errors"
+	"math"
+	"math/rand/v2"
+	"path/filepath"
+	"runtime"
+	"testing"
+
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+)
+
+// linearMethod is a toy method: logits = x·Wᵀ with W learned.
+type linearMethod struct {
+	w     *ts.Tensor
+	scale float64 // multiplies the logits (a huge value makes the loss overflow)
+}
+
+func newLinear(classes, dim int, seed uint64) *linearMethod {
+	rng := rand.New(rand.NewPCG(seed, 1))
+	w := make([]float32, classes*dim)
+	for i := range w {
+		w[i] = float32(rng.NormFloat64() * 0.01)
+	}
+	t := ts.MustOfSlice(w).MustView([]int64{int64(classes), int64(dim)}, true).MustSetRequiresGrad(true, true)
+	return &linearMethod{w: t, scale: 1}
+}
+
+func (m *linearMethod) Init(*Context, []*Features) error { return nil }
+func (m *linearMethod) Parameters() []Param              { return []Param{{Name: "w", Tensor: m.w}} }
+func (m *linearMethod) Logits(x *ts.Tensor, _ bool) (*ts.Tensor, error) {
+	l := x.MustMatmul(m.w.MustT(false), false)
+	if m.scale != 1 {
+		l = l.MustMulScalar(ts.FloatScalar(m.scale), true)
+	}
+	return l, nil
+}
+func (m *linearMethod) Drop() { m.w.MustDrop() }
+
+// blobs returns n features in dim dimensions around one centre per class.
+func blobs(n, classes, dim int, seed uint64) *Features {
+	rng := rand.New(rand.NewPCG(seed, 2))
+	centres := make([]float64, classes*dim)
+	for i := range centres {
+		centres[i] = rng.NormFloat64() * 2
+	}
+	x := make([]float32, n*dim)
+	y := make([]int64, n)
+	for i := 0; i < n; i++ {
+		c := i % classes
+		y[i] = int64(c)
+		for d := 0; d < dim; d++ {
+			x[i*dim+d] = float32(centres[c*dim+d] + rng.NormFloat64())
+		}
+	}
+	return &Features{
+		X:      ts.MustOfSlice(x).MustView([]int64{int64(n), int64(dim)}, true),
+		Labels: ts.MustOfSlice(y),
+		Y:      y,
+	}
+}
+
+func newTestLoop(epochs int, views []*Features) *Loop {
+	m := newLinear(4, 8, 7)
+	opt := NewSGD(m.Parameters(), 0.9, 5e-4)
+	sched := CosineWarmup{Base: 0.05, Epochs: epochs, WarmupEpochs: 1, WarmupLR: 1e-3}
+	return NewLoop(m, opt, sched, epochs, 10, views, 42)
+}
+
+func TestLoopLearnsAndEvaluates(t *testing.T) {
+	train, test := blobs(64, 4, 8, 1), blobs(40, 4, 8, 1)
+	l := newTestLoop(8, []*Features{train})
+	var losses []float64
+	l.Hooks.Epoch = append(l.Hooks.Epoch, func(_ *Loop, e EpochInfo) error {
+		losses = append(losses, e.MeanLoss)
+		return nil
+	})
+	if err := l.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(losses) != 8 || !(losses[7] < losses[0]/2) {
+		t.Fatalf("epoch losses %v: want 8 epochs and a falling loss", losses)
+	}
+	if got := l.GlobalStep; got != 8*6 {
+		t.Errorf("global steps = %d, want 48 (64 examples, batch 10, last partial batch dropped)", got)
+	}
+	m, err := EvaluateMethod(l.Method, test, 16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Top1 < 90 {
+		t.Errorf("test top-1 = %.1f%%, want > 90%% on separable blobs", m.Top1)
+	}
+}
+
+// TestResumeIsBitIdentical interrupts training after 3 of 6 epochs through
+// a checkpoint, resumes in a fresh loop, and compares the final weights with
+// an uninterrupted run bit for bit.
+func TestResumeIsBitIdentical(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	views := []*Features{blobs(50, 4, 8, 3), blobs(50, 4, 8, 4)}
+	straight := newTestLoop(6, views)
+	if err := straight.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	want := straight.Method.Parameters()[0].Tensor.Float64Values()
+
+	ckpt := filepath.Join(t.TempDir(), "last.ckpt")
+	first := newTestLoop(6, views)
+	first.Hooks.Epoch = append(first.Hooks.Epoch, func(l *Loop, e EpochInfo) error {
+		if err := SaveCheckpoint(ckpt, l, map[string]int{"epoch_done": e.Epoch}); err != nil {
+			return err
+		}
+		if e.Epoch == 2 {
+			return errStopHere
+		}
+		return nil
+	})
+	if err := first.Run(context.Background()); !errors.Is(err, errStopHere) {
+		t.Fatalf("first half: %v", err)
+	}
+	resumed := newTestLoop(6, views)
+	st, err := LoadCheckpoint(ckpt, resumed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Epoch != 3 || resumed.Epoch != 3 || resumed.GlobalStep != first.GlobalStep {
+		t.Fatalf("resumed at epoch %d step %d, want epoch 3 step %d", resumed.Epoch, resumed.GlobalStep, first.GlobalStep)
+	}
+	if err := resumed.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got := resumed.Method.Parameters()[0].Tensor.Float64Values()
+	for i := range want {
+		if math.Float64bits(got[i]) != math.Float64bits(want[i]) {
+			t.Fatalf("w[%d] = %.17g after resume, %.17g uninterrupted", i, got[i], want[i])
+		}
+	}
+}
+
+var errStopHere = errors.New("stop here")
+
+func TestNonFiniteLossStops(t *testing.T) {
+	l := newTestLoop(3, []*Features{blobs(20, 4, 8, 5)})
+	l.Method.(*linearMethod).scale = math.Inf(1)
+	err := l.Run(context.Background())
+	var nf *NonFiniteLossError
+	if !errors.As(err, &nf) {
+		t.Fatalf("err = %v, want a NonFiniteLossError", err)
+	}
+}
+
+func TestInterruptRunsHooks(t *testing.T) {
+	l := newTestLoop(5, []*Features{blobs(40, 4, 8, 6)})
+	ctx, cancel := context.WithCancel(context.Background())
+	interrupted := false
+	l.Hooks.Step = append(l.Hooks.Step, func(_ *Loop, s StepInfo) error {
+		if s.GlobalStep == 3 {
+			cancel()
+		}
+		return nil
+	})
+	l.Hooks.Interrupt = append(l.Hooks.Interrupt, func(*Loop) error { interrupted = true; return nil })
+	if err := l.Run(ctx); !errors.Is(err, ErrInterrupted) || !interrupted || l.GlobalStep != 3 {
+		t.Fatalf("err = %v, hook ran %v, steps %d; want ErrInterrupted after 3 steps", err, interrupted, l.GlobalStep)
+	}
+}
+
+func TestCheckpointErrors(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "c.ckpt")
+	x := ts.MustOfSlice([]float32{1, 2, 3})
+	if err := WriteTensors(path, map[string]int{"a": 1}, []Param{{Name: "x", Tensor: x}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadTensors(filepath.Join(dir, "missing.ckpt"), nil, gotch.CPU); err == nil {
+		t.Error("missing file accepted")
+	}
+	// Truncate it.
+	b := mustRead(t, path)
+	bad := filepath.Join(dir, "bad.ckpt")
+	mustWrite(t, bad, b[:len(b)-4])
+	if _, err := ReadTensors(bad, nil, gotch.CPU); err == nil || !contains(err.Error(), "truncated") {
+		t.Errorf("truncated checkpoint: err = %v", err)
+	}
+	mustWrite(t, bad, []byte("not a checkpoint at all"))
+	if _, err := ReadTensors(bad, nil, gotch.CPU); err == nil || !contains(err.Error(), "not a clipgo checkpoint") {
+		t.Errorf("foreign file: err = %v", err)
+	}
+	m := newLinear(4, 8, 1)
+	if err := CopyParameters(m.Parameters(), map[string]*ts.Tensor{"w": x}, ""); err == nil || !contains(err.Error(), "shape") {
+		t.Errorf("shape mismatch: err = %v", err)
+	}
+}

@@ -1,0 +1,206 @@
+package train
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/sugarme/gotch/ts"
+
+	"github.com/clipadapter/clipgo/internal/torch"
+)
+
+// Param is one learnable tensor of a method, with the name it has in
+// checkpoints.
+type Param struct {
+	Name   string
+	Tensor *ts.Tensor
+}
+
+// Optimizer updates parameters from their gradients. Its state (momentum
+// buffers, Adam moments, step count) is owned by the toolkit so that
+// checkpoints capture it and a resumed run continues exactly.
+type Optimizer interface {
+	// Step applies one update with learning rate lr to every parameter
+	// that has a gradient, then zeroes the gradients.
+	Step(lr float64) error
+	// State returns the optimizer's state tensors by name (shared, not
+	// copies) and its scalar state.
+	State() (tensors []Param, step int64)
+	// SetState restores state written by State. Missing tensors are an
+	// error.
+	SetState(tensors map[string]*ts.Tensor, step int64) error
+}
+
+// SGD is stochastic gradient descent with momentum and L2 weight decay, with
+// PyTorch's semantics (dampening 0, no Nesterov): the first momentum buffer
+// is the gradient itself.
+type SGD struct {
+	params      []Param
+	Momentum    float64
+	WeightDecay float64
+	bufs        []*ts.Tensor
+	step        int64
+}
+
+// NewSGD returns an SGD optimizer over params.
+func NewSGD(params []Param, momentum, weightDecay float64) *SGD {
+	return &SGD{params: params, Momentum: momentum, WeightDecay: weightDecay, bufs: make([]*ts.Tensor, len(params))}
+}
+
+// Step implements Optimizer.
+func (o *SGD) Step(lr float64) error {
+	return stepAll(o.params, func(i int, p, g *ts.Tensor) {
+		if o.WeightDecay != 0 {
+			// g = g + wd * p
+			wd := p.MustMulScalar(scalar(o.WeightDecay), false)
+			g.MustAdd_(wd)
+			wd.MustDrop()
+		}
+		d := g
+		if o.Momentum != 0 {
+			if o.bufs[i] == nil {
+				o.bufs[i] = g.MustZerosLike(false)
+				o.bufs[i].Copy_(g)
+			} else {
+				o.bufs[i].MustMulScalar_(scalar(o.Momentum))
+				o.bufs[i].MustAdd_(g)
+			}
+			d = o.bufs[i]
+		}
+		upd := d.MustMulScalar(scalar(lr), false)
+		p.MustSub_(upd)
+		upd.MustDrop()
+	}, &o.step)
+}
+
+// State implements Optimizer.
+func (o *SGD) State() ([]Param, int64) {
+	var st []Param
+	for i, b := range o.bufs {
+		if b != nil {
+			st = append(st, Param{Name: "momentum." + o.params[i].Name, Tensor: b})
+		}
+	}
+	return st, o.step
+}
+
+// SetState implements Optimizer.
+func (o *SGD) SetState(tensors map[string]*ts.Tensor, step int64) error {
+	o.step = step
+	for i, p := range o.params {
+		b, ok := tensors["momentum."+p.Name]
+		if !ok {
+			if o.Momentum != 0 && step > 0 {
+				return fmt.Errorf("optimizer state lacks momentum.%s", p.Name)
+			}
+			continue
+		}
+		o.bufs[i] = b
+	}
+	return nil
+}
+
+// AdamW is Adam with decoupled weight decay, with PyTorch's semantics.
+type AdamW struct {
+	params       []Param
+	Beta1, Beta2 float64
+	Eps          float64
+	WeightDecay  float64
+	m, v         []*ts.Tensor
+	step         int64
+}
+
+// NewAdamW returns an AdamW optimizer over params.
+func NewAdamW(params []Param, beta1, beta2, eps, weightDecay float64) *AdamW {
+	return &AdamW{params: params, Beta1: beta1, Beta2: beta2, Eps: eps, WeightDecay: weightDecay,
+		m: make([]*ts.Tensor, len(params)), v: make([]*ts.Tensor, len(params))}
+}
+
+// Step implements Optimizer.
+func (o *AdamW) Step(lr float64) error {
+	t := float64(o.step + 1)
+	bc1 := 1 - math.Pow(o.Beta1, t)
+	bc2 := 1 - math.Pow(o.Beta2, t)
+	return stepAll(o.params, func(i int, p, g *ts.Tensor) {
+		if o.WeightDecay != 0 {
+			p.MustMulScalar_(scalar(1 - lr*o.WeightDecay))
+		}
+		if o.m[i] == nil {
+			o.m[i] = p.MustZerosLike(false)
+			o.v[i] = p.MustZerosLike(false)
+		}
+		// m = b1 m + (1-b1) g
+		o.m[i].MustMulScalar_(scalar(o.Beta1))
+		gm := g.MustMulScalar(scalar(1-o.Beta1), false)
+		o.m[i].MustAdd_(gm)
+		gm.MustDrop()
+		// v = b2 v + (1-b2) g^2
+		o.v[i].MustMulScalar_(scalar(o.Beta2))
+		g2 := g.MustMul(g, false)
+		g2.MustMulScalar_(scalar(1 - o.Beta2))
+		o.v[i].MustAdd_(g2)
+		g2.MustDrop()
+		// p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps)
+		denom := o.v[i].MustSqrt(false)
+		denom.MustDivScalar_(scalar(math.Sqrt(bc2)))
+		denom.MustAddScalar_(scalar(o.Eps))
+		upd := o.m[i].MustDiv(denom, false)
+		denom.MustDrop()
+		upd.MustMulScalar_(scalar(lr / bc1))
+		p.MustSub_(upd)
+		upd.MustDrop()
+	}, &o.step)
+}
+
+// State implements Optimizer.
+func (o *AdamW) State() ([]Param, int64) {
+	var st []Param
+	for i := range o.params {
+		if o.m[i] != nil {
+			st = append(st, Param{Name: "exp_avg." + o.params[i].Name, Tensor: o.m[i]}, Param{Name: "exp_avg_sq." + o.params[i].Name, Tensor: o.v[i]})
+		}
+	}
+	return st, o.step
+}
+
+// SetState implements Optimizer.
+func (o *AdamW) SetState(tensors map[string]*ts.Tensor, step int64) error {
+	o.step = step
+	for i, p := range o.params {
+		m, okm := tensors["exp_avg."+p.Name]
+		v, okv := tensors["exp_avg_sq."+p.Name]
+		if okm != okv || (!okm && step > 0) {
+			return fmt.Errorf("optimizer state lacks the Adam moments of %s", p.Name)
+		}
+		o.m[i], o.v[i] = m, v
+	}
+	return nil
+}
+
+// stepAll runs update for every parameter with a defined gradient, without
+// recording gradients, then zeroes the gradients and advances step.
+func stepAll(params []Param, update func(i int, p, g *ts.Tensor), step *int64) error {
+	err := torch.NoGrad(func() error {
+		for i, prm := range params {
+			g, err := prm.Tensor.Grad(false)
+			if err != nil {
+				return torch.Err("gradient of "+prm.Name, err)
+			}
+			if !g.MustDefined() {
+				g.MustDrop()
+				continue
+			}
+			update(i, prm.Tensor, g)
+			g.MustZero_()
+			g.MustDrop()
+		}
+		return nil
+	})
+	if err == nil {
+		*step++
+	}
+	return err
+}
+
+// scalar returns a libtorch scalar; gotch frees it with a finalizer.
+func scalar(v float64) *ts.Scalar { return ts.FloatScalar(v) }

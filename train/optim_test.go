@@ -1,0 +1,111 @@
+package train
+
+import (
+	"encoding/json"
+	"math"
+	"os"
+	"runtime"
+	"testing"
+
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+)
+
+type optimRef struct {
+	P0    []float32              `json:"p0"`
+	Shape []int64                `json:"shape"`
+	Grads [][]float32            `json:"grads"`
+	LRs   []float64              `json:"lrs"`
+	Cases map[string][][]float64 `json:"cases"`
+}
+
+// TestOptimizersMatchPyTorch feeds the same gradients as the PyTorch
+// reference and compares the parameter after every step (tolerance 1e-6
+// relative: both run float32 arithmetic).
+func TestOptimizersMatchPyTorch(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	b, err := os.ReadFile("testdata/optim.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ref optimRef
+	if err := json.Unmarshal(b, &ref); err != nil {
+		t.Fatal(err)
+	}
+	makers := map[string]func([]Param) Optimizer{
+		"sgd_momentum_wd": func(ps []Param) Optimizer { return NewSGD(ps, 0.9, 5e-4) },
+		"sgd_plain":       func(ps []Param) Optimizer { return NewSGD(ps, 0, 0) },
+		"adamw":           func(ps []Param) Optimizer { return NewAdamW(ps, 0.9, 0.999, 1e-4, 0.01) },
+	}
+	for name, traj := range ref.Cases {
+		t.Run(name, func(t *testing.T) {
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			p := ts.MustOfSlice(ref.P0).MustView(ref.Shape, true).MustSetRequiresGrad(true, true)
+			opt := makers[name]([]Param{{Name: "p", Tensor: p}})
+			for k, g := range ref.Grads {
+				G := ts.MustOfSlice(g).MustView(ref.Shape, true)
+				loss := p.MustMul(G, false).MustSum(gotch.Float, true)
+				loss.MustBackward()
+				if err := opt.Step(ref.LRs[k]); err != nil {
+					t.Fatal(err)
+				}
+				got := p.Float64Values()
+				for i, want := range traj[k] {
+					if math.Abs(got[i]-want) > 1e-6*(1+math.Abs(want)) {
+						t.Fatalf("step %d: p[%d] = %.9g, PyTorch %.9g", k+1, i, got[i], want)
+					}
+				}
+				loss.MustDrop()
+				G.MustDrop()
+			}
+		})
+	}
+}
+
+func TestCosineWarmupMatchesReference(t *testing.T) {
+	// Values from hyperparameters.md §1 (Dassl's schedule as it runs).
+	tests := []struct {
+		epochs, epoch int
+		want          float64
+	}{
+		{50, 0, 1e-5}, {50, 1, 0.002}, {50, 25, 1.0628e-3}, {50, 49, 7.885e-6},
+		{200, 100, 1.0157e-3}, {200, 199, 4.934e-7},
+	}
+	for _, tt := range tests {
+		s := CosineWarmup{Base: 0.002, Epochs: tt.epochs, WarmupEpochs: 1, WarmupLR: 1e-5}
+		if got := s.LR(tt.epoch, 0, 1); math.Abs(got-tt.want) > 1e-3*tt.want {
+			t.Errorf("E=%d: lr(%d) = %.5g, want %.5g", tt.epochs, tt.epoch, got, tt.want)
+		}
+	}
+	c := CosinePerStep{Base: 1e-3, Epochs: 2}
+	if got := c.LR(1, 0, 5); math.Abs(got-0.5e-3) > 1e-12 {
+		t.Errorf("cosine_step halfway = %g, want 5e-4", got)
+	}
+}
+
+func TestEvaluate(t *testing.T) {
+	// 3 classes, 4 examples.
+	logits := []float32{
+		3, 1, 0, // pred 0, label 0
+		0, 2, 1, // pred 1, label 2
+		1, 0, 5, // pred 2, label 2
+		2, 2, 0, // tie -> pred 0, label 1
+	}
+	m, err := Evaluate(logits, []int64{0, 2, 2, 1}, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Top1 != 50 || m.Top5 != 100 {
+		t.Errorf("top1/top5 = %v/%v, want 50/100", m.Top1, m.Top5)
+	}
+	// Per-class recall: c0 1/1, c1 0/1, c2 1/2; precision c0 1/2, c2 1/1.
+	wantF1 := 100 * (2*0.5*1/(1.5) + 0 + 2*1*0.5/1.5) / 3
+	if math.Abs(m.MacroF1-wantF1) > 1e-9 || math.Abs(m.MeanPerClass-100*(1+0+0.5)/3) > 1e-9 {
+		t.Errorf("macroF1 %v (want %v), mean per class %v", m.MacroF1, wantF1, m.MeanPerClass)
+	}
+	if _, err := Evaluate(logits, []int64{0, 2, 3, 1}, 3); err == nil {
+		t.Error("out-of-range label accepted")
+	}
+}
