@@ -222,6 +222,7 @@ func ReadTensors(path string, meta any, device gotch.Device) (map[string]*ts.Ten
 // LoopState is the loop's position and RNG in a checkpoint.
 type LoopState struct {
 	Epoch         int                `json:"epoch"`
+	StepInEpoch   int                `json:"step_in_epoch,omitempty"`
 	GlobalStep    int                `json:"global_step"`
 	RNG           []byte             `json:"rng"`
 	OptimizerStep int64              `json:"optimizer_step"`
@@ -233,7 +234,7 @@ type LoopState struct {
 // SaveCheckpoint writes the method's parameters, the optimizer's state and
 // the loop's position and RNG to path, atomically. info is stored as is.
 func SaveCheckpoint(path string, l *Loop, info any) error {
-	st := LoopState{Epoch: l.Epoch, GlobalStep: l.GlobalStep}
+	st := LoopState{Epoch: l.Epoch, StepInEpoch: l.StepInEpoch, GlobalStep: l.GlobalStep}
 	var err error
 	if st.RNG, err = l.RNGState(); err != nil {
 		return err
@@ -292,7 +293,7 @@ func LoadCheckpoint(path string, l *Loop) (*LoopState, error) {
 	if err := l.SetRNGState(st.RNG); err != nil {
 		return nil, fmt.Errorf("checkpoint %s: rng: %w", path, err)
 	}
-	l.Epoch, l.GlobalStep = st.Epoch, st.GlobalStep
+	l.Epoch, l.StepInEpoch, l.GlobalStep = st.Epoch, st.StepInEpoch, st.GlobalStep
 	return &st, nil
 }
 

@@ -68,9 +68,22 @@ type Loop struct {
 	Views []*Features
 	Hooks Hooks
 
+	// Features, when set, computes the features of the examples idx of
+	// the train set for epoch instead of reading them from Views (which
+	// then only provide labels): the official, uncached way.
+	Features func(epoch int, idx []int) (*ts.Tensor, error)
+
 	// Epoch is the next epoch to run (0-based); GlobalStep counts steps.
 	Epoch, GlobalStep int
-	pcg               *rand.PCG
+	// StepInEpoch is the next step within Epoch (non-zero only after an
+	// interruption mid-epoch).
+	StepInEpoch int
+	pcg         *rand.PCG
+	// epochRNG is the shuffling RNG's state at the start of Epoch, from
+	// which its permutation is drawn again when resuming mid-epoch;
+	// inEpoch says that permutation has been drawn.
+	epochRNG []byte
+	inEpoch  bool
 }
 
 // NewLoop returns a loop whose shuffling is seeded with seed.
@@ -92,8 +105,14 @@ func (l *Loop) StepsPerEpoch() int {
 	return 0
 }
 
-// RNGState returns the shuffling RNG's state for checkpoints.
-func (l *Loop) RNGState() ([]byte, error) { return l.pcg.MarshalBinary() }
+// RNGState returns the shuffling RNG's state for checkpoints: mid-epoch,
+// the state the epoch started from (its permutation is drawn again).
+func (l *Loop) RNGState() ([]byte, error) {
+	if l.inEpoch && l.epochRNG != nil {
+		return append([]byte{}, l.epochRNG...), nil
+	}
+	return l.pcg.MarshalBinary()
+}
 
 // SetRNGState restores a state returned by RNGState.
 func (l *Loop) SetRNGState(b []byte) error { return l.pcg.UnmarshalBinary(b) }
@@ -123,12 +142,18 @@ func (l *Loop) Run(ctx context.Context) (err error) {
 	steps := l.StepsPerEpoch()
 	for l.Epoch < l.Epochs {
 		view := l.Views[l.Epoch%len(l.Views)]
+		if l.epochRNG, err = l.pcg.MarshalBinary(); err != nil {
+			return err
+		}
 		perm := rng.Perm(view.Len())
+		l.inEpoch = true
 		var lossSum float64
 		correct, seen := 0, 0
 		var lr float64
-		for s := 0; s < steps; s++ {
+		first := l.StepInEpoch
+		for s := first; s < steps; s++ {
 			if ctx.Err() != nil {
+				l.StepInEpoch = s
 				return l.interrupt()
 			}
 			lo, hi := s*l.BatchSize, min((s+1)*l.BatchSize, len(perm))
@@ -147,10 +172,12 @@ func (l *Loop) Run(ctx context.Context) (err error) {
 				}
 			}
 		}
-		info := EpochInfo{Epoch: l.Epoch, Epochs: l.Epochs, LR: lr, MeanLoss: lossSum / float64(steps), TrainTop1: 100 * float64(correct) / float64(max(seen, 1))}
+		l.inEpoch = false
+		info := EpochInfo{Epoch: l.Epoch, Epochs: l.Epochs, LR: lr, MeanLoss: lossSum / float64(max(steps-first, 1)), TrainTop1: 100 * float64(correct) / float64(max(seen, 1))}
 		// The epoch is complete: hooks see l.Epoch as the next one to run,
 		// so a checkpoint written by a hook resumes after it.
 		l.Epoch++
+		l.StepInEpoch = 0
 		for _, h := range l.Hooks.Epoch {
 			if err := h(l, info); err != nil {
 				return err
@@ -176,12 +203,20 @@ func (l *Loop) step(view *Features, idx []int, lr float64) (float64, int, error)
 	for i, v := range idx {
 		ids[i] = int64(v)
 	}
-	dev, err := view.X.Device()
+	dev, err := view.Labels.Device()
 	if err != nil {
 		return 0, 0, torch.Err("features device", err)
 	}
 	index := ts.MustOfSlice(ids).MustTo(dev, true)
-	x := view.X.MustIndexSelect(0, index, false)
+	var x *ts.Tensor
+	if l.Features != nil {
+		if x, err = l.Features(l.Epoch, idx); err != nil {
+			index.MustDrop()
+			return 0, 0, err
+		}
+	} else {
+		x = view.X.MustIndexSelect(0, index, false)
+	}
 	y := view.Labels.MustIndexSelect(0, index, false)
 	index.MustDrop()
 	defer x.MustDrop()

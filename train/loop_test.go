@@ -196,3 +196,66 @@ func TestCheckpointErrors(t *testing.T) {
 		t.Errorf("shape mismatch: err = %v", err)
 	}
 }
+
+// TestInterruptMidEpochResumesExactly cancels training in the middle of an
+// epoch, checkpoints there, resumes, and compares with an uninterrupted run.
+func TestInterruptMidEpochResumesExactly(t *testing.T) {
+	for _, atEpochEnd := range []bool{false, true} {
+		testInterruptResumes(t, atEpochEnd)
+	}
+}
+
+// testInterruptResumes cancels at step 2 of epoch 2, or (atEpochEnd) in
+// the hook after epoch 1, so the interruption lands on step 0 of epoch 2
+// after its permutation was drawn.
+func testInterruptResumes(t *testing.T, atEpochEnd bool) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	views := []*Features{blobs(50, 4, 8, 8)}
+	straight := newTestLoop(4, views)
+	if err := straight.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	want := straight.Method.Parameters()[0].Tensor.Float64Values()
+
+	ckpt := filepath.Join(t.TempDir(), "last.ckpt")
+	first := newTestLoop(4, views)
+	ctx, cancel := context.WithCancel(context.Background())
+	first.Hooks.Step = append(first.Hooks.Step, func(_ *Loop, s StepInfo) error {
+		if s.GlobalStep == 7 && !atEpochEnd { // epoch 2, step 2 of 5
+			cancel()
+		}
+		return nil
+	})
+	first.Hooks.Epoch = append(first.Hooks.Epoch, func(_ *Loop, e EpochInfo) error {
+		if e.Epoch == 0 && atEpochEnd {
+			cancel()
+		}
+		return nil
+	})
+	first.Hooks.Interrupt = append(first.Hooks.Interrupt, func(l *Loop) error { return SaveCheckpoint(ckpt, l, nil) })
+	if err := first.Run(ctx); !errors.Is(err, ErrInterrupted) {
+		t.Fatalf("first run: %v", err)
+	}
+	resumed := newTestLoop(4, views)
+	st, err := LoadCheckpoint(ckpt, resumed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantStep := 2
+	if atEpochEnd {
+		wantStep = 0
+	}
+	if st.Epoch != 1 || st.StepInEpoch != wantStep {
+		t.Fatalf("checkpoint at epoch %d step %d, want 1 and %d", st.Epoch, st.StepInEpoch, wantStep)
+	}
+	if err := resumed.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got := resumed.Method.Parameters()[0].Tensor.Float64Values()
+	for i := range want {
+		if math.Float64bits(got[i]) != math.Float64bits(want[i]) {
+			t.Fatalf("w[%d] = %.17g after a mid-epoch resume, %.17g uninterrupted", i, got[i], want[i])
+		}
+	}
+}

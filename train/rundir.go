@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sugarme/gotch/clipgoinfo"
+	"github.com/clipadapter/clipgo/internal/torch"
 )
 
 // Files of a run directory.
@@ -42,8 +42,8 @@ func CurrentVersions(device string) Versions {
 	return Versions{
 		Toolkit:  toolkitRevision(),
 		Go:       runtime.Version(),
-		Libtorch: clipgoinfo.Libtorch,
-		Gotch:    clipgoinfo.GotchVersion,
+		Libtorch: torch.Libtorch,
+		Gotch:    torch.GotchVersion,
 		Device:   device,
 		Host:     host,
 		Started:  time.Now().UTC().Format(time.RFC3339),

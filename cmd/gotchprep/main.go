@@ -64,6 +64,7 @@ func run() error {
 	ctx := context.Background()
 	res, err := gotchprep.Prepare(ctx, gotchprep.Options{
 		ProjectDir: project, Dest: destAbs, Source: src, Version: version, Libtorch: lt, Log: os.Stderr,
+		InfoFile: filepath.Join(project, "internal", "torch", "libtorch_gen.go"),
 	})
 	if err != nil {
 		return err
@@ -73,7 +74,13 @@ func run() error {
 		if err != nil {
 			return err
 		}
-		res.Stubbed = append(res.Stubbed, stubbed...)
+		if len(stubbed) > 0 {
+			res.Stubbed = append(res.Stubbed, stubbed...)
+			r, _ := gotchprep.Reprepare(destAbs)
+			if err := gotchprep.WriteInfo(filepath.Join(project, "internal", "torch", "libtorch_gen.go"), r); err != nil {
+				return err
+			}
+		}
 	}
 	state := "prepared"
 	if res.Reused {

@@ -83,6 +83,7 @@ func fakeTree(t *testing.T) (gotchDir, libtorchDir string) {
 	write(filepath.Join(gotchDir, "libtch", "torch_api.cpp"), fakeAPI)
 	write(filepath.Join(gotchDir, "libtch", "torch_api_generated.cpp.h"), fakeGenerated)
 	write(filepath.Join(gotchDir, "ts", "tensor.go"), "package ts\n")
+	write(filepath.Join(gotchDir, "ts", "tensor-generated.go"), fakeTensorGenerated)
 
 	libtorchDir = filepath.Join(root, "libtorch")
 	api := filepath.Join(libtorchDir, "include", "torch", "csrc", "api", "include", "torch")
@@ -116,7 +117,8 @@ func TestPrepareStubsFailingWrappers(t *testing.T) {
 	project := t.TempDir()
 	os.WriteFile(filepath.Join(project, "go.mod"), []byte("module example.com/p\n\ngo 1.22\n"), 0o644)
 	dest := filepath.Join(project, ".gotch", "gotch")
-	opts := Options{ProjectDir: project, Dest: dest, Source: gotchDir, Version: "v0.9.1", Libtorch: lt}
+	infoFile := filepath.Join(project, "libtorch_gen.go")
+	opts := Options{ProjectDir: project, Dest: dest, Source: gotchDir, Version: "v0.9.1", Libtorch: lt, InfoFile: infoFile}
 
 	res, err := Prepare(context.Background(), opts)
 	if err != nil {
@@ -152,9 +154,13 @@ func TestPrepareStubsFailingWrappers(t *testing.T) {
 	if strings.Contains(string(libGo), "cuda") {
 		t.Errorf("lib.go still links CUDA for a CPU libtorch:\n%s", libGo)
 	}
-	info, _ := os.ReadFile(filepath.Join(dest, "clipgoinfo", "info.go"))
-	if !strings.Contains(string(info), "const Stubbed = 3") || !strings.Contains(string(info), "libtorch 9.8.7") {
-		t.Errorf("clipgoinfo/info.go:\n%s", info)
+	info, _ := os.ReadFile(infoFile)
+	if !strings.Contains(string(info), "const StubbedWrappers = 3") || !strings.Contains(string(info), "libtorch 9.8.7") {
+		t.Errorf("info file:\n%s", info)
+	}
+	gen2, _ := os.ReadFile(filepath.Join(dest, "ts", "tensor-generated.go"))
+	if !strings.Contains(string(gen2), "defer C.free(unsafe.Pointer(ptr))") {
+		t.Errorf("output buffers not patched:\n%s", gen2)
 	}
 	work, _ := os.ReadFile(filepath.Join(project, "go.work"))
 	if !strings.Contains(string(work), "replace github.com/sugarme/gotch v0.9.1 => ./.gotch/gotch") || !strings.Contains(string(work), "go 1.22") {
@@ -171,6 +177,34 @@ func TestPrepareStubsFailingWrappers(t *testing.T) {
 	after, _ := os.Stat(stamp)
 	if !res2.Reused || !reflect.DeepEqual(res2.Stubbed, want) || !after.ModTime().Equal(before.ModTime()) {
 		t.Errorf("second Prepare: reused=%v stubbed=%v, modtime changed=%v", res2.Reused, res2.Stubbed, !after.ModTime().Equal(before.ModTime()))
+	}
+}
+
+const fakeTensorGenerated = `package ts
+
+func (ts *Tensor) Abs(del bool) (retVal *Tensor, err error) {
+  ptr := (*lib.Ctensor)(unsafe.Pointer(C.malloc(0)))
+  lib.AtgAbs(ptr, ts.ctensor)
+  retVal = newTensor(*ptr)
+  return retVal, err
+}
+`
+
+func TestPatchOutputBuffers(t *testing.T) {
+	out, n := PatchOutputBuffers(fakeTensorGenerated + strings.Replace(fakeTensorGenerated, "ptr :=", "ctensorPtr0 :=", 1))
+	if n != 2 {
+		t.Fatalf("patched %d sites, want 2", n)
+	}
+	if strings.Contains(out, "C.malloc(0)") {
+		t.Errorf("a zero-byte buffer is left:\n%s", out)
+	}
+	for _, want := range []string{
+		"  ptr := (*lib.Ctensor)(unsafe.Pointer(C.malloc(C.size_t(16 * unsafe.Sizeof(uintptr(0))))))\n  defer C.free(unsafe.Pointer(ptr))\n",
+		"defer C.free(unsafe.Pointer(ctensorPtr0))",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("patched source lacks %q:\n%s", want, out)
+		}
 	}
 }
 

@@ -1,0 +1,541 @@
+package adapter
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/sugarme/gotch/ts"
+
+	"github.com/clipadapter/clipgo/internal/torch"
+	"github.com/clipadapter/clipgo/train"
+)
+
+// CLIP-Adapter variants: which side carries an adapter.
+const (
+	// VariantVisual adapts the image features only (the released code and
+	// the paper's main results).
+	VariantVisual = "visual"
+	// VariantText adapts the text classifier only.
+	VariantText = "text"
+	// VariantBoth adapts both sides.
+	VariantBoth = "both"
+)
+
+// CLIPAdapterOptions configures a CLIP-Adapter. Start from
+// DefaultCLIPAdapterOptions: the zero values of Alpha, Beta and
+// ReLUAfterSecond are meaningful settings (α = 0 is zero-shot CLIP), not the
+// defaults.
+type CLIPAdapterOptions struct {
+	// Variant is VariantVisual (also when empty), VariantText or
+	// VariantBoth.
+	Variant string
+	// Reduction sets the bottleneck width to D/Reduction (rounded down, as
+	// the reference's integer division). 0 means 4.
+	Reduction int64
+	// Alpha is the visual residual ratio in [0, 1]:
+	// f' = α·A_v(f) + (1−α)·f. The released code hard-codes 0.2.
+	Alpha float64
+	// Beta is the text residual ratio in [0, 1]:
+	// W' = β·A_t(W) + (1−β)·W.
+	Beta float64
+	// LearnRatios makes the ratios of the adapted sides learnable. Each is
+	// then sigmoid(logit) of a learned scalar logit ("alpha_logit",
+	// "beta_logit", shape [1]), initialized to logit(Alpha) and
+	// logit(Beta), so it stays in (0, 1); Alpha and Beta must then lie in
+	// (0, 1).
+	LearnRatios bool
+	// ReLUAfterSecond applies a ReLU after the adapter's second layer, as
+	// the released code does; false follows the paper's formula
+	// A(x) = ReLU(x W1) W2.
+	ReLUAfterSecond bool
+	// Templates is how many of Context.Templates build the text classifier,
+	// from the first (the dataset's single template); 0 uses all of them
+	// (prompt ensembling). The released code uses 1.
+	Templates int
+}
+
+// DefaultCLIPAdapterOptions returns the released code's settings: visual
+// adapter, reduction 4, ratios 0.2, ReLU after both layers, all the
+// context's templates.
+func DefaultCLIPAdapterOptions() CLIPAdapterOptions {
+	return CLIPAdapterOptions{Variant: VariantVisual, Reduction: 4, Alpha: 0.2, Beta: 0.2, ReLUAfterSecond: true}
+}
+
+// CLIPAdapter is CLIP-Adapter: a two-layer bottleneck MLP without biases
+// on the raw image features and/or on the normalized text classifier,
+// mixed with its input through a residual ratio; logits are the checkpoint's
+// logit scale times the cosine similarities of the adapted features.
+//
+// Parameters, named as in a PyTorch module with submodules visual and text
+// holding Linear layers fc1 (D → D/r) and fc2 (D/r → D):
+// "visual.fc1.weight" [D/r, D], "visual.fc2.weight" [D, D/r],
+// "text.fc1.weight", "text.fc2.weight", and with LearnRatios
+// "alpha_logit" / "beta_logit" [1], for the sides the variant adapts.
+type CLIPAdapter struct {
+	opts  CLIPAdapterOptions
+	d     int64
+	scale float64
+	// classifier holds the frozen text classifier, [C, D] unit rows.
+	classifier *ts.Tensor
+	visual     *bottleneck
+	text       *bottleneck
+	alphaLogit *ts.Tensor
+	betaLogit  *ts.Tensor
+	// evalClassifier caches the adapted text classifier between evaluation
+	// calls, computed from the text-side parameters copied in evalParams;
+	// it is reused only while the parameters still equal those copies.
+	evalClassifier *ts.Tensor
+	evalParams     []*ts.Tensor
+}
+
+var (
+	_ train.Method = (*CLIPAdapter)(nil)
+)
+
+// NewCLIPAdapter returns an uninitialized CLIP-Adapter; Init validates the
+// options and builds it.
+func NewCLIPAdapter(o CLIPAdapterOptions) *CLIPAdapter {
+	if o.Variant == "" {
+		o.Variant = VariantVisual
+	}
+	if o.Reduction == 0 {
+		o.Reduction = 4
+	}
+	return &CLIPAdapter{opts: o}
+}
+
+// Options returns the options in effect (with defaults filled in).
+func (m *CLIPAdapter) Options() CLIPAdapterOptions { return m.opts }
+
+func (m *CLIPAdapter) adaptsVisual() bool {
+	return m.opts.Variant == VariantVisual || m.opts.Variant == VariantBoth
+}
+
+func (m *CLIPAdapter) adaptsText() bool {
+	return m.opts.Variant == VariantText || m.opts.Variant == VariantBoth
+}
+
+func (o CLIPAdapterOptions) validate() error {
+	switch o.Variant {
+	case VariantVisual, VariantText, VariantBoth:
+	default:
+		return fmt.Errorf("clip-adapter: unknown variant %q (want %s, %s or %s)", o.Variant, VariantVisual, VariantText, VariantBoth)
+	}
+	if o.Reduction < 1 {
+		return fmt.Errorf("clip-adapter: reduction %d, want at least 1", o.Reduction)
+	}
+	for _, r := range []struct {
+		name string
+		v    float64
+	}{{"alpha", o.Alpha}, {"beta", o.Beta}} {
+		if math.IsNaN(r.v) || r.v < 0 || r.v > 1 {
+			return fmt.Errorf("clip-adapter: %s = %g, want a ratio in [0, 1]", r.name, r.v)
+		}
+		if o.LearnRatios && (r.v == 0 || r.v == 1) {
+			return fmt.Errorf("clip-adapter: %s = %g cannot be learned through a sigmoid; want (0, 1)", r.name, r.v)
+		}
+	}
+	if o.Templates < 0 {
+		return fmt.Errorf("clip-adapter: templates %d, want 0 (all) or more", o.Templates)
+	}
+	return nil
+}
+
+// Init implements train.Method: it builds the text classifier and draws the
+// adapters' weights from the context's seed. The training views are not
+// used.
+func (m *CLIPAdapter) Init(ctx *train.Context, views []*train.Features) error {
+	if ctx == nil {
+		return fmt.Errorf("clip-adapter: nil context")
+	}
+	if err := m.opts.validate(); err != nil {
+		return err
+	}
+	if m.classifier != nil {
+		return fmt.Errorf("clip-adapter: already initialized")
+	}
+	d := ctx.FeatureDim
+	hidden := d / m.opts.Reduction
+	if d < 1 || hidden < 1 {
+		return fmt.Errorf("clip-adapter: feature dimension %d with reduction %d leaves no bottleneck", d, m.opts.Reduction)
+	}
+	w, err := textClassifier(ctx, m.opts.Templates)
+	if err != nil {
+		return fmt.Errorf("clip-adapter: %w", err)
+	}
+	m.d, m.scale, m.classifier = d, ctx.Text.LogitScale(), w
+
+	rng := newRNG(ctx.Seed)
+	build := func() (*bottleneck, error) {
+		b := &bottleneck{reluOut: m.opts.ReLUAfterSecond}
+		var err error
+		if b.fc1, err = newParam(uniformLinear(rng, hidden, d), []int64{hidden, d}, ctx.Device); err != nil {
+			return nil, err
+		}
+		if b.fc2, err = newParam(uniformLinear(rng, d, hidden), []int64{d, hidden}, ctx.Device); err != nil {
+			b.fc1.MustDrop()
+			return nil, err
+		}
+		return b, nil
+	}
+	fail := func(err error) error {
+		m.Drop()
+		return fmt.Errorf("clip-adapter: %w", err)
+	}
+	if m.adaptsVisual() {
+		if m.visual, err = build(); err != nil {
+			return fail(err)
+		}
+	}
+	if m.adaptsText() {
+		if m.text, err = build(); err != nil {
+			return fail(err)
+		}
+	}
+	if m.opts.LearnRatios {
+		if m.adaptsVisual() {
+			if m.alphaLogit, err = newParam([]float32{float32(logit(m.opts.Alpha))}, []int64{1}, ctx.Device); err != nil {
+				return fail(err)
+			}
+		}
+		if m.adaptsText() {
+			if m.betaLogit, err = newParam([]float32{float32(logit(m.opts.Beta))}, []int64{1}, ctx.Device); err != nil {
+				return fail(err)
+			}
+		}
+	}
+	if ctx.Log != nil {
+		ctx.Log.Info("clip-adapter initialized", "variant", m.opts.Variant, "dim", d, "bottleneck", hidden,
+			"classes", len(ctx.ClassNames), "learn_ratios", m.opts.LearnRatios, "parameters", m.numParams())
+	}
+	return nil
+}
+
+func logit(p float64) float64 { return math.Log(p / (1 - p)) }
+
+func (m *CLIPAdapter) numParams() int64 {
+	var n int64
+	for _, p := range m.Parameters() {
+		n += int64(p.Tensor.Numel())
+	}
+	return n
+}
+
+// Parameters implements train.Method, in the order of PyTorch's
+// named_parameters for the reference module: the ratio logits when learned,
+// then the visual adapter's fc1 and fc2 weights, then the text adapter's.
+func (m *CLIPAdapter) Parameters() []train.Param {
+	var ps []train.Param
+	if m.alphaLogit != nil {
+		ps = append(ps, train.Param{Name: "alpha_logit", Tensor: m.alphaLogit})
+	}
+	if m.betaLogit != nil {
+		ps = append(ps, train.Param{Name: "beta_logit", Tensor: m.betaLogit})
+	}
+	if m.visual != nil {
+		ps = append(ps, train.Param{Name: "visual.fc1.weight", Tensor: m.visual.fc1}, train.Param{Name: "visual.fc2.weight", Tensor: m.visual.fc2})
+	}
+	if m.text != nil {
+		ps = append(ps, train.Param{Name: "text.fc1.weight", Tensor: m.text.fc1}, train.Param{Name: "text.fc2.weight", Tensor: m.text.fc2})
+	}
+	return ps
+}
+
+// SetParameters copies values (for example from a checkpoint) into the
+// parameters, by name. Every parameter must be given with its shape and no
+// other name; it must be called after Init, on a thread locked to its
+// goroutine.
+func (m *CLIPAdapter) SetParameters(values map[string]*ts.Tensor) error {
+	if m.classifier == nil {
+		return fmt.Errorf("clip-adapter: set parameters before Init")
+	}
+	m.dropEvalCache()
+	if err := setParams(m.Parameters(), values); err != nil {
+		return fmt.Errorf("clip-adapter: %w", err)
+	}
+	return nil
+}
+
+// Ratios returns the residual ratios in effect (the sigmoid of the learned
+// logits when LearnRatios is set).
+func (m *CLIPAdapter) Ratios() (alpha, beta float64, err error) {
+	alpha, beta = m.opts.Alpha, m.opts.Beta
+	read := func(l *ts.Tensor) (float64, error) {
+		v, err := l.Float64Value([]int64{0})
+		if err != nil {
+			return 0, torch.Err("read ratio logit", err)
+		}
+		return 1 / (1 + math.Exp(-v)), nil
+	}
+	if m.alphaLogit != nil {
+		if alpha, err = read(m.alphaLogit); err != nil {
+			return 0, 0, err
+		}
+	}
+	if m.betaLogit != nil {
+		if beta, err = read(m.betaLogit); err != nil {
+			return 0, 0, err
+		}
+	}
+	return alpha, beta, nil
+}
+
+// Logits implements train.Method: LogitScale · f̂'·Ŵ'ᵀ with
+// f' = α·A_v(f) + (1−α)·f on the raw features and
+// W' = β·A_t(Ŵ) + (1−β)·Ŵ on the normalized text classifier (each only for
+// an adapted side). With training false the adapted text classifier is
+// computed once and reused while the text-side parameters are unchanged.
+func (m *CLIPAdapter) Logits(features *ts.Tensor, training bool) (*ts.Tensor, error) {
+	if m.classifier == nil {
+		return nil, fmt.Errorf("clip-adapter: Logits before Init")
+	}
+	if err := checkFeatures(features, m.d, "clip-adapter: image features"); err != nil {
+		return nil, err
+	}
+	f := features
+	if m.visual != nil {
+		a, err := m.visual.forward(features)
+		if err != nil {
+			return nil, fmt.Errorf("clip-adapter: visual adapter: %w", err)
+		}
+		f, err = mix(a, features, m.opts.Alpha, m.alphaLogit)
+		a.MustDrop()
+		if err != nil {
+			return nil, fmt.Errorf("clip-adapter: visual residual: %w", err)
+		}
+		defer f.MustDrop()
+	}
+	fn, err := l2normalize(f)
+	if err != nil {
+		return nil, fmt.Errorf("clip-adapter: %w", err)
+	}
+	defer fn.MustDrop()
+
+	w := m.classifier
+	if m.text != nil {
+		if training {
+			m.dropEvalCache()
+			if w, err = m.adaptedClassifier(); err != nil {
+				return nil, err
+			}
+			defer w.MustDrop()
+		} else {
+			if w, err = m.cachedClassifier(); err != nil {
+				return nil, err
+			}
+		}
+	}
+	wt, err := w.T(false)
+	if err != nil {
+		return nil, torch.Err("clip-adapter: transpose classifier", err)
+	}
+	sim, err := fn.Mm(wt, false)
+	wt.MustDrop()
+	if err != nil {
+		return nil, torch.Err("clip-adapter: cosine similarities", err)
+	}
+	out, err := sim.MulScalar(ts.FloatScalar(m.scale), true)
+	if err != nil {
+		return nil, torch.Err("clip-adapter: scale logits", err)
+	}
+	return out, nil
+}
+
+// adaptedClassifier returns normalize(β·A_t(Ŵ) + (1−β)·Ŵ).
+func (m *CLIPAdapter) adaptedClassifier() (*ts.Tensor, error) {
+	a, err := m.text.forward(m.classifier)
+	if err != nil {
+		return nil, fmt.Errorf("clip-adapter: text adapter: %w", err)
+	}
+	w, err := mix(a, m.classifier, m.opts.Beta, m.betaLogit)
+	a.MustDrop()
+	if err != nil {
+		return nil, fmt.Errorf("clip-adapter: text residual: %w", err)
+	}
+	wn, err := l2normalize(w)
+	w.MustDrop()
+	if err != nil {
+		return nil, fmt.Errorf("clip-adapter: %w", err)
+	}
+	return wn, nil
+}
+
+// textParams returns the parameters the adapted text classifier depends
+// on.
+func (m *CLIPAdapter) textParams() []*ts.Tensor {
+	ps := []*ts.Tensor{m.text.fc1, m.text.fc2}
+	if m.betaLogit != nil {
+		ps = append(ps, m.betaLogit)
+	}
+	return ps
+}
+
+// cachedClassifier returns the adapted text classifier for evaluation,
+// recomputing it (without gradients) unless the text-side parameters still
+// equal the ones it was computed from. Comparing values, rather than
+// trusting that only training changes them, keeps it right when a
+// checkpoint is copied into the parameters in place.
+func (m *CLIPAdapter) cachedClassifier() (*ts.Tensor, error) {
+	params := m.textParams()
+	if m.evalClassifier != nil && len(m.evalParams) == len(params) {
+		same := true
+		for i, p := range params {
+			eq, err := p.Equal(m.evalParams[i], false)
+			if err != nil {
+				return nil, torch.Err("clip-adapter: compare parameters", err)
+			}
+			if !eq {
+				same = false
+				break
+			}
+		}
+		if same {
+			return m.evalClassifier, nil
+		}
+	}
+	m.dropEvalCache()
+	err := torch.NoGrad(func() error {
+		ac, err := m.adaptedClassifier()
+		if err != nil {
+			return err
+		}
+		m.evalClassifier = ac
+		for _, p := range params {
+			c, err := p.ZerosLike(false)
+			if err != nil {
+				return torch.Err("clip-adapter: copy parameters", err)
+			}
+			c.Copy_(p)
+			m.evalParams = append(m.evalParams, c)
+		}
+		return nil
+	})
+	if err != nil {
+		m.dropEvalCache()
+		return nil, err
+	}
+	return m.evalClassifier, nil
+}
+
+func (m *CLIPAdapter) dropEvalCache() {
+	if m.evalClassifier != nil {
+		m.evalClassifier.MustDrop()
+		m.evalClassifier = nil
+	}
+	for _, p := range m.evalParams {
+		p.MustDrop()
+	}
+	m.evalParams = nil
+}
+
+// Drop implements train.Method.
+func (m *CLIPAdapter) Drop() {
+	m.dropEvalCache()
+	for _, t := range []*ts.Tensor{m.classifier, m.alphaLogit, m.betaLogit} {
+		if t != nil {
+			t.MustDrop()
+		}
+	}
+	for _, b := range []*bottleneck{m.visual, m.text} {
+		if b != nil {
+			b.drop()
+		}
+	}
+	m.classifier, m.alphaLogit, m.betaLogit, m.visual, m.text = nil, nil, nil, nil, nil
+}
+
+// bottleneck is Linear(D → h, no bias) → ReLU → Linear(h → D, no bias) →
+// optional ReLU, with PyTorch's [out, in] weight layout.
+type bottleneck struct {
+	fc1, fc2 *ts.Tensor
+	reluOut  bool
+}
+
+func (b *bottleneck) forward(x *ts.Tensor) (*ts.Tensor, error) {
+	h, err := linear(x, b.fc1)
+	if err != nil {
+		return nil, fmt.Errorf("fc1: %w", err)
+	}
+	if err := h.Relu_(); err != nil {
+		h.MustDrop()
+		return nil, torch.Err("relu", err)
+	}
+	y, err := linear(h, b.fc2)
+	h.MustDrop()
+	if err != nil {
+		return nil, fmt.Errorf("fc2: %w", err)
+	}
+	if b.reluOut {
+		if err := y.Relu_(); err != nil {
+			y.MustDrop()
+			return nil, torch.Err("relu", err)
+		}
+	}
+	return y, nil
+}
+
+func (b *bottleneck) drop() {
+	b.fc1.MustDrop()
+	b.fc2.MustDrop()
+}
+
+// linear returns x·wᵀ for a weight w of shape [out, in].
+func linear(x, w *ts.Tensor) (*ts.Tensor, error) {
+	wt, err := w.T(false)
+	if err != nil {
+		return nil, torch.Err("transpose weight", err)
+	}
+	y, err := x.Mm(wt, false)
+	wt.MustDrop()
+	if err != nil {
+		return nil, torch.Err("matmul", err)
+	}
+	return y, nil
+}
+
+// mix returns r·a + (1−r)·x, with r = ratio, or r = sigmoid(logit) when
+// logit is not nil.
+func mix(a, x *ts.Tensor, ratio float64, logit *ts.Tensor) (*ts.Tensor, error) {
+	if logit == nil {
+		ra, err := a.MulScalar(ts.FloatScalar(ratio), false)
+		if err != nil {
+			return nil, torch.Err("scale adapter output", err)
+		}
+		rx, err := x.MulScalar(ts.FloatScalar(1-ratio), false)
+		if err != nil {
+			ra.MustDrop()
+			return nil, torch.Err("scale residual", err)
+		}
+		out, err := ra.Add(rx, true)
+		rx.MustDrop()
+		if err != nil {
+			return nil, torch.Err("add residual", err)
+		}
+		return out, nil
+	}
+	r, err := logit.Sigmoid(false)
+	if err != nil {
+		return nil, torch.Err("sigmoid of ratio logit", err)
+	}
+	defer r.MustDrop()
+	q, err := r.RsubScalar(ts.FloatScalar(1), false)
+	if err != nil {
+		return nil, torch.Err("1 - ratio", err)
+	}
+	defer q.MustDrop()
+	ra, err := a.Mul(r, false)
+	if err != nil {
+		return nil, torch.Err("scale adapter output", err)
+	}
+	rx, err := x.Mul(q, false)
+	if err != nil {
+		ra.MustDrop()
+		return nil, torch.Err("scale residual", err)
+	}
+	out, err := ra.Add(rx, true)
+	rx.MustDrop()
+	if err != nil {
+		return nil, torch.Err("add residual", err)
+	}
+	return out, nil
+}

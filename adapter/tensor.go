@@ -1,0 +1,278 @@
+package adapter
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"strings"
+
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+
+	"github.com/clipadapter/clipgo/internal/torch"
+	"github.com/clipadapter/clipgo/train"
+)
+
+// pcgStream is the PCG stream ("adapter" in ASCII) paired with
+// Context.Seed, so that this package's draws differ from those of other
+// packages seeded with the same value.
+const pcgStream = 0x61646170746572
+
+// newRNG returns the package's generator for a seed.
+func newRNG(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, pcgStream)) }
+
+// fromFloats makes a float32 tensor of the given shape on dev.
+func fromFloats(data []float32, shape []int64, dev gotch.Device) (*ts.Tensor, error) {
+	x, err := ts.OfSlice(data)
+	if err != nil {
+		return nil, torch.Err("create tensor", err)
+	}
+	y, err := x.View(shape, true)
+	if err != nil {
+		return nil, torch.Err(fmt.Sprintf("view as %v", shape), err)
+	}
+	if dev == gotch.CPU {
+		return y, nil
+	}
+	z, err := y.To(dev, true)
+	if err != nil {
+		return nil, torch.Err("move to "+torch.DeviceName(dev), err)
+	}
+	return z, nil
+}
+
+// uniformLinear draws the weight of a bias-free Linear(in → out) the way
+// PyTorch initializes nn.Linear by default (Kaiming-uniform with a = √5),
+// which is U(−1/√in, 1/√in), in row-major [out, in] order.
+func uniformLinear(rng *rand.Rand, out, in int64) []float32 {
+	bound := 1 / math.Sqrt(float64(in))
+	w := make([]float32, out*in)
+	for i := range w {
+		w[i] = float32((2*rng.Float64() - 1) * bound)
+	}
+	return w
+}
+
+// newParam makes a leaf tensor that requires gradients. It owns its storage
+// (it is not a view), so optimizers may update it in place.
+func newParam(data []float32, shape []int64, dev gotch.Device) (*ts.Tensor, error) {
+	x, err := fromFloats(data, shape, dev)
+	if err != nil {
+		return nil, err
+	}
+	defer x.MustDrop()
+	z, err := ts.Zeros(shape, gotch.Float, dev)
+	if err != nil {
+		return nil, torch.Err("allocate parameter", err)
+	}
+	z.Copy_(x)
+	p, err := z.SetRequiresGrad(true, false)
+	if err != nil {
+		z.MustDrop()
+		return nil, torch.Err("require gradients", err)
+	}
+	return p, nil
+}
+
+// l2normalize returns x divided by the L2 norm of its rows (last dim).
+func l2normalize(x *ts.Tensor) (*ts.Tensor, error) {
+	n, err := x.NormScalaroptDim(ts.FloatScalar(2), []int64{-1}, true, false)
+	if err != nil {
+		return nil, torch.Err("row norms", err)
+	}
+	y, err := x.Div(n, false)
+	n.MustDrop()
+	if err != nil {
+		return nil, torch.Err("normalize rows", err)
+	}
+	return y, nil
+}
+
+// shapeOf returns x's shape or an error.
+func shapeOf(x *ts.Tensor, what string) ([]int64, error) {
+	if x == nil {
+		return nil, fmt.Errorf("%s: nil tensor", what)
+	}
+	s, err := x.Size()
+	if err != nil {
+		return nil, torch.Err("shape of "+what, err)
+	}
+	return s, nil
+}
+
+// checkFeatures verifies that x is a [B, d] matrix.
+func checkFeatures(x *ts.Tensor, d int64, what string) error {
+	s, err := shapeOf(x, what)
+	if err != nil {
+		return err
+	}
+	if len(s) != 2 || s[1] != d {
+		return fmt.Errorf("%s: shape %v, want [N, %d]", what, s, d)
+	}
+	return nil
+}
+
+// textClassifier encodes every class name in every template, normalizes
+// each embedding, averages them per class and normalizes the average: a
+// [C, D] matrix of unit rows, without gradients. n limits the templates to
+// the first n (0: all).
+func textClassifier(ctx *train.Context, n int) (*ts.Tensor, error) {
+	if ctx.Text == nil {
+		return nil, fmt.Errorf("text classifier: the context has no text encoder")
+	}
+	if len(ctx.ClassNames) == 0 {
+		return nil, fmt.Errorf("text classifier: no class names")
+	}
+	templates := ctx.Templates
+	if n < 0 || n > len(templates) {
+		return nil, fmt.Errorf("text classifier: %d templates requested, the context has %d", n, len(templates))
+	}
+	if n > 0 {
+		templates = templates[:n]
+	}
+	if len(templates) == 0 {
+		return nil, fmt.Errorf("text classifier: no prompt templates")
+	}
+	var w *ts.Tensor
+	err := torch.NoGrad(func() error {
+		var sum *ts.Tensor
+		for _, tmpl := range templates {
+			if strings.Count(tmpl, "{}") != 1 {
+				return fmt.Errorf("text classifier: template %q must contain exactly one {}", tmpl)
+			}
+			texts := make([]string, len(ctx.ClassNames))
+			for i, name := range ctx.ClassNames {
+				texts[i] = strings.Replace(tmpl, "{}", name, 1)
+			}
+			g, err := ctx.Text.EncodeTexts(texts)
+			if err != nil {
+				return fmt.Errorf("text classifier: encode template %q: %w", tmpl, err)
+			}
+			if err := checkFeatures(g, ctx.FeatureDim, "text features of template "+tmpl); err == nil {
+				if s := g.MustSize(); s[0] != int64(len(texts)) {
+					err = fmt.Errorf("text features of template %q: %d rows for %d texts", tmpl, s[0], len(texts))
+				}
+			}
+			if err != nil {
+				g.MustDrop()
+				return fmt.Errorf("text classifier: %w", err)
+			}
+			gf, err := g.Totype(gotch.Float, true)
+			if err != nil {
+				return torch.Err("text classifier: cast to float32", err)
+			}
+			gn, err := l2normalize(gf)
+			gf.MustDrop()
+			if err != nil {
+				return fmt.Errorf("text classifier: %w", err)
+			}
+			if sum == nil {
+				sum = gn
+				continue
+			}
+			err = sum.Add_(gn)
+			gn.MustDrop()
+			if err != nil {
+				return torch.Err("text classifier: sum over templates", err)
+			}
+		}
+		if len(templates) == 1 {
+			w = sum
+			return nil
+		}
+		// The mean's norm differs from the sum's by a constant factor per
+		// row, so normalizing the sum gives the same unit rows; divide
+		// anyway to mirror the reference computation exactly.
+		if err := sum.DivScalar_(ts.FloatScalar(float64(len(templates)))); err != nil {
+			sum.MustDrop()
+			return torch.Err("text classifier: average over templates", err)
+		}
+		var err error
+		w, err = l2normalize(sum)
+		sum.MustDrop()
+		if err != nil {
+			return fmt.Errorf("text classifier: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	wd, err := w.To(ctx.Device, true)
+	if err != nil {
+		return nil, torch.Err("text classifier: move to "+torch.DeviceName(ctx.Device), err)
+	}
+	return wd, nil
+}
+
+// setParams copies values into params by name, without recording
+// gradients. Every parameter must be present with its exact shape, and no
+// other name may appear.
+func setParams(params []train.Param, values map[string]*ts.Tensor) error {
+	if len(params) == 0 && len(values) > 0 {
+		return fmt.Errorf("set parameters: the method has no parameters (is it initialized?), got %d", len(values))
+	}
+	known := make(map[string]bool, len(params))
+	for _, p := range params {
+		known[p.Name] = true
+		v, ok := values[p.Name]
+		if !ok || v == nil {
+			return fmt.Errorf("set parameters: missing %s", p.Name)
+		}
+		want := p.Tensor.MustSize()
+		got, err := shapeOf(v, p.Name)
+		if err != nil {
+			return fmt.Errorf("set parameters: %w", err)
+		}
+		if !slices.Equal(got, want) {
+			return fmt.Errorf("set parameters: %s has shape %v, want %v", p.Name, got, want)
+		}
+		if !isFloat(v.DType()) {
+			return fmt.Errorf("set parameters: %s has dtype %v, want a floating-point tensor", p.Name, v.DType())
+		}
+	}
+	var extra []string
+	for name := range values {
+		if !known[name] {
+			extra = append(extra, name)
+		}
+	}
+	if len(extra) > 0 {
+		slices.Sort(extra)
+		return fmt.Errorf("set parameters: unknown %s", strings.Join(extra, ", "))
+	}
+	return torch.NoGrad(func() error {
+		for _, p := range params {
+			p.Tensor.Copy_(values[p.Name])
+		}
+		return nil
+	})
+}
+
+// int64s reads an integer tensor's values.
+func int64s(x *ts.Tensor) ([]int64, error) {
+	c, err := x.To(gotch.CPU, false)
+	if err != nil {
+		return nil, torch.Err("move to cpu", err)
+	}
+	l, err := c.Totype(gotch.Int64, true)
+	if err != nil {
+		return nil, torch.Err("cast to int64", err)
+	}
+	defer l.MustDrop()
+	out := make([]int64, l.Numel())
+	if err := l.CopyData(out, uint(len(out))); err != nil {
+		return nil, torch.Err("read values", err)
+	}
+	return out, nil
+}
+
+// isFloat reports whether dt is a real floating-point type.
+func isFloat(dt gotch.DType) bool {
+	switch dt {
+	case gotch.Half, gotch.BFloat16, gotch.Float, gotch.Double:
+		return true
+	}
+	return false
+}

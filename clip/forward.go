@@ -1,0 +1,335 @@
+package clip
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/clipadapter/clipgo/internal/torch"
+	"github.com/clipadapter/clipgo/nn"
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+)
+
+var negInf = math.Inf(-1)
+
+func expf(x float64) float64 { return math.Exp(x) }
+
+// scope collects intermediate tensors so that every return path drops them.
+type scope struct{ held []*ts.Tensor }
+
+func (s *scope) keep(t *ts.Tensor) *ts.Tensor {
+	s.held = append(s.held, t)
+	return t
+}
+
+func (s *scope) drop() {
+	for _, t := range s.held {
+		t.Drop()
+	}
+	s.held = nil
+}
+
+// op returns a function that records the result of a gotch call, wrapping
+// its error with what: s.op("what")(x.Add(y, false)).
+func (s *scope) op(what string) func(*ts.Tensor, error) (*ts.Tensor, error) {
+	return func(t *ts.Tensor, err error) (*ts.Tensor, error) {
+		if err != nil {
+			return nil, torch.Err(what, err)
+		}
+		return s.keep(t), nil
+	}
+}
+
+// toModel returns x on the model's device in dtype.
+func (m *Model) toModel(s *scope, x *ts.Tensor, dtype gotch.DType) (*ts.Tensor, error) {
+	y, err := s.op("move to device")(x.To(m.device, false))
+	if err != nil {
+		return nil, err
+	}
+	return s.op("convert dtype")(y.Totype(dtype, false))
+}
+
+func (m *Model) encodeImage(images *ts.Tensor) (*ts.Tensor, error) {
+	shape, err := images.Size()
+	if err != nil {
+		return nil, torch.Err("images", err)
+	}
+	r := int64(m.cfg.ImageResolution)
+	if len(shape) != 4 || shape[1] != 3 || shape[2] != r || shape[3] != r || shape[0] == 0 {
+		return nil, fmt.Errorf("clip: images have shape %v, want [N, 3, %d, %d]", shape, r, r)
+	}
+	var s scope
+	defer s.drop()
+	x, err := m.toModel(&s, images, m.dtype)
+	if err != nil {
+		return nil, err
+	}
+	var f *ts.Tensor
+	if m.vit != nil {
+		f, err = m.vit.forward(x)
+	} else {
+		f, err = m.rn.forward(x)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("clip: image tower: %w", err)
+	}
+	out, err := f.Totype(gotch.Float, true)
+	return out, torch.Err("image features", err)
+}
+
+func (v *visionTransformer) forward(x *ts.Tensor) (*ts.Tensor, error) {
+	var s scope
+	defer s.drop()
+	c, err := v.conv1.Forward(x)
+	if err != nil {
+		return nil, err
+	}
+	s.keep(c)
+	n := mustDim(c, 0)
+	flat, err := s.op("patches")(c.Flatten(2, 3, false)) // N, w, g²
+	if err != nil {
+		return nil, err
+	}
+	patches, err := s.op("patches")(flat.Permute([]int64{0, 2, 1}, false)) // N, g², w
+	if err != nil {
+		return nil, err
+	}
+	cls, err := s.op("class embedding")(v.classEmbedding.Totype(x.DType(), false))
+	if err != nil {
+		return nil, err
+	}
+	if cls, err = s.op("class embedding")(cls.View([]int64{1, 1, v.width}, false)); err != nil {
+		return nil, err
+	}
+	if cls, err = s.op("class embedding")(cls.Expand([]int64{n, 1, v.width}, false, false)); err != nil {
+		return nil, err
+	}
+	seq, err := s.op("tokens")(ts.Cat([]*ts.Tensor{cls, patches}, 1))
+	if err != nil {
+		return nil, err
+	}
+	pos, err := s.op("positional embedding")(v.positionalEmbedding.Totype(x.DType(), false))
+	if err != nil {
+		return nil, err
+	}
+	if seq, err = s.op("positional embedding")(seq.Add(pos, false)); err != nil {
+		return nil, err
+	}
+	h, err := v.lnPre.Forward(seq)
+	if err != nil {
+		return nil, err
+	}
+	s.keep(h)
+	if h, err = v.transformer.Forward(h, nil); err != nil {
+		return nil, err
+	}
+	s.keep(h)
+	first, err := s.op("class token")(h.Select(1, 0, false))
+	if err != nil {
+		return nil, err
+	}
+	o, err := v.lnPost.Forward(first)
+	if err != nil {
+		return nil, err
+	}
+	s.keep(o)
+	y, err := o.Matmul(v.proj, false)
+	return y, torch.Err("visual projection", err)
+}
+
+func (r *modifiedResNet) forward(x *ts.Tensor) (*ts.Tensor, error) {
+	var s scope
+	defer s.drop()
+	h := x
+	for i, cb := range []struct {
+		c *nn.Conv2d
+		b *nn.BatchNorm2d
+	}{{r.conv1, r.bn1}, {r.conv2, r.bn2}, {r.conv3, r.bn3}} {
+		y, err := nn.ConvBNReLU(h, cb.c, cb.b)
+		if err != nil {
+			return nil, fmt.Errorf("stem %d: %w", i+1, err)
+		}
+		h = s.keep(y)
+	}
+	y, err := nn.AvgPool2d(h, 2)
+	if err != nil {
+		return nil, err
+	}
+	h = s.keep(y)
+	for si, stage := range r.layers {
+		for j, blk := range stage {
+			y, err := blk.Forward(h)
+			if err != nil {
+				return nil, fmt.Errorf("layer%d.%d: %w", si+1, j, err)
+			}
+			// Drop as we go: only the current activation is alive.
+			s.drop()
+			h = s.keep(y)
+		}
+	}
+	return r.attnpool.Forward(h)
+}
+
+func mustDim(t *ts.Tensor, i int) int64 {
+	s, err := t.Size()
+	if err != nil || i >= len(s) {
+		return -1
+	}
+	return s[i]
+}
+
+// tokenIDs validates token ids [N, L] and returns them row-major.
+func (m *Model) tokenIDs(tokens *ts.Tensor) ([]int64, int, int, error) {
+	shape, err := tokens.Size()
+	if err != nil {
+		return nil, 0, 0, torch.Err("tokens", err)
+	}
+	if len(shape) != 2 || shape[0] == 0 || shape[1] == 0 || shape[1] > int64(m.cfg.ContextLength) {
+		return nil, 0, 0, fmt.Errorf("clip: tokens have shape %v, want [N, L] with 1 ≤ L ≤ %d", shape, m.cfg.ContextLength)
+	}
+	switch tokens.DType() {
+	case gotch.Int64, gotch.Int, gotch.Int16, gotch.Int8, gotch.Uint8:
+	default:
+		return nil, 0, 0, fmt.Errorf("clip: tokens are %v, want an integer dtype", tokens.DType())
+	}
+	n, l := int(shape[0]), int(shape[1])
+	t64, err := tokens.Totype(gotch.Int64, false)
+	if err != nil {
+		return nil, 0, 0, torch.Err("tokens", err)
+	}
+	defer t64.Drop()
+	ids := make([]int64, n*l)
+	if err := t64.CopyData(ids, uint(n*l)); err != nil {
+		return nil, 0, 0, torch.Err("tokens", err)
+	}
+	for i, id := range ids {
+		if id < 0 || id >= int64(m.cfg.VocabSize) {
+			return nil, 0, 0, fmt.Errorf("clip: token id %d at row %d, position %d is outside the vocabulary [0, %d)", id, i/l, i%l, m.cfg.VocabSize)
+		}
+	}
+	return ids, n, l, nil
+}
+
+// argmaxRows returns the position of each row's first largest id.
+func argmaxRows(ids []int64, n, l int) []int64 {
+	out := make([]int64, n)
+	for i := 0; i < n; i++ {
+		row := ids[i*l : (i+1)*l]
+		best := 0
+		for j, v := range row {
+			if v > row[best] {
+				best = j
+			}
+		}
+		out[i] = int64(best)
+	}
+	return out
+}
+
+// tokenEmbeddingOf looks up validated token ids and converts the result to
+// the compute dtype.
+func (m *Model) tokenEmbeddingOf(tokens *ts.Tensor) (*ts.Tensor, error) {
+	var s scope
+	defer s.drop()
+	idx, err := m.toModel(&s, tokens, gotch.Int64)
+	if err != nil {
+		return nil, err
+	}
+	e, err := s.op("token embedding")(ts.Embedding(m.tokenEmbedding, idx, -1, false, false))
+	if err != nil {
+		return nil, err
+	}
+	y, err := e.Totype(m.dtype, false)
+	return y, torch.Err("token embedding", err)
+}
+
+func (m *Model) encodeTextEmbeddings(x *ts.Tensor, eot []int64) (*ts.Tensor, error) {
+	shape, err := x.Size()
+	if err != nil {
+		return nil, torch.Err("text embeddings", err)
+	}
+	W, ctx := int64(m.cfg.TransformerWidth), int64(m.cfg.ContextLength)
+	if len(shape) != 3 || shape[0] == 0 || shape[1] == 0 || shape[1] > ctx || shape[2] != W {
+		return nil, fmt.Errorf("clip: text embeddings have shape %v, want [N, L, %d] with 1 ≤ L ≤ %d", shape, W, ctx)
+	}
+	n, l := shape[0], shape[1]
+	if int64(len(eot)) != n {
+		return nil, fmt.Errorf("clip: %d end-of-text positions for %d sequences", len(eot), n)
+	}
+	rows := make([]int64, n)
+	for i, p := range eot {
+		if p < 0 || p >= l {
+			return nil, fmt.Errorf("clip: end-of-text position %d of row %d is outside [0, %d)", p, i, l)
+		}
+		rows[i] = int64(i)*l + p
+	}
+	var s scope
+	defer s.drop()
+	h, err := m.toModel(&s, x, m.dtype)
+	if err != nil {
+		return nil, err
+	}
+	pos, err := s.op("positional embedding")(m.positionalEmbedding.Narrow(0, 0, l, false))
+	if err != nil {
+		return nil, err
+	}
+	if pos, err = s.op("positional embedding")(pos.Totype(m.dtype, false)); err != nil {
+		return nil, err
+	}
+	if h, err = s.op("positional embedding")(h.Add(pos, false)); err != nil {
+		return nil, err
+	}
+	mask, err := s.op("causal mask")(m.mask.Narrow(0, 0, l, false))
+	if err != nil {
+		return nil, err
+	}
+	if mask, err = s.op("causal mask")(mask.Narrow(1, 0, l, false)); err != nil {
+		return nil, err
+	}
+	if h, err = m.transformer.Forward(h, mask); err != nil {
+		return nil, fmt.Errorf("clip: text transformer: %w", err)
+	}
+	s.keep(h)
+	flat, err := s.op("end-of-text rows")(h.Reshape([]int64{n * l, W}, false))
+	if err != nil {
+		return nil, err
+	}
+	idx, err := s.op("end-of-text rows")(ts.OfSlice(rows))
+	if err != nil {
+		return nil, err
+	}
+	if idx, err = s.op("end-of-text rows")(idx.To(m.device, false)); err != nil {
+		return nil, err
+	}
+	// ln_final acts per position, so normalising only the gathered rows
+	// equals normalising the whole sequence first.
+	sel, err := s.op("end-of-text rows")(flat.IndexSelect(0, idx, false))
+	if err != nil {
+		return nil, err
+	}
+	ln, err := m.lnFinal.Forward(sel)
+	if err != nil {
+		return nil, err
+	}
+	s.keep(ln)
+	p, err := s.op("text projection")(ln.Matmul(m.textProjection, false))
+	if err != nil {
+		return nil, err
+	}
+	out, err := p.Totype(gotch.Float, false)
+	return out, torch.Err("text features", err)
+}
+
+// scalarValue reads a one-element tensor.
+func scalarValue(t *ts.Tensor) (float64, error) {
+	d, err := t.Totype(gotch.Double, false)
+	if err != nil {
+		return 0, torch.Err("read scalar", err)
+	}
+	defer d.Drop()
+	v := make([]float64, 1)
+	if err := d.CopyData(v, 1); err != nil {
+		return 0, torch.Err("read scalar", err)
+	}
+	return v[0], nil
+}

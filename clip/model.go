@@ -1,0 +1,356 @@
+// Package clip is OpenAI's CLIP model on gotch: the ViT and ModifiedResNet
+// image towers and the causal text transformer, numerically matching the
+// PyTorch reference (models.md, methods.md §1).
+//
+// Load reads the released checkpoints (TorchScript archives) and plain
+// torch.save state dicts; the architecture is inferred from the tensor
+// shapes. New builds a randomly initialised model. All weights are frozen.
+//
+// EncodeImage and EncodeText are inference helpers: they run with gradients
+// off (restoring the caller's mode). EncodeTextEmbeddings is the entry point
+// for prompt learning (CoOp): it runs in the caller's grad mode so that
+// gradients reach learned token embeddings. Every method locks the calling
+// goroutine to its OS thread while it runs (libtorch's grad mode is per
+// thread). Returned features are fp32 and owned by the caller.
+package clip
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+
+	"github.com/clipadapter/clipgo/internal/torch"
+	"github.com/clipadapter/clipgo/nn"
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+)
+
+// Precision selects the dtype of the convolution and linear weights.
+type Precision int
+
+const (
+	// FP32 computes everything in fp32 (what OpenAI's loader does on CPU).
+	FP32 Precision = iota
+	// FP16 keeps the released fp16 weights as fp16 (CUDA only): the
+	// convolution, linear and attention-projection weights and the
+	// projections are fp16; LayerNorm/BatchNorm parameters, embeddings and
+	// logit_scale stay fp32; LayerNorm computes in fp32. Features are still
+	// returned as fp32.
+	FP16
+)
+
+func (p Precision) String() string {
+	if p == FP16 {
+		return "fp16"
+	}
+	return "fp32"
+}
+
+// Option adjusts New and Load.
+type Option func(*options)
+
+type options struct{ precision Precision }
+
+// WithPrecision selects FP32 (the default) or FP16 (CUDA only).
+func WithPrecision(p Precision) Option { return func(o *options) { o.precision = p } }
+
+// Model is a CLIP model with frozen weights. It is not safe for concurrent
+// use: serialise calls. Drop releases its tensors.
+type Model struct {
+	cfg       Config
+	device    gotch.Device
+	precision Precision
+	dtype     gotch.DType // dtype of activations (weights of linear layers)
+	params    *nn.Params
+
+	vit *visionTransformer
+	rn  *modifiedResNet
+
+	transformer         *nn.Transformer
+	tokenEmbedding      *ts.Tensor
+	positionalEmbedding *ts.Tensor
+	lnFinal             *nn.LayerNorm
+	textProjection      *ts.Tensor
+	logitScale          *ts.Tensor
+	mask                *ts.Tensor // causal [context, context] additive mask, fp32
+}
+
+type visionTransformer struct {
+	conv1               *nn.Conv2d
+	classEmbedding      *ts.Tensor
+	positionalEmbedding *ts.Tensor
+	lnPre               *nn.LayerNorm
+	transformer         *nn.Transformer
+	lnPost              *nn.LayerNorm
+	proj                *ts.Tensor
+	width, grid         int64
+}
+
+type modifiedResNet struct {
+	conv1, conv2, conv3 *nn.Conv2d
+	bn1, bn2, bn3       *nn.BatchNorm2d
+	layers              [4][]*nn.Bottleneck
+	attnpool            *nn.AttentionPool2d
+}
+
+// build declares every parameter of cfg in params (the official state-dict
+// names) and wires the layers. In a shape-only store the model cannot run.
+func build(cfg Config, params *nn.Params, weightDType gotch.DType) (*Model, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	b := nn.NewBuilder(params, weightDType)
+	m := &Model{cfg: cfg, params: params, device: params.Device(), dtype: weightDType}
+	W, D := int64(cfg.TransformerWidth), int64(cfg.EmbedDim)
+
+	v := b.Sub("visual")
+	if cfg.IsViT() {
+		w, p := int64(cfg.VisionWidth), int64(cfg.VisionPatchSize)
+		grid := int64(cfg.ImageResolution / cfg.VisionPatchSize)
+		m.vit = &visionTransformer{
+			conv1:               nn.NewConv2d(v.Sub("conv1"), 3, w, p, p, 0),
+			classEmbedding:      v.Float("class_embedding", w),
+			positionalEmbedding: v.Float("positional_embedding", grid*grid+1, w),
+			lnPre:               nn.NewLayerNorm(v.Sub("ln_pre"), w),
+			transformer:         nn.NewTransformer(v.Sub("transformer"), w, int64(cfg.VisionLayers[0]), int64(cfg.VisionHeads())),
+			lnPost:              nn.NewLayerNorm(v.Sub("ln_post"), w),
+			proj:                v.Weight("proj", w, D),
+			width:               w,
+			grid:                grid,
+		}
+	} else {
+		w := int64(cfg.VisionWidth)
+		r := &modifiedResNet{
+			conv1: nn.NewConv2d(v.Sub("conv1"), 3, w/2, 3, 2, 1),
+			bn1:   nn.NewBatchNorm2d(v.Sub("bn1"), w/2),
+			conv2: nn.NewConv2d(v.Sub("conv2"), w/2, w/2, 3, 1, 1),
+			bn2:   nn.NewBatchNorm2d(v.Sub("bn2"), w/2),
+			conv3: nn.NewConv2d(v.Sub("conv3"), w/2, w, 3, 1, 1),
+			bn3:   nn.NewBatchNorm2d(v.Sub("bn3"), w),
+		}
+		inplanes := w
+		for s := range r.layers {
+			planes := w << s
+			for j := 0; j < cfg.VisionLayers[s]; j++ {
+				stride := int64(1)
+				if s > 0 && j == 0 {
+					stride = 2
+				}
+				blk := nn.NewBottleneck(v.Sub(fmt.Sprintf("layer%d.%d", s+1, j)), inplanes, planes, stride)
+				r.layers[s] = append(r.layers[s], blk)
+				inplanes = 4 * planes
+			}
+		}
+		r.attnpool = nn.NewAttentionPool2d(v.Sub("attnpool"), int64(cfg.ImageResolution/32), 32*w, int64(cfg.VisionHeads()), D)
+		m.rn = r
+	}
+
+	m.transformer = nn.NewTransformer(b.Sub("transformer"), W, int64(cfg.TransformerLayers), int64(cfg.TransformerHeads))
+	m.tokenEmbedding = b.Sub("token_embedding").Float("weight", int64(cfg.VocabSize), W)
+	m.positionalEmbedding = b.Float("positional_embedding", int64(cfg.ContextLength), W)
+	m.lnFinal = nn.NewLayerNorm(b.Sub("ln_final"), W)
+	m.textProjection = b.Weight("text_projection", W, D)
+	m.logitScale = b.Float("logit_scale")
+	if err := b.Err(); err != nil {
+		params.Drop()
+		return nil, err
+	}
+	if !params.ShapeOnly() {
+		mask, err := causalMask(int64(cfg.ContextLength), m.device)
+		if err != nil {
+			params.Drop()
+			return nil, err
+		}
+		m.mask = mask
+	}
+	return m, nil
+}
+
+// causalMask returns the [n, n] additive mask: −∞ above the diagonal, 0 on
+// and below it.
+func causalMask(n int64, device gotch.Device) (*ts.Tensor, error) {
+	inf := ts.FloatScalar(negInf)
+	defer inf.Drop()
+	full, err := ts.Full([]int64{n, n}, inf, gotch.Float, device)
+	if err != nil {
+		return nil, torch.Err("causal mask", err)
+	}
+	m, err := full.Triu(1, true)
+	return m, torch.Err("causal mask", err)
+}
+
+func weightDType(p Precision, device gotch.Device) (gotch.DType, error) {
+	switch p {
+	case FP32:
+		return gotch.Float, nil
+	case FP16:
+		if !device.IsCuda() {
+			return 0, errors.New("clip: fp16 precision needs a CUDA device (libtorch's CPU kernels lack fp16 convolutions and matrix products); use FP32 on CPU")
+		}
+		return gotch.Half, nil
+	}
+	return 0, fmt.Errorf("clip: unknown precision %d", int(p))
+}
+
+// Config returns the model's hyper-parameters.
+func (m *Model) Config() Config { return m.cfg }
+
+// Device returns the device of the model's tensors.
+func (m *Model) Device() gotch.Device { return m.device }
+
+// Precision returns the weight precision.
+func (m *Model) Precision() Precision { return m.precision }
+
+// DType returns the dtype the towers compute in (gotch.Float, or gotch.Half
+// in FP16 mode). Learned token embeddings fed to EncodeTextEmbeddings are
+// converted to it.
+func (m *Model) DType() gotch.DType { return m.dtype }
+
+// Params returns the model's frozen weights, named as in the PyTorch state
+// dict.
+func (m *Model) Params() *nn.Params { return m.params }
+
+// Drop releases the model's tensors; the model must not be used afterwards.
+func (m *Model) Drop() {
+	m.params.Drop()
+	if m.mask != nil {
+		m.mask.Drop()
+		m.mask = nil
+	}
+}
+
+// inference runs fn on a locked OS thread with gradients off.
+func inference(fn func() error) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	return torch.NoGrad(fn)
+}
+
+// EncodeImage returns the image features [N, EmbedDim] (fp32, not
+// normalised) of preprocessed images [N, 3, R, R] with R = ImageResolution.
+// It runs with gradients off.
+func (m *Model) EncodeImage(images *ts.Tensor) (*ts.Tensor, error) {
+	var out *ts.Tensor
+	err := inference(func() error {
+		var err error
+		out, err = m.encodeImage(images)
+		return err
+	})
+	return out, err
+}
+
+// EncodeText returns the text features [N, EmbedDim] (fp32, not normalised)
+// of token ids [N, L] (L ≤ ContextLength, int32 or int64), read at each
+// row's end-of-text token (the row's largest id). It runs with gradients off.
+func (m *Model) EncodeText(tokens *ts.Tensor) (*ts.Tensor, error) {
+	var out *ts.Tensor
+	err := inference(func() error {
+		ids, n, l, err := m.tokenIDs(tokens)
+		if err != nil {
+			return err
+		}
+		x, err := m.tokenEmbeddingOf(tokens)
+		if err != nil {
+			return err
+		}
+		defer x.Drop()
+		out, err = m.encodeTextEmbeddings(x, argmaxRows(ids, n, l))
+		return err
+	})
+	return out, err
+}
+
+// TokenEmbedding returns the token embeddings [N, L, TransformerWidth] of
+// token ids [N, L], in the model's compute dtype (DType). It runs in the
+// caller's grad mode (the embedding table itself is frozen).
+func (m *Model) TokenEmbedding(tokens *ts.Tensor) (*ts.Tensor, error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if _, _, _, err := m.tokenIDs(tokens); err != nil {
+		return nil, err
+	}
+	return m.tokenEmbeddingOf(tokens)
+}
+
+// EncodeTextEmbeddings runs the text tower from token embeddings x [N, L,
+// TransformerWidth] (L ≤ ContextLength): it adds the positional embedding,
+// runs the transformer with the causal mask, applies ln_final at position
+// eot[i] of row i and projects with text_projection. The result is [N,
+// EmbedDim] fp32. It runs in the caller's grad mode, so gradients flow into
+// x (CoOp's learned context).
+func (m *Model) EncodeTextEmbeddings(x *ts.Tensor, eot []int64) (*ts.Tensor, error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	return m.encodeTextEmbeddings(x, eot)
+}
+
+// EOTPositions returns each row's end-of-text position: the index of the
+// row's largest token id (the first one on ties), as CLIP reads it.
+func (m *Model) EOTPositions(tokens *ts.Tensor) ([]int64, error) {
+	ids, n, l, err := m.tokenIDs(tokens)
+	if err != nil {
+		return nil, err
+	}
+	return argmaxRows(ids, n, l), nil
+}
+
+// LogitScale returns exp(logit_scale), the factor applied to cosine
+// similarities (about 100 for the released models).
+func (m *Model) LogitScale() (float64, error) {
+	v, err := scalarValue(m.logitScale)
+	if err != nil {
+		return 0, fmt.Errorf("logit scale: %w", err)
+	}
+	return expf(v), nil
+}
+
+// Logits returns LogitScale · f̂ ĝᵀ [Ni, Nt] for image features f [Ni, D]
+// and text features g [Nt, D] (each row L2-normalised first). It runs in
+// the caller's grad mode.
+func (m *Model) Logits(imageFeatures, textFeatures *ts.Tensor) (*ts.Tensor, error) {
+	scale, err := m.LogitScale()
+	if err != nil {
+		return nil, err
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	g, err := nn.Normalize(textFeatures)
+	if err != nil {
+		return nil, err
+	}
+	defer g.Drop()
+	return Classify(imageFeatures, g, scale)
+}
+
+// Forward returns the logits per image [Ni, Nt] and per text [Nt, Ni] of
+// images and token ids, like CLIP's forward. It runs with gradients off.
+func (m *Model) Forward(images, tokens *ts.Tensor) (perImage, perText *ts.Tensor, err error) {
+	f, err := m.EncodeImage(images)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer f.Drop()
+	g, err := m.EncodeText(tokens)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer g.Drop()
+	err = inference(func() error {
+		var err error
+		if perImage, err = m.Logits(f, g); err != nil {
+			return err
+		}
+		t, err := perImage.Transpose(0, 1, false)
+		if err != nil {
+			perImage.Drop()
+			return torch.Err("logits per text", err)
+		}
+		perText, err = t.Contiguous(true)
+		if err != nil {
+			perImage.Drop()
+			return torch.Err("logits per text", err)
+		}
+		return nil
+	})
+	return perImage, perText, err
+}

@@ -1,0 +1,229 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sugarme/gotch"
+
+	"github.com/clipadapter/clipgo/train"
+)
+
+// dataRoot holds the synthetic dataset shared by this package's tests.
+var dataRoot string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "train-test-data")
+	if err != nil {
+		panic(err)
+	}
+	dataRoot = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// testConfig writes a quick configuration: a synthetic dataset shared by
+// the tests in this package and a tiny random CLIP.
+func testConfig(t *testing.T, method string, extra string) string {
+	t.Helper()
+	data := dataRoot
+	cfg := `
+[model]
+name = "random:tiny"
+device = "cpu"
+seed = 1
+[data]
+dataset = "synthetic"
+root = "` + data + `"
+synth_classes = 6
+synth_per_class = 24
+shots = 8
+seed = 1
+num_workers = 2
+[method]
+name = "` + method + `"
+[train]
+epochs = 12
+batch_size = 8
+lr = 0.01
+optimizer = "adamw"
+augment_views = 3
+[output]
+dir = "` + t.TempDir() + `"
+` + extra
+	p := filepath.Join(t.TempDir(), "cfg.toml")
+	if err := os.WriteFile(p, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func runCmd(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func readResult(t *testing.T, dir string) train.Result {
+	t.Helper()
+	var r train.Result
+	b, err := os.ReadFile(filepath.Join(dir, train.ResultFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &r); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// TestMethodsLearnOnSyntheticData: on the synthetic dataset (6 classes,
+// chance 16.7%) the adapter and the linear probe must learn well above
+// chance, and every run writes its directory.
+func TestMethodsLearnOnSyntheticData(t *testing.T) {
+	tests := []struct {
+		method, extra string
+		minTop1       float64
+	}{
+		{"linear-probe", "", 60},
+		{"clip-adapter", "", 40},
+	}
+	for _, tt := range tests {
+		t.Run(tt.method, func(t *testing.T) {
+			cfg := testConfig(t, tt.method, tt.extra)
+			dir := filepath.Join(t.TempDir(), "run")
+			cfgArgs := []string{"-config", cfg, "-out", dir}
+			if tt.method == "clip-adapter" {
+				cfgArgs = append(cfgArgs, "-set", "method.alpha=0.8")
+			}
+			code, stdout, stderr := runCmd(t, cfgArgs...)
+			if code != 0 {
+				t.Fatalf("exit %d\n%s", code, stderr)
+			}
+			r := readResult(t, dir)
+			if r.Test.Top1 < tt.minTop1 {
+				t.Errorf("%s test top-1 = %.1f%%, want >= %.0f%% (chance 16.7%%)", tt.method, r.Test.Top1, tt.minTop1)
+			}
+			if !strings.Contains(stdout, "test top-1") {
+				t.Errorf("stdout %q", stdout)
+			}
+			for _, f := range []string{train.ConfigFile, train.VersionsFile, train.ResultFile} {
+				if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+					t.Errorf("run directory lacks %s", f)
+				}
+			}
+			// A finished run is not run again.
+			if code, _, stderr := runCmd(t, cfgArgs...); code == 0 || !strings.Contains(stderr, "already finished") {
+				t.Errorf("rerun: exit %d, %q", code, stderr)
+			}
+		})
+	}
+}
+
+func TestConfigErrorsExitCleanly(t *testing.T) {
+	cfg := testConfig(t, "clip-adapter", "")
+	tests := []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"-config", cfg, "-set", "train.epoch=3"}, 1, `did you mean "train.epochs"`},
+		{[]string{"-config", cfg, "-set", "method.alfa=3"}, 1, `did you mean "method.alpha"`},
+		{[]string{"-config", "/nonexistent.toml"}, 1, "/nonexistent.toml"},
+		{[]string{"-config", cfg, "-set", "method.name=nope"}, 1, `unknown method "nope"`},
+		{[]string{"-bogus"}, 2, "flag provided but not defined"},
+	}
+	for _, tt := range tests {
+		code, _, stderr := runCmd(t, tt.args...)
+		if code != tt.code || !strings.Contains(stderr, tt.want) || strings.Contains(stderr, "goroutine") {
+			t.Errorf("%v: exit %d, stderr %q; want exit %d and %q", tt.args, code, stderr, tt.code, tt.want)
+		}
+	}
+}
+
+// TestSIGINTCheckpointsAndResumeIsBitIdentical interrupts a run with a
+// real SIGINT, resumes it, and compares the learned weights with an
+// uninterrupted run bit for bit.
+func TestSIGINTCheckpointsAndResumeIsBitIdentical(t *testing.T) {
+	cfg := testConfig(t, "clip-adapter", "")
+	set := []string{"-set", "train.epochs=30", "-set", "method.alpha=0.8"}
+	straight := filepath.Join(t.TempDir(), "straight")
+	if code, _, stderr := runCmd(t, append([]string{"-config", cfg, "-out", straight}, set...)...); code != 0 {
+		t.Fatalf("uninterrupted run: exit %d\n%s", code, stderr)
+	}
+
+	dir := filepath.Join(t.TempDir(), "interrupted")
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		// Interrupt once a few epochs are logged.
+		for i := 0; i < 2000; i++ {
+			b, _ := os.ReadFile(filepath.Join(dir, train.MetricsFile))
+			if bytes.Count(b, []byte("\n")) >= 3 {
+				syscall.Kill(os.Getpid(), syscall.SIGINT)
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	code, _, stderr := runCmd(t, append([]string{"-config", cfg, "-out", dir}, set...)...)
+	<-done
+	if code != 130 || !strings.Contains(stderr, "-resume") {
+		t.Fatalf("interrupted run: exit %d (want 130)\n%s", code, stderr)
+	}
+	if _, err := os.Stat(filepath.Join(dir, train.CheckpointFile)); err != nil {
+		t.Fatal("no checkpoint after SIGINT")
+	}
+	if _, err := os.Stat(filepath.Join(dir, train.ResultFile)); err == nil {
+		t.Fatal("an interrupted run wrote result.json")
+	}
+	if code, _, stderr := runCmd(t, "-resume", dir); code != 0 {
+		t.Fatalf("resume: exit %d\n%s", code, stderr)
+	}
+	want := params(t, filepath.Join(straight, train.CheckpointFile))
+	got := params(t, filepath.Join(dir, train.CheckpointFile))
+	if len(want) == 0 || len(got) != len(want) {
+		t.Fatalf("checkpoints hold %d and %d parameters", len(want), len(got))
+	}
+	for name, w := range want {
+		g := got[name]
+		for i := range w {
+			if math.Float64bits(g[i]) != math.Float64bits(w[i]) {
+				t.Fatalf("%s[%d] = %.17g after SIGINT+resume, %.17g uninterrupted", name, i, g[i], w[i])
+			}
+		}
+	}
+	a, b := readResult(t, straight), readResult(t, dir)
+	if a.Test.Top1 != b.Test.Top1 {
+		t.Errorf("test top-1 %.2f after resume, %.2f uninterrupted", b.Test.Top1, a.Test.Top1)
+	}
+	// metrics.jsonl has one line per epoch, without repeats.
+	m, _ := os.ReadFile(filepath.Join(dir, train.MetricsFile))
+	if n := bytes.Count(m, []byte("\n")); n != 30 {
+		t.Errorf("metrics.jsonl has %d lines after resume, want 30", n)
+	}
+}
+
+func params(t *testing.T, path string) map[string][]float64 {
+	t.Helper()
+	ts, err := train.ReadTensors(path, nil, gotch.CPU)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][]float64{}
+	for name, x := range ts {
+		if strings.HasPrefix(name, "param.") {
+			out[name] = x.Float64Values()
+		}
+	}
+	return out
+}

@@ -1,0 +1,802 @@
+// Package coop is CoOp (Zhou et al., "Learning to Prompt for
+// Vision-Language Models", IJCV 2022) as a train.Method: the words of the
+// prompt in front of (or around) each class name are replaced by M learned
+// context vectors in CLIP's token-embedding space, trained with
+// cross-entropy through the frozen text encoder.
+//
+// For class c the prompt skeleton is the text P + " " + name_c + "." where
+// P is the initialization string or M copies of "X". It is tokenized and
+// embedded once with the frozen token embedding; the start-of-text row (the
+// prefix) and the rows after the M placeholders (the suffix: the class
+// name, ".", end-of-text and padding) stay fixed. At every call of Logits
+// the context vectors are placed among them according to the class-token
+// position:
+//
+//	end     prefix, ctx[0:M], suffix
+//	middle  prefix, ctx[0:M/2], suffix[0:n_c], ctx[M/2:M], suffix[n_c:]
+//	front   prefix, suffix[0:n_c], ctx[0:M], suffix[n_c:]
+//
+// where n_c is the number of tokens of the class name alone. All class
+// prompts go through the text transformer (the end-of-text position of the
+// skeleton gives the output row), the features are L2-normalized and the
+// logits are the checkpoint's logit scale times their cosine similarities
+// with the normalized image features. Only the context is learned: one
+// [M, W] matrix shared by all classes, or with ClassSpecific one [C, M, W]
+// tensor.
+//
+// The context is float32; when the text encoder computes in another dtype
+// (fp16), the context is cast on the way in, so the update is applied to a
+// float32 copy (unlike the reference's pure-fp16 SGD).
+//
+// Randomness (the random initialization) comes from math/rand/v2 seeded
+// with Context.Seed; libtorch's generator is never used.
+//
+// Gradient mode is per OS thread in libtorch. Init, Logits and
+// SetParameters lock their goroutine to its thread while they run; a
+// training call of Logits records gradients only when the caller's thread
+// has gradient mode on (the default), so callers that also run backward
+// lock their goroutine (runtime.LockOSThread) around the whole step.
+package coop
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"runtime"
+	"slices"
+	"strings"
+
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+
+	"github.com/clipadapter/clipgo/internal/torch"
+	"github.com/clipadapter/clipgo/train"
+)
+
+// Class-token positions.
+const (
+	// PositionEnd puts the class name after the context (the default).
+	PositionEnd = "end"
+	// PositionMiddle puts it between the two halves of the context.
+	PositionMiddle = "middle"
+	// PositionFront puts it before the context.
+	PositionFront = "front"
+)
+
+// ParamName is the name of the learned context in Parameters and
+// checkpoints.
+const ParamName = "ctx"
+
+// pcgStream is the PCG stream ("coop" in ASCII) paired with Context.Seed,
+// so that this package's draws differ from those of other packages seeded
+// with the same value.
+const pcgStream = 0x636f6f70
+
+// Options configures CoOp. The zero value means the defaults of
+// DefaultOptions.
+type Options struct {
+	// NCtx is M, the number of context vectors for random initialization;
+	// 0 means 16. It is ignored with CtxInit, where M is the number of
+	// words.
+	NCtx int
+	// CtxInit, when not empty, initializes the context from words ("_"
+	// stands for a space), e.g. "a photo of a": M is the number of words
+	// and the context is the frozen token embedding of the words, one
+	// token each. The context is then always shared by all classes.
+	CtxInit string
+	// ClassSpecific learns one context per class (CSC) instead of one
+	// shared by all. Ignored with CtxInit.
+	ClassSpecific bool
+	// ClassTokenPosition is PositionEnd (also when empty), PositionMiddle
+	// or PositionFront.
+	ClassTokenPosition string
+	// InitStd is the standard deviation of the random initialization;
+	// 0 means 0.02.
+	InitStd float64
+}
+
+// DefaultOptions returns CoOp's defaults: 16 random context vectors
+// (std 0.02) shared by all classes, class name at the end.
+func DefaultOptions() Options {
+	return Options{NCtx: 16, ClassTokenPosition: PositionEnd, InitStd: 0.02}
+}
+
+func (o Options) withDefaults() Options {
+	if o.NCtx == 0 {
+		o.NCtx = 16
+	}
+	if o.ClassTokenPosition == "" {
+		o.ClassTokenPosition = PositionEnd
+	}
+	if o.InitStd == 0 {
+		o.InitStd = 0.02
+	}
+	return o
+}
+
+func (o Options) validate() error {
+	switch o.ClassTokenPosition {
+	case PositionEnd, PositionMiddle, PositionFront:
+	default:
+		return fmt.Errorf("unknown class token position %q (want %s, %s or %s)",
+			o.ClassTokenPosition, PositionEnd, PositionMiddle, PositionFront)
+	}
+	if o.CtxInit == "" && o.NCtx < 1 {
+		return fmt.Errorf("NCtx = %d, want at least 1", o.NCtx)
+	}
+	if o.InitStd < 0 {
+		return fmt.Errorf("InitStd = %g, want a positive value", o.InitStd)
+	}
+	return nil
+}
+
+// CoOp is the CoOp prompt learner. Create it with New; Init builds it.
+type CoOp struct {
+	opts Options
+	text train.TextEncoder
+	// m is the number of context vectors, width the token-embedding size,
+	// length the token sequence length (77), classes the class count.
+	m, width, length int64
+	classes          int64
+	classSpecific    bool
+	scale            float64
+	device           gotch.Device
+	// ctx is the learned context, float32 [M, W] or [C, M, W].
+	ctx *ts.Tensor
+	// frozen holds the embedded skeletons, [C·L, W] in the embedding's
+	// dtype; index picks, for every row of the C prompts, a row of the
+	// concatenation of frozen and the context rows, [C·L] int64.
+	frozen *ts.Tensor
+	index  *ts.Tensor
+	// nameLens is n_c per class; eot the end-of-text position per class.
+	nameLens []int64
+	eot      []int64
+	// evalFeatures caches the normalized class features between
+	// evaluation calls, computed from the context value evalCtx.
+	evalFeatures *ts.Tensor
+	evalCtx      *ts.Tensor
+}
+
+var _ train.Method = (*CoOp)(nil)
+
+// New returns an uninitialized CoOp; Init validates the options and builds
+// it.
+func New(o Options) *CoOp { return &CoOp{opts: o.withDefaults()} }
+
+// Options returns the options in effect (with defaults filled in).
+func (c *CoOp) Options() Options { return c.opts }
+
+// NumContext returns M, the number of context vectors (0 before Init).
+func (c *CoOp) NumContext() int { return int(c.m) }
+
+// Init tokenizes and embeds the prompt skeletons of ctx.ClassNames and
+// creates the context: from the words of Options.CtxInit, or drawn from
+// N(0, InitStd²) with a generator seeded by ctx.Seed, in row-major order.
+// The training views are not used.
+func (c *CoOp) Init(ctx *train.Context, views []*train.Features) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if err := c.init(ctx); err != nil {
+		c.Drop()
+		return fmt.Errorf("coop: %w", err)
+	}
+	return nil
+}
+
+func (c *CoOp) init(ctx *train.Context) error {
+	if err := c.opts.validate(); err != nil {
+		return err
+	}
+	if ctx == nil {
+		return errors.New("nil context")
+	}
+	if ctx.Text == nil {
+		return errors.New("the context has no text encoder")
+	}
+	if len(ctx.ClassNames) == 0 {
+		return errors.New("no class names")
+	}
+	c.Drop()
+	c.text = ctx.Text
+	c.device = ctx.Device
+	c.classes = int64(len(ctx.ClassNames))
+	c.classSpecific = c.opts.ClassSpecific && c.opts.CtxInit == ""
+	if c.opts.ClassSpecific && c.opts.CtxInit != "" && ctx.Log != nil {
+		ctx.Log.Warn("coop: ClassSpecific is ignored with CtxInit; the context is shared by all classes", "ctx_init", c.opts.CtxInit)
+	}
+
+	// The context placeholder P and M.
+	var prefixText string
+	if c.opts.CtxInit != "" {
+		words := strings.Fields(strings.ReplaceAll(c.opts.CtxInit, "_", " "))
+		if len(words) == 0 {
+			return fmt.Errorf("CtxInit %q has no words", c.opts.CtxInit)
+		}
+		c.m = int64(len(words))
+		prefixText = strings.Join(words, " ")
+	} else {
+		c.m = int64(c.opts.NCtx)
+		prefixText = strings.TrimSpace(strings.Repeat("X ", c.opts.NCtx))
+	}
+
+	var initIDs *ts.Tensor
+	defer func() {
+		if initIDs != nil {
+			initIDs.MustDrop()
+		}
+	}()
+	err := torch.NoGrad(func() error {
+		nameLens, length, err := c.nameLengths(ctx.ClassNames)
+		if err != nil {
+			return err
+		}
+		c.nameLens, c.length = nameLens, length
+		for i, n := range nameLens {
+			if need := 1 + c.m + n + 2; need > length {
+				return fmt.Errorf("class %q: the prompt needs %d tokens (start, %d context, %d for the name, \".\", end), more than %d",
+					ctx.ClassNames[i], need, c.m, n, length)
+			}
+		}
+		texts := make([]string, len(ctx.ClassNames))
+		for i, name := range ctx.ClassNames {
+			texts[i] = prefixText + " " + name + "."
+		}
+		ids, err := c.tokenize(texts)
+		if err != nil {
+			return fmt.Errorf("tokenize the prompts: %w", err)
+		}
+		idv, err := int64Values(ids)
+		if err != nil {
+			ids.MustDrop()
+			return err
+		}
+		c.eot = eotPositions(idv, length)
+		for i, e := range c.eot {
+			if e < 1+c.m+c.nameLens[i] {
+				ids.MustDrop()
+				return fmt.Errorf("class %q: the prompt %q has its end-of-text token at %d, before the end of the name (%d)",
+					ctx.ClassNames[i], texts[i], e, 1+c.m+c.nameLens[i])
+			}
+		}
+		emb, err := c.embed(ids)
+		ids.MustDrop()
+		if err != nil {
+			return err
+		}
+		c.frozen = emb
+		if c.opts.CtxInit != "" {
+			if initIDs, err = c.tokenize([]string{prefixText}); err != nil {
+				return fmt.Errorf("tokenize CtxInit %q: %w", prefixText, err)
+			}
+			v, err := int64Values(initIDs)
+			if err != nil {
+				return err
+			}
+			if n := eotPositions(v, length)[0] - 1; n != c.m {
+				return fmt.Errorf("CtxInit %q: %d words but %d tokens; every word must be one token", prefixText, c.m, n)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if err := c.initContext(ctx.Seed, initIDs); err != nil {
+		return err
+	}
+	idx := promptIndex(c.opts.ClassTokenPosition, c.classes, c.length, c.m, c.nameLens, c.classSpecific)
+	t, err := ts.OfSlice(idx)
+	if err != nil {
+		return torch.Err("prompt index", err)
+	}
+	if c.index, err = t.To(c.device, true); err != nil {
+		return torch.Err("move prompt index to "+torch.DeviceName(c.device), err)
+	}
+	c.scale = ctx.Text.LogitScale()
+	if !(c.scale > 0) || math.IsInf(c.scale, 0) {
+		return fmt.Errorf("the text encoder's logit scale is %g, want a positive finite value", c.scale)
+	}
+	return nil
+}
+
+// tokenize wraps Context.Text.Tokenize and checks the result's shape.
+func (c *CoOp) tokenize(texts []string) (*ts.Tensor, error) {
+	ids, err := c.text.Tokenize(texts)
+	if err != nil {
+		return nil, err
+	}
+	s, err := ids.Size()
+	if err != nil || len(s) != 2 || s[0] != int64(len(texts)) || s[1] < 3 {
+		ids.MustDrop()
+		return nil, fmt.Errorf("tokenizer returned shape %v for %d texts", s, len(texts))
+	}
+	return ids, nil
+}
+
+// nameLengths returns the number of tokens of each class name alone
+// (between the start and end of text) and the token sequence length. When
+// the tokenizer fails on the batch, the names are retried one by one to
+// report which one fails.
+func (c *CoOp) nameLengths(names []string) ([]int64, int64, error) {
+	ids, err := c.tokenize(names)
+	if err != nil {
+		for _, name := range names {
+			one, err1 := c.tokenize([]string{name})
+			if err1 != nil {
+				return nil, 0, fmt.Errorf("class %q: tokenize: %w", name, err1)
+			}
+			one.MustDrop()
+		}
+		return nil, 0, fmt.Errorf("tokenize the class names: %w", err)
+	}
+	defer ids.MustDrop()
+	length := ids.MustSize()[1]
+	v, err := int64Values(ids)
+	if err != nil {
+		return nil, 0, err
+	}
+	eot := eotPositions(v, length)
+	n := make([]int64, len(eot))
+	for i, e := range eot {
+		n[i] = e - 1
+	}
+	return n, length, nil
+}
+
+// embed maps token ids [C, L] to the frozen embeddings [C·L, W] on the
+// method's device.
+func (c *CoOp) embed(ids *ts.Tensor) (*ts.Tensor, error) {
+	e, err := c.text.TokenEmbedding(ids)
+	if err != nil {
+		return nil, fmt.Errorf("token embedding: %w", err)
+	}
+	s, err := e.Size()
+	n := ids.MustSize()
+	if err != nil || len(s) != 3 || s[0] != n[0] || s[1] != n[1] {
+		e.MustDrop()
+		return nil, fmt.Errorf("token embedding returned shape %v for tokens %v", s, n)
+	}
+	c.width = s[2]
+	flat, err := e.View([]int64{s[0] * s[1], s[2]}, true)
+	if err != nil {
+		return nil, torch.Err("flatten embeddings", err)
+	}
+	d, err := flat.Detach(true)
+	if err != nil {
+		return nil, torch.Err("detach embeddings", err)
+	}
+	out, err := d.To(c.device, true)
+	if err != nil {
+		return nil, torch.Err("move embeddings to "+torch.DeviceName(c.device), err)
+	}
+	return out, nil
+}
+
+// initContext creates the learned context: the embedding rows 1..M of
+// initIDs when given, otherwise N(0, InitStd²) values from the seeded
+// generator.
+func (c *CoOp) initContext(seed uint64, initIDs *ts.Tensor) error {
+	var x *ts.Tensor
+	if initIDs != nil {
+		err := torch.NoGrad(func() error {
+			e, err := c.text.TokenEmbedding(initIDs)
+			if err != nil {
+				return fmt.Errorf("token embedding of CtxInit: %w", err)
+			}
+			rows, err := e.Narrow(1, 1, c.m, true)
+			if err != nil {
+				return torch.Err("context rows of CtxInit", err)
+			}
+			r, err := rows.View([]int64{c.m, c.width}, true)
+			if err != nil {
+				return torch.Err("context rows of CtxInit", err)
+			}
+			f, err := r.Totype(gotch.Float, true)
+			if err != nil {
+				return torch.Err("cast context to float32", err)
+			}
+			if x, err = f.To(c.device, true); err != nil {
+				return torch.Err("move context to "+torch.DeviceName(c.device), err)
+			}
+			// A tensor with its own storage, not a view of the embedding
+			// output.
+			cp, err := copyTensor(x)
+			x.MustDrop()
+			if err != nil {
+				return err
+			}
+			x = cp
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	} else {
+		shape := []int64{c.m, c.width}
+		if c.classSpecific {
+			shape = []int64{c.classes, c.m, c.width}
+		}
+		vals := normalValues(seed, c.opts.InitStd, int(prod(shape)))
+		t, err := ts.OfSlice(vals)
+		if err != nil {
+			return torch.Err("create context", err)
+		}
+		if t, err = t.View(shape, true); err != nil {
+			return torch.Err("shape context", err)
+		}
+		if x, err = t.To(c.device, true); err != nil {
+			return torch.Err("move context to "+torch.DeviceName(c.device), err)
+		}
+	}
+	p, err := x.SetRequiresGrad(true, true)
+	if err != nil {
+		return torch.Err("context requires grad", err)
+	}
+	c.ctx = p
+	return nil
+}
+
+// normalValues draws n values from N(0, std²) with a PCG generator seeded
+// by (seed, pcgStream).
+func normalValues(seed uint64, std float64, n int) []float32 {
+	rng := rand.New(rand.NewPCG(seed, pcgStream))
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = float32(rng.NormFloat64() * std)
+	}
+	return v
+}
+
+// promptIndex returns, for every row r of every class prompt c (in
+// row-major [C, L] order), the row of src = concat(frozen [C·L, W], context
+// rows) it takes. The context rows start at C·L: row k of the shared
+// context is C·L + k; row k of class c's own context is C·L + c·M + k.
+//
+// The skeleton of class c holds the start token at 0, M placeholders at
+// 1..M and the suffix (name, ".", end, padding) from 1+M on, so suffix
+// row s is skeleton row 1+M+s.
+func promptIndex(position string, classes, length, m int64, nameLens []int64, classSpecific bool) []int64 {
+	idx := make([]int64, 0, classes*length)
+	for c := range classes {
+		frozen := func(row int64) int64 { return c*length + row }
+		suffix := func(s int64) int64 { return frozen(1 + m + s) }
+		context := func(k int64) int64 {
+			if classSpecific {
+				return classes*length + c*m + k
+			}
+			return classes*length + k
+		}
+		n := nameLens[c]
+		idx = append(idx, frozen(0))
+		switch position {
+		case PositionEnd:
+			for k := range m {
+				idx = append(idx, context(k))
+			}
+			for s := int64(0); s < length-1-m; s++ {
+				idx = append(idx, suffix(s))
+			}
+		case PositionMiddle:
+			half := m / 2
+			for k := range half {
+				idx = append(idx, context(k))
+			}
+			for s := range n {
+				idx = append(idx, suffix(s))
+			}
+			for k := half; k < m; k++ {
+				idx = append(idx, context(k))
+			}
+			for s := n; s < length-1-m; s++ {
+				idx = append(idx, suffix(s))
+			}
+		case PositionFront:
+			for s := range n {
+				idx = append(idx, suffix(s))
+			}
+			for k := range m {
+				idx = append(idx, context(k))
+			}
+			for s := n; s < length-1-m; s++ {
+				idx = append(idx, suffix(s))
+			}
+		}
+	}
+	return idx
+}
+
+// prompts assembles the class prompts [C, L, W] in the embedding's dtype;
+// gradients flow into the context when enabled.
+func (c *CoOp) prompts() (*ts.Tensor, error) {
+	if c.ctx == nil {
+		return nil, errors.New("coop: not initialized")
+	}
+	rows, err := c.ctx.View([]int64{-1, c.width}, false)
+	if err != nil {
+		return nil, torch.Err("context rows", err)
+	}
+	if dt := c.frozen.DType(); rows.DType() != dt {
+		if rows, err = rows.Totype(dt, true); err != nil {
+			return nil, torch.Err("cast context", err)
+		}
+	}
+	src, err := ts.Cat([]*ts.Tensor{c.frozen, rows}, 0)
+	rows.MustDrop()
+	if err != nil {
+		return nil, torch.Err("concatenate skeletons and context", err)
+	}
+	p, err := src.IndexSelect(0, c.index, true)
+	if err != nil {
+		return nil, torch.Err("assemble prompts", err)
+	}
+	out, err := p.View([]int64{c.classes, c.length, c.width}, true)
+	if err != nil {
+		return nil, torch.Err("shape prompts", err)
+	}
+	return out, nil
+}
+
+// classFeatures runs the prompts through the text encoder and returns the
+// L2-normalized float32 class features [C, D].
+func (c *CoOp) classFeatures() (*ts.Tensor, error) {
+	p, err := c.prompts()
+	if err != nil {
+		return nil, err
+	}
+	g, err := c.text.EncodeEmbeddings(p, c.eot)
+	p.MustDrop()
+	if err != nil {
+		return nil, fmt.Errorf("coop: encode prompts: %w", err)
+	}
+	if s, err := g.Size(); err != nil || len(s) != 2 || s[0] != c.classes {
+		g.MustDrop()
+		return nil, fmt.Errorf("coop: text encoder returned shape %v for %d prompts", s, c.classes)
+	}
+	gf, err := g.Totype(gotch.Float, true)
+	if err != nil {
+		return nil, torch.Err("coop: cast text features", err)
+	}
+	gn, err := normalizeRows(gf)
+	gf.MustDrop()
+	if err != nil {
+		return nil, fmt.Errorf("coop: %w", err)
+	}
+	return gn, nil
+}
+
+// Parameters returns the context, named ParamName; nil before Init.
+func (c *CoOp) Parameters() []train.Param {
+	if c.ctx == nil {
+		return nil
+	}
+	return []train.Param{{Name: ParamName, Tensor: c.ctx}}
+}
+
+// SetParameters copies values["ctx"] into the context (without recording
+// gradients). The shape must match and no other name may appear.
+func (c *CoOp) SetParameters(values map[string]*ts.Tensor) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if c.ctx == nil {
+		return errors.New("coop: set parameters before Init")
+	}
+	for name := range values {
+		if name != ParamName {
+			return fmt.Errorf("coop: set parameters: unknown parameter %q", name)
+		}
+	}
+	v, ok := values[ParamName]
+	if !ok || v == nil {
+		return fmt.Errorf("coop: set parameters: missing %q", ParamName)
+	}
+	got, err := v.Size()
+	if err != nil {
+		return torch.Err("coop: set parameters: shape of ctx", err)
+	}
+	if want := c.ctx.MustSize(); !slices.Equal(got, want) {
+		return fmt.Errorf("coop: set parameters: ctx has shape %v, want %v", got, want)
+	}
+	switch v.DType() {
+	case gotch.Float, gotch.Double, gotch.Half, gotch.BFloat16:
+	default:
+		return fmt.Errorf("coop: set parameters: ctx has dtype %v, want floating point", v.DType())
+	}
+	c.dropEval()
+	return torch.NoGrad(func() error {
+		src, err := v.To(c.device, false)
+		if err != nil {
+			return torch.Err("coop: set parameters: move ctx", err)
+		}
+		c.ctx.Copy_(src)
+		src.MustDrop()
+		return nil
+	})
+}
+
+// Logits returns LogitScale · f̂ · Ĝᵀ [B, C] (float32) for raw image
+// features f [B, D], where G holds the text features of the class prompts.
+// With training, the prompts are encoded anew with gradients flowing into
+// the context. Without, the normalized class features are computed once
+// (without gradients) and reused by later evaluation calls as long as the
+// context keeps its value.
+func (c *CoOp) Logits(features *ts.Tensor, training bool) (*ts.Tensor, error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if c.ctx == nil {
+		return nil, errors.New("coop: logits before Init")
+	}
+	if training {
+		c.dropEval()
+		g, err := c.classFeatures()
+		if err != nil {
+			return nil, err
+		}
+		defer g.MustDrop()
+		return scaledCosine(features, g, c.scale)
+	}
+	if err := c.ensureEval(); err != nil {
+		return nil, err
+	}
+	var out *ts.Tensor
+	err := torch.NoGrad(func() error {
+		var err error
+		out, err = scaledCosine(features, c.evalFeatures, c.scale)
+		return err
+	})
+	return out, err
+}
+
+// ensureEval computes the cached evaluation class features unless they
+// were computed from the context's current value.
+func (c *CoOp) ensureEval() error {
+	if c.evalFeatures != nil {
+		same, err := c.ctx.Equal(c.evalCtx, false)
+		if err != nil {
+			return torch.Err("coop: compare context", err)
+		}
+		if same {
+			return nil
+		}
+		c.dropEval()
+	}
+	return torch.NoGrad(func() error {
+		g, err := c.classFeatures()
+		if err != nil {
+			return err
+		}
+		snap, err := copyTensor(c.ctx)
+		if err != nil {
+			g.MustDrop()
+			return fmt.Errorf("coop: snapshot context: %w", err)
+		}
+		c.evalFeatures, c.evalCtx = g, snap
+		return nil
+	})
+}
+
+func (c *CoOp) dropEval() {
+	if c.evalFeatures != nil {
+		c.evalFeatures.MustDrop()
+		c.evalFeatures = nil
+	}
+	if c.evalCtx != nil {
+		c.evalCtx.MustDrop()
+		c.evalCtx = nil
+	}
+}
+
+// Drop frees the method's tensors.
+func (c *CoOp) Drop() {
+	c.dropEval()
+	for _, t := range []**ts.Tensor{&c.ctx, &c.frozen, &c.index} {
+		if *t != nil {
+			(*t).MustDrop()
+			*t = nil
+		}
+	}
+}
+
+// scaledCosine returns scale · f̂ · gᵀ as float32, where f [B, D] is
+// normalized here and g [C, D] already has unit rows.
+func scaledCosine(f, g *ts.Tensor, scale float64) (*ts.Tensor, error) {
+	fs, err := f.Size()
+	if err != nil {
+		return nil, torch.Err("coop: image features shape", err)
+	}
+	gs := g.MustSize()
+	if len(fs) != 2 || fs[1] != gs[1] {
+		return nil, fmt.Errorf("coop: image features have shape %v, want [B, %d]", fs, gs[1])
+	}
+	ff, err := f.Totype(gotch.Float, false)
+	if err != nil {
+		return nil, torch.Err("coop: cast image features", err)
+	}
+	fn, err := normalizeRows(ff)
+	ff.MustDrop()
+	if err != nil {
+		return nil, fmt.Errorf("coop: %w", err)
+	}
+	gt, err := g.T(false)
+	if err != nil {
+		fn.MustDrop()
+		return nil, torch.Err("coop: transpose class features", err)
+	}
+	logits, err := fn.Mm(gt, false)
+	fn.MustDrop()
+	gt.MustDrop()
+	if err != nil {
+		return nil, torch.Err("coop: image-text similarities", err)
+	}
+	scaled, err := logits.MulScalar(ts.FloatScalar(scale), true)
+	if err != nil {
+		return nil, torch.Err("coop: scale logits", err)
+	}
+	return scaled, nil
+}
+
+// normalizeRows returns x divided by the L2 norms of its rows.
+func normalizeRows(x *ts.Tensor) (*ts.Tensor, error) {
+	n, err := x.NormScalaroptDim(ts.FloatScalar(2), []int64{-1}, true, false)
+	if err != nil {
+		return nil, torch.Err("row norms", err)
+	}
+	y, err := x.Div(n, false)
+	n.MustDrop()
+	if err != nil {
+		return nil, torch.Err("normalize rows", err)
+	}
+	return y, nil
+}
+
+// copyTensor returns a copy of x with its own storage and no autograd
+// history. Call it with gradients disabled.
+func copyTensor(x *ts.Tensor) (*ts.Tensor, error) {
+	z, err := x.ZerosLike(false)
+	if err != nil {
+		return nil, torch.Err("copy tensor", err)
+	}
+	z.Copy_(x)
+	return z, nil
+}
+
+// int64Values copies an integer tensor's values to Go.
+func int64Values(x *ts.Tensor) ([]int64, error) {
+	cpu, err := x.To(gotch.CPU, false)
+	if err != nil {
+		return nil, torch.Err("move token ids to cpu", err)
+	}
+	defer cpu.MustDrop()
+	l, err := cpu.Totype(gotch.Int64, false)
+	if err != nil {
+		return nil, torch.Err("token ids as int64", err)
+	}
+	defer l.MustDrop()
+	return l.Int64Values(), nil
+}
+
+// eotPositions returns, per row of length L, the position of the largest
+// id (the end-of-text token; the first one on ties, like argmax).
+func eotPositions(ids []int64, length int64) []int64 {
+	rows := int64(len(ids)) / length
+	out := make([]int64, rows)
+	for r := range rows {
+		row := ids[r*length : (r+1)*length]
+		best := 0
+		for j, v := range row {
+			if v > row[best] {
+				best = j
+			}
+		}
+		out[r] = int64(best)
+	}
+	return out
+}
+
+func prod(s []int64) int64 {
+	p := int64(1)
+	for _, v := range s {
+		p *= v
+	}
+	return p
+}

@@ -1,0 +1,250 @@
+package nn
+
+import (
+	"fmt"
+
+	"github.com/sugarme/gotch/ts"
+)
+
+// splitHeads reshapes x [N, L, H·d] to [N, H, L, d].
+func splitHeads(x *ts.Tensor, heads int64) (*ts.Tensor, error) {
+	s, err := size(x)
+	if err != nil {
+		return nil, err
+	}
+	if len(s) != 3 || s[2]%heads != 0 {
+		return nil, fmt.Errorf("attention: input shape %v cannot be split into %d heads", s, heads)
+	}
+	v, err := x.View([]int64{s[0], s[1], heads, s[2] / heads}, false)
+	if err != nil {
+		return nil, wrap("attention: split heads", err)
+	}
+	y, err := v.Permute([]int64{0, 2, 1, 3}, true)
+	return y, wrap("attention: split heads", err)
+}
+
+// Attend computes softmax(q kᵀ/√d + mask) v per head. q is [N, H, Lq, d],
+// k and v are [N, H, Lk, d], mask is nil or an additive [Lq, Lk] mask. The
+// result is [N, Lq, H·d].
+func Attend(q, k, v, mask *ts.Tensor) (*ts.Tensor, error) {
+	var s scope
+	defer s.drop()
+	qs, err := size(q)
+	if err != nil {
+		return nil, err
+	}
+	if len(qs) != 4 {
+		return nil, fmt.Errorf("attention: query shape %v, want [N, heads, L, d]", qs)
+	}
+	scale := ts.FloatScalar(invSqrt(qs[3]))
+	defer scale.Drop()
+	qq, err := q.MulScalar(scale, false)
+	if err != nil {
+		return nil, wrap("attention: scale", err)
+	}
+	s.keep(qq)
+	kt, err := k.Transpose(-2, -1, false)
+	if err != nil {
+		return nil, wrap("attention: transpose keys", err)
+	}
+	s.keep(kt)
+	scores, err := qq.Matmul(kt, false)
+	if err != nil {
+		return nil, wrap("attention: scores", err)
+	}
+	s.keep(scores)
+	if mask != nil {
+		m, err := CastTo(mask, scores.DType())
+		if err != nil {
+			return nil, err
+		}
+		s.keep(m)
+		if scores, err = scores.Add(m, false); err != nil {
+			return nil, wrap("attention: mask", err)
+		}
+		s.keep(scores)
+	}
+	p, err := scores.Softmax(-1, scores.DType(), false)
+	if err != nil {
+		return nil, wrap("attention: softmax", err)
+	}
+	s.keep(p)
+	o, err := p.Matmul(v, false)
+	if err != nil {
+		return nil, wrap("attention: weighted values", err)
+	}
+	s.keep(o)
+	ot, err := o.Permute([]int64{0, 2, 1, 3}, false)
+	if err != nil {
+		return nil, wrap("attention: merge heads", err)
+	}
+	s.keep(ot)
+	y, err := ot.Reshape([]int64{qs[0], qs[2], qs[1] * qs[3]}, false)
+	return y, wrap("attention: merge heads", err)
+}
+
+// MultiheadAttention is self-attention with PyTorch's nn.MultiheadAttention
+// parameters: a packed input projection in_proj_weight [3E, E] (rows: query,
+// key, value) and in_proj_bias [3E], and out_proj (Linear E→E).
+type MultiheadAttention struct {
+	InProjWeight, InProjBias *ts.Tensor
+	OutProj                  *Linear
+	Width, Heads             int64
+}
+
+// NewMultiheadAttention adds <prefix>.in_proj_weight, .in_proj_bias and
+// .out_proj.{weight,bias}, all of the builder's weight dtype.
+func NewMultiheadAttention(b Builder, width, heads int64) *MultiheadAttention {
+	return &MultiheadAttention{
+		InProjWeight: b.Weight("in_proj_weight", 3*width, width),
+		InProjBias:   b.Weight("in_proj_bias", 3*width),
+		OutProj:      NewLinear(b.Sub("out_proj"), width, width, true),
+		Width:        width,
+		Heads:        heads,
+	}
+}
+
+// Forward attends x [N, L, E] to itself; mask is nil or an additive [L, L]
+// mask (−∞ where attention is not allowed).
+func (a *MultiheadAttention) Forward(x, mask *ts.Tensor) (*ts.Tensor, error) {
+	var s scope
+	defer s.drop()
+	if a.Width%a.Heads != 0 {
+		return nil, fmt.Errorf("attention: width %d is not divisible by %d heads", a.Width, a.Heads)
+	}
+	qkv, err := ts.Linear(x, a.InProjWeight, a.InProjBias)
+	if err != nil {
+		return nil, wrap("attention: input projection", err)
+	}
+	s.keep(qkv)
+	var heads [3]*ts.Tensor
+	for i := range heads {
+		part, err := qkv.Narrow(-1, int64(i)*a.Width, a.Width, false)
+		if err != nil {
+			return nil, wrap("attention: split q/k/v", err)
+		}
+		s.keep(part)
+		if heads[i], err = splitHeads(part, a.Heads); err != nil {
+			return nil, err
+		}
+		s.keep(heads[i])
+	}
+	o, err := Attend(heads[0], heads[1], heads[2], mask)
+	if err != nil {
+		return nil, err
+	}
+	s.keep(o)
+	return a.OutProj.Forward(o)
+}
+
+// AttentionPool2d is the ModifiedResNet head: the feature map's tokens plus
+// their mean, with a learned positional embedding, attended by the mean
+// token alone, with separate q/k/v projections and an output projection
+// c_proj.
+type AttentionPool2d struct {
+	PositionalEmbedding        *ts.Tensor // [HW+1, C], fp32
+	QProj, KProj, VProj, CProj *Linear
+	Heads                      int64
+}
+
+// NewAttentionPool2d adds <prefix>.positional_embedding [grid²+1, dim]
+// (fp32) and the q_proj, k_proj, v_proj (dim→dim) and c_proj (dim→outDim)
+// layers with biases.
+func NewAttentionPool2d(b Builder, grid, dim, heads, outDim int64) *AttentionPool2d {
+	return &AttentionPool2d{
+		PositionalEmbedding: b.Float("positional_embedding", grid*grid+1, dim),
+		QProj:               NewLinear(b.Sub("q_proj"), dim, dim, true),
+		KProj:               NewLinear(b.Sub("k_proj"), dim, dim, true),
+		VProj:               NewLinear(b.Sub("v_proj"), dim, dim, true),
+		CProj:               NewLinear(b.Sub("c_proj"), dim, outDim, true),
+		Heads:               heads,
+	}
+}
+
+// Forward pools x [N, C, H, W] to [N, outDim].
+func (p *AttentionPool2d) Forward(x *ts.Tensor) (*ts.Tensor, error) {
+	var s scope
+	defer s.drop()
+	xs, err := size(x)
+	if err != nil {
+		return nil, err
+	}
+	ps, err := size(p.PositionalEmbedding)
+	if err != nil {
+		return nil, err
+	}
+	if len(xs) != 4 || xs[2]*xs[3]+1 != ps[0] || xs[1] != ps[1] {
+		return nil, fmt.Errorf("attention pool: feature map %v does not fit the positional embedding %v (wrong image resolution?)", xs, ps)
+	}
+	flat, err := x.Flatten(2, 3, false)
+	if err != nil {
+		return nil, wrap("attention pool: flatten", err)
+	}
+	s.keep(flat)
+	tokens, err := flat.Permute([]int64{0, 2, 1}, false) // N, HW, C
+	if err != nil {
+		return nil, wrap("attention pool: permute", err)
+	}
+	s.keep(tokens)
+	mean, err := tokens.MeanDim([]int64{1}, true, tokens.DType(), false)
+	if err != nil {
+		return nil, wrap("attention pool: mean", err)
+	}
+	s.keep(mean)
+	seq, err := ts.Cat([]*ts.Tensor{mean, tokens}, 1)
+	if err != nil {
+		return nil, wrap("attention pool: concat", err)
+	}
+	s.keep(seq)
+	pos, err := CastTo(p.PositionalEmbedding, seq.DType())
+	if err != nil {
+		return nil, err
+	}
+	s.keep(pos)
+	seq, err = seq.Add(pos, false)
+	if err != nil {
+		return nil, wrap("attention pool: positional embedding", err)
+	}
+	s.keep(seq)
+	first, err := seq.Narrow(1, 0, 1, false)
+	if err != nil {
+		return nil, wrap("attention pool: query token", err)
+	}
+	s.keep(first)
+	project := func(l *Linear, in *ts.Tensor) (*ts.Tensor, error) {
+		y, err := l.Forward(in)
+		if err != nil {
+			return nil, err
+		}
+		s.keep(y)
+		h, err := splitHeads(y, p.Heads)
+		if err != nil {
+			return nil, err
+		}
+		return s.keep(h), nil
+	}
+	q, err := project(p.QProj, first)
+	if err != nil {
+		return nil, err
+	}
+	k, err := project(p.KProj, seq)
+	if err != nil {
+		return nil, err
+	}
+	v, err := project(p.VProj, seq)
+	if err != nil {
+		return nil, err
+	}
+	o, err := Attend(q, k, v, nil) // N, 1, C
+	if err != nil {
+		return nil, err
+	}
+	s.keep(o)
+	out, err := p.CProj.Forward(o)
+	if err != nil {
+		return nil, err
+	}
+	s.keep(out)
+	y, err := out.Reshape([]int64{xs[0], -1}, false)
+	return y, wrap("attention pool: output", err)
+}

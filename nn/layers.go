@@ -1,0 +1,215 @@
+package nn
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/clipadapter/clipgo/internal/torch"
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+)
+
+// scope collects intermediate tensors so that a forward pass can drop them
+// all on every return path.
+type scope struct{ held []*ts.Tensor }
+
+// keep records t for dropping and returns it.
+func (s *scope) keep(t *ts.Tensor) *ts.Tensor {
+	s.held = append(s.held, t)
+	return t
+}
+
+// drop releases every recorded tensor.
+func (s *scope) drop() {
+	for _, t := range s.held {
+		t.Drop()
+	}
+	s.held = nil
+}
+
+func wrap(what string, err error) error { return torch.Err(what, err) }
+
+// size returns t's shape.
+func size(t *ts.Tensor) ([]int64, error) {
+	s, err := t.Size()
+	return s, wrap("tensor shape", err)
+}
+
+// CastTo returns x converted to dtype; when x already has it, the result is
+// a new handle on the same data (drop it like any other result).
+func CastTo(x *ts.Tensor, dtype gotch.DType) (*ts.Tensor, error) {
+	y, err := x.Totype(dtype, false)
+	return y, wrap(fmt.Sprintf("convert to %v", dtype), err)
+}
+
+// Linear is y = x Wᵀ + b with PyTorch's weight layout [out, in].
+type Linear struct {
+	Weight *ts.Tensor
+	Bias   *ts.Tensor // nil without bias
+}
+
+// NewLinear adds <prefix>.weight [out, in] and, with bias, <prefix>.bias
+// [out], both of the builder's weight dtype.
+func NewLinear(b Builder, in, out int64, bias bool) *Linear {
+	l := &Linear{Weight: b.Weight("weight", out, in)}
+	if bias {
+		l.Bias = b.Weight("bias", out)
+	}
+	return l
+}
+
+// Forward applies the layer to the last dimension of x.
+func (l *Linear) Forward(x *ts.Tensor) (*ts.Tensor, error) {
+	bias := l.Bias
+	if bias == nil {
+		bias = ts.None
+	}
+	y, err := ts.Linear(x, l.Weight, bias)
+	return y, wrap("linear", err)
+}
+
+// LayerNorm normalises the last dimension in fp32 whatever the input dtype
+// and casts the result back to the input dtype (CLIP's fp16-safe LayerNorm).
+// Its weight and bias are fp32.
+type LayerNorm struct {
+	Weight, Bias *ts.Tensor
+	Dim          int64
+	Eps          float64
+}
+
+// NewLayerNorm adds <prefix>.weight and <prefix>.bias [dim] (fp32) with
+// PyTorch's default eps 1e-5.
+func NewLayerNorm(b Builder, dim int64) *LayerNorm {
+	return &LayerNorm{Weight: b.Float("weight", dim), Bias: b.Float("bias", dim), Dim: dim, Eps: 1e-5}
+}
+
+// Forward normalises x over its last dimension.
+func (l *LayerNorm) Forward(x *ts.Tensor) (*ts.Tensor, error) {
+	in := x.DType()
+	if in == gotch.Float {
+		y, err := ts.LayerNorm(x, []int64{l.Dim}, l.Weight, l.Bias, l.Eps, true)
+		return y, wrap("layer norm", err)
+	}
+	x32, err := x.Totype(gotch.Float, false)
+	if err != nil {
+		return nil, wrap("layer norm: convert to fp32", err)
+	}
+	y, err := ts.LayerNorm(x32, []int64{l.Dim}, l.Weight, l.Bias, l.Eps, true)
+	x32.Drop()
+	if err != nil {
+		return nil, wrap("layer norm", err)
+	}
+	out, err := y.Totype(in, true)
+	return out, wrap("layer norm: convert back", err)
+}
+
+// QuickGELU returns x·sigmoid(1.702·x), CLIP's GELU approximation.
+func QuickGELU(x *ts.Tensor) (*ts.Tensor, error) {
+	k := ts.FloatScalar(1.702)
+	defer k.Drop()
+	s, err := x.MulScalar(k, false)
+	if err != nil {
+		return nil, wrap("quick gelu", err)
+	}
+	g, err := s.Sigmoid(true)
+	if err != nil {
+		return nil, wrap("quick gelu", err)
+	}
+	y, err := x.Mul(g, false)
+	g.Drop()
+	return y, wrap("quick gelu", err)
+}
+
+// MLP is CLIP's transformer feed-forward block: c_fc (W→4W), QuickGELU,
+// c_proj (4W→W).
+type MLP struct {
+	CFc, CProj *Linear
+}
+
+// NewMLP adds <prefix>.c_fc.* and <prefix>.c_proj.*.
+func NewMLP(b Builder, width int64) *MLP {
+	return &MLP{CFc: NewLinear(b.Sub("c_fc"), width, 4*width, true), CProj: NewLinear(b.Sub("c_proj"), 4*width, width, true)}
+}
+
+// Forward applies the block to the last dimension of x.
+func (m *MLP) Forward(x *ts.Tensor) (*ts.Tensor, error) {
+	h, err := m.CFc.Forward(x)
+	if err != nil {
+		return nil, err
+	}
+	g, err := QuickGELU(h)
+	h.Drop()
+	if err != nil {
+		return nil, err
+	}
+	y, err := m.CProj.Forward(g)
+	g.Drop()
+	return y, err
+}
+
+// Conv2d is a 2-D convolution without bias (CLIP's convolutions have none),
+// weight [out, in, k, k].
+type Conv2d struct {
+	Weight          *ts.Tensor
+	Stride, Padding int64
+}
+
+// NewConv2d adds <prefix>.weight [out, in, k, k] of the weight dtype.
+func NewConv2d(b Builder, in, out, kernel, stride, padding int64) *Conv2d {
+	return &Conv2d{Weight: b.Weight("weight", out, in, kernel, kernel), Stride: stride, Padding: padding}
+}
+
+// Forward convolves x [N, in, H, W].
+func (c *Conv2d) Forward(x *ts.Tensor) (*ts.Tensor, error) {
+	y, err := ts.Conv2d(x, c.Weight, ts.None, []int64{c.Stride, c.Stride}, []int64{c.Padding, c.Padding}, []int64{1, 1}, 1)
+	return y, wrap("conv2d", err)
+}
+
+// BatchNorm2d is batch normalisation in inference mode: it uses the running
+// statistics and never updates them. Its tensors are fp32 (the counter
+// num_batches_tracked is int64 and unused).
+type BatchNorm2d struct {
+	Weight, Bias, RunningMean, RunningVar, NumBatchesTracked *ts.Tensor
+	Eps                                                      float64
+}
+
+// NewBatchNorm2d adds <prefix>.weight, .bias, .running_mean, .running_var
+// [channels] and .num_batches_tracked [] with eps 1e-5.
+func NewBatchNorm2d(b Builder, channels int64) *BatchNorm2d {
+	return &BatchNorm2d{
+		Weight:            b.Float("weight", channels),
+		Bias:              b.Float("bias", channels),
+		RunningMean:       b.Float("running_mean", channels),
+		RunningVar:        b.Float("running_var", channels),
+		NumBatchesTracked: b.Param("num_batches_tracked", gotch.Int64),
+		Eps:               1e-5,
+	}
+}
+
+// Forward normalises x [N, C, H, W] per channel with the running statistics.
+func (n *BatchNorm2d) Forward(x *ts.Tensor) (*ts.Tensor, error) {
+	y, err := ts.BatchNorm(x, n.Weight, n.Bias, n.RunningMean, n.RunningVar, false, 0.1, n.Eps, true)
+	return y, wrap("batch norm", err)
+}
+
+// AvgPool2d averages non-overlapping k×k windows (kernel = stride = k).
+func AvgPool2d(x *ts.Tensor, k int64) (*ts.Tensor, error) {
+	y, err := x.AvgPool2d([]int64{k, k}, []int64{k, k}, []int64{0, 0}, false, true, nil, false)
+	return y, wrap("avg pool", err)
+}
+
+// Normalize divides each row of x (its last dimension) by its L2 norm.
+func Normalize(x *ts.Tensor) (*ts.Tensor, error) {
+	two := ts.FloatScalar(2)
+	defer two.Drop()
+	n, err := x.NormScalaroptDim(two, []int64{-1}, true, false)
+	if err != nil {
+		return nil, wrap("l2 norm", err)
+	}
+	y, err := x.Div(n, false)
+	n.Drop()
+	return y, wrap("l2 normalise", err)
+}
+
+// invSqrt returns 1/√d.
+func invSqrt(d int64) float64 { return 1 / math.Sqrt(float64(d)) }

@@ -1,0 +1,94 @@
+package nn
+
+import (
+	"fmt"
+
+	"github.com/sugarme/gotch/ts"
+)
+
+// ResidualAttentionBlock is CLIP's pre-LayerNorm transformer block:
+// x + attn(ln_1(x)), then + mlp(ln_2(x)).
+type ResidualAttentionBlock struct {
+	LN1  *LayerNorm
+	Attn *MultiheadAttention
+	LN2  *LayerNorm
+	MLP  *MLP
+}
+
+// NewResidualAttentionBlock adds <prefix>.ln_1, .attn, .ln_2 and .mlp.
+func NewResidualAttentionBlock(b Builder, width, heads int64) *ResidualAttentionBlock {
+	return &ResidualAttentionBlock{
+		LN1:  NewLayerNorm(b.Sub("ln_1"), width),
+		Attn: NewMultiheadAttention(b.Sub("attn"), width, heads),
+		LN2:  NewLayerNorm(b.Sub("ln_2"), width),
+		MLP:  NewMLP(b.Sub("mlp"), width),
+	}
+}
+
+// Forward runs the block on x [N, L, W] with an optional additive [L, L]
+// attention mask.
+func (r *ResidualAttentionBlock) Forward(x, mask *ts.Tensor) (*ts.Tensor, error) {
+	var s scope
+	defer s.drop()
+	h, err := r.LN1.Forward(x)
+	if err != nil {
+		return nil, err
+	}
+	s.keep(h)
+	a, err := r.Attn.Forward(h, mask)
+	if err != nil {
+		return nil, err
+	}
+	s.keep(a)
+	x1, err := x.Add(a, false)
+	if err != nil {
+		return nil, wrap("residual", err)
+	}
+	s.keep(x1)
+	h2, err := r.LN2.Forward(x1)
+	if err != nil {
+		return nil, err
+	}
+	s.keep(h2)
+	m, err := r.MLP.Forward(h2)
+	if err != nil {
+		return nil, err
+	}
+	s.keep(m)
+	y, err := x1.Add(m, false)
+	return y, wrap("residual", err)
+}
+
+// Transformer is a stack of residual attention blocks, <prefix>.resblocks.{i}.
+type Transformer struct {
+	Blocks []*ResidualAttentionBlock
+}
+
+// NewTransformer adds layers blocks of the given width and head count.
+func NewTransformer(b Builder, width, layers, heads int64) *Transformer {
+	t := &Transformer{}
+	for i := int64(0); i < layers; i++ {
+		t.Blocks = append(t.Blocks, NewResidualAttentionBlock(b.Sub(fmt.Sprintf("resblocks.%d", i)), width, heads))
+	}
+	return t
+}
+
+// Forward runs every block on x [N, L, W] with an optional additive mask.
+func (t *Transformer) Forward(x, mask *ts.Tensor) (*ts.Tensor, error) {
+	cur := x
+	for i, blk := range t.Blocks {
+		next, err := blk.Forward(cur, mask)
+		if cur != x {
+			cur.Drop()
+		}
+		if err != nil {
+			return nil, fmt.Errorf("block %d: %w", i, err)
+		}
+		cur = next
+	}
+	if cur == x { // no blocks: return a new handle, as every Forward does
+		y, err := x.Detach(false)
+		return y, wrap("transformer", err)
+	}
+	return cur, nil
+}

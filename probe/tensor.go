@@ -1,0 +1,132 @@
+package probe
+
+import (
+	"fmt"
+
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+
+	"github.com/clipadapter/clipgo/internal/torch"
+)
+
+// drop frees tensors, skipping nil ones.
+func drop(tensors ...*ts.Tensor) {
+	for _, t := range tensors {
+		if t != nil {
+			t.MustDrop()
+		}
+	}
+}
+
+// item reads the value of a one-element tensor and frees the tensor.
+func item(t *ts.Tensor, what string) (float64, error) {
+	defer t.MustDrop()
+	v, err := t.Float64Value([]int64{})
+	return v, torch.Err(what, err)
+}
+
+// dot returns the inner product of two tensors of the same shape, seen as
+// flat vectors.
+func dot(a, b *ts.Tensor) (float64, error) {
+	p, err := a.Mul(b, false)
+	if err != nil {
+		return 0, torch.Err("dot: multiply", err)
+	}
+	s, err := p.Sum(gotch.Double, true)
+	if err != nil {
+		return 0, torch.Err("dot: sum", err)
+	}
+	return item(s, "dot")
+}
+
+// maxAbs returns the largest absolute entry of t (the infinity norm).
+func maxAbs(t *ts.Tensor) (float64, error) {
+	a, err := t.Abs(false)
+	if err != nil {
+		return 0, torch.Err("max abs", err)
+	}
+	m, err := a.Max(true)
+	if err != nil {
+		return 0, torch.Err("max abs", err)
+	}
+	return item(m, "max abs")
+}
+
+// axpy sets y = y + alpha*x in place.
+func axpy(y *ts.Tensor, alpha float64, x *ts.Tensor) error {
+	ax, err := x.MulScalar(ts.FloatScalar(alpha), false)
+	if err != nil {
+		return torch.Err("axpy", err)
+	}
+	defer ax.MustDrop()
+	return torch.Err("axpy", y.Add_(ax))
+}
+
+// addScaled returns x + alpha*d as a new tensor.
+func addScaled(x *ts.Tensor, alpha float64, d *ts.Tensor) (*ts.Tensor, error) {
+	ad, err := d.MulScalar(ts.FloatScalar(alpha), false)
+	if err != nil {
+		return nil, torch.Err("x + t*d", err)
+	}
+	r, err := ad.Add(x, true)
+	return r, torch.Err("x + t*d", err)
+}
+
+// clone returns a copy of t with its own storage.
+func clone(t *ts.Tensor) (*ts.Tensor, error) {
+	c, err := t.Copy(t, false, false)
+	if err != nil {
+		return nil, torch.Err("clone", err)
+	}
+	return c, nil
+}
+
+// int64s copies an integer tensor to a Go slice.
+func int64s(t *ts.Tensor) ([]int64, error) {
+	c, err := t.ToDevice(gotch.CPU, gotch.Int64, false, true, false)
+	if err != nil {
+		return nil, torch.Err("copy to host", err)
+	}
+	defer c.MustDrop()
+	cc, err := c.Contiguous(false)
+	if err != nil {
+		return nil, torch.Err("copy to host", err)
+	}
+	defer cc.MustDrop()
+	out := make([]int64, cc.Numel())
+	if err := cc.CopyData(out, cc.Numel()); err != nil {
+		return nil, torch.Err("copy to host", err)
+	}
+	return out, nil
+}
+
+// float64s copies a tensor to a Go slice of float64 (row-major).
+func float64s(t *ts.Tensor) ([]float64, error) {
+	c, err := t.ToDevice(gotch.CPU, gotch.Double, false, true, false)
+	if err != nil {
+		return nil, torch.Err("copy to host", err)
+	}
+	defer c.MustDrop()
+	cc, err := c.Contiguous(false)
+	if err != nil {
+		return nil, torch.Err("copy to host", err)
+	}
+	defer cc.MustDrop()
+	out := make([]float64, cc.Numel())
+	if err := cc.CopyData(out, cc.Numel()); err != nil {
+		return nil, torch.Err("copy to host", err)
+	}
+	return out, nil
+}
+
+// shape2 returns the sizes of a 2-D tensor.
+func shape2(t *ts.Tensor, what string) (rows, cols int64, err error) {
+	s, err := t.Size()
+	if err != nil {
+		return 0, 0, torch.Err(what+": size", err)
+	}
+	if len(s) != 2 {
+		return 0, 0, fmt.Errorf("%s: want a 2-D tensor, got shape %v", what, s)
+	}
+	return s[0], s[1], nil
+}

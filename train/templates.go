@@ -1,0 +1,28 @@
+package train
+
+// EnsembleTemplates are CLIP's seven ImageNet templates chosen by forward
+// selection (IMAGENET_TEMPLATES_SELECT in CoOp, Tip-Adapter's ImageNet
+// ensemble), in selection order (templates.md §2).
+var EnsembleTemplates = [...]string{
+	"itap of a {}.",
+	"a bad photo of the {}.",
+	"a origami {}.",
+	"a photo of the large {}.",
+	"a {} in a video game.",
+	"art of the {}.",
+	"a photo of the small {}.",
+}
+
+// Templates returns the prompt templates for a dataset: its single CoOp
+// template, or for "ensemble" the seven ImageNet templates plus the single
+// one (CoOp's ZeroshotCLIP2; ImageNet uses only the seven).
+func Templates(mode, single string, isImageNet bool) []string {
+	if mode != "ensemble" {
+		return []string{single}
+	}
+	out := append([]string{}, EnsembleTemplates[:]...)
+	if !isImageNet {
+		out = append(out, single)
+	}
+	return out
+}

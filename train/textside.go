@@ -1,0 +1,103 @@
+package train
+
+import (
+	"fmt"
+	"runtime"
+
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+
+	"github.com/clipadapter/clipgo/clip"
+	"github.com/clipadapter/clipgo/clip/tokenizer"
+	"github.com/clipadapter/clipgo/internal/torch"
+)
+
+// TextSide is the TextEncoder of a CLIP model and its tokenizer.
+type TextSide struct {
+	Model     *clip.Model
+	Tokenizer *tokenizer.Tokenizer
+	Device    gotch.Device
+	// Batch bounds how many texts are encoded at once (0: 256).
+	Batch int
+}
+
+var _ TextEncoder = (*TextSide)(nil)
+
+// Tokenize implements TextEncoder. A text longer than the context is an
+// error naming it.
+func (t *TextSide) Tokenize(texts []string) (*ts.Tensor, error) {
+	ctxLen := t.Model.Config().ContextLength
+	rows, err := t.Tokenizer.Tokenize(texts, ctxLen, false)
+	if err != nil {
+		return nil, err
+	}
+	flat := make([]int64, 0, len(rows)*ctxLen)
+	for _, r := range rows {
+		flat = append(flat, r...)
+	}
+	x, err := ts.OfSlice(flat)
+	if err != nil {
+		return nil, torch.Err("tokens", err)
+	}
+	return x.MustView([]int64{int64(len(rows)), int64(ctxLen)}, true).MustTo(t.Device, true), nil
+}
+
+// EncodeTexts implements TextEncoder.
+func (t *TextSide) EncodeTexts(texts []string) (*ts.Tensor, error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	batch := t.Batch
+	if batch <= 0 {
+		batch = 256
+	}
+	var parts []*ts.Tensor
+	for lo := 0; lo < len(texts); lo += batch {
+		hi := min(lo+batch, len(texts))
+		tok, err := t.Tokenize(texts[lo:hi])
+		if err != nil {
+			for _, p := range parts {
+				p.MustDrop()
+			}
+			return nil, err
+		}
+		f, err := t.Model.EncodeText(tok)
+		tok.MustDrop()
+		if err != nil {
+			for _, p := range parts {
+				p.MustDrop()
+			}
+			return nil, err
+		}
+		parts = append(parts, f)
+	}
+	if len(parts) == 0 {
+		return nil, fmt.Errorf("encode texts: no texts")
+	}
+	if len(parts) == 1 {
+		return parts[0], nil
+	}
+	out, err := ts.Cat(parts, 0)
+	for _, p := range parts {
+		p.MustDrop()
+	}
+	return out, torch.Err("concatenate text features", err)
+}
+
+// TokenEmbedding implements TextEncoder.
+func (t *TextSide) TokenEmbedding(tokens *ts.Tensor) (*ts.Tensor, error) {
+	return t.Model.TokenEmbedding(tokens)
+}
+
+// EncodeEmbeddings implements TextEncoder.
+func (t *TextSide) EncodeEmbeddings(x *ts.Tensor, eot []int64) (*ts.Tensor, error) {
+	return t.Model.EncodeTextEmbeddings(x, eot)
+}
+
+// LogitScale implements TextEncoder.
+func (t *TextSide) LogitScale() float64 {
+	s, err := t.Model.LogitScale()
+	if err != nil {
+		return 100
+	}
+	return s
+}
