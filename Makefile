@@ -1,7 +1,7 @@
 # The toolkit's commands. `make demo` and `make test` are all a new user needs.
 GO ?= go
 
-.PHONY: setup test demo vet fixtures bench clean
+.PHONY: setup test demo fixtures clean gpu-bundle
 
 ## setup: install libtorch/OpenBLAS if missing and prepare gotch for them (idempotent).
 setup:
@@ -12,9 +12,9 @@ test: setup
 	$(GO) vet ./...
 	$(GO) test ./...
 
-## demo: a short end-to-end run on the embedded default.
+## demo: every method on a synthetic dataset with a small random CLIP (configs/demo.toml).
 demo: setup
-	$(GO) run ./cmd/gotchcheck
+	$(GO) run ./cmd/train
 
 ## fixtures: regenerate the committed test fixtures (needs Debian's python3-torch, python3-pil, python3-numpy).
 fixtures:
@@ -23,3 +23,7 @@ fixtures:
 ## clean: remove the prepared gotch copy and go.work (the next setup rebuilds them).
 clean:
 	rm -rf .gotch go.work go.work.sum
+
+## gpu-bundle: build .carry/ (Go toolchain + module cache) for scripts/gpu-check.sh on a GPU machine without Go.
+gpu-bundle:
+	@./scripts/gpu-bundle.sh
