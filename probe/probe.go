@@ -239,9 +239,14 @@ func (p *Probe) Chosen() (c, valAcc float64) { return p.c, p.valAcc }
 // right).
 func (p *Probe) SearchLog() []Trial { return append([]Trial(nil), p.trials...) }
 
-// Extra implements train.Saver: the chosen C and its validation accuracy.
+// Extra implements train.Saver: the chosen C and its validation accuracy
+// (left out when there is none: JSON has no NaN).
 func (p *Probe) Extra() map[string]float64 {
-	return map[string]float64{"C": p.c, "val_acc": p.valAcc}
+	m := map[string]float64{"C": p.c}
+	if !math.IsNaN(p.valAcc) {
+		m["val_acc"] = p.valAcc
+	}
+	return m
 }
 
 // SetExtra implements train.Saver. It restores the chosen C, which then
@@ -306,7 +311,9 @@ func (p *Probe) Logits(features *ts.Tensor, training bool) (*ts.Tensor, error) {
 
 // Fit implements train.Fitter: it checks the features, runs the C search
 // (or fits the fixed C) and keeps the final classifier. val may be nil
-// only when Options.C is set.
+// only when Options.C is set. Every class in [0, K) must have a training
+// example (K from Init's class names, else the largest label + 1), and the
+// features must be finite. On error the probe keeps its previous state.
 func (p *Probe) Fit(trn, val *train.Features) error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()

@@ -251,6 +251,9 @@ func Run(ctx context.Context, o RunOptions) (res *Result, err error) {
 		}
 	}
 
+	if s, ok := method.(Saver); ok && tuned == nil {
+		tuned = s.Extra() // e.g. the linear probe's chosen C
+	}
 	valM, err := EvaluateMethod(method, val, cfg.Train.EvalBatchSize)
 	if err != nil {
 		return nil, err
