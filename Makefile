@@ -20,6 +20,11 @@ demo: setup
 fixtures:
 	@./scripts/fixtures.sh
 
+## slurm-test: run a small sweep as a Slurm job array on a single-node cluster started here
+## (installs slurm-wlm and munge if missing; needs root; not part of `make test`).
+slurm-test: setup
+	@./scripts/slurm-test.sh
+
 ## clean: remove the prepared gotch copy and go.work (the next setup rebuilds them).
 clean:
 	rm -rf .gotch go.work go.work.sum

@@ -7,7 +7,9 @@ import (
 	"github.com/sugarme/gotch/ts"
 
 	"github.com/clipadapter/clipgo/internal/torch"
+	"github.com/clipadapter/clipgo/nn"
 	"github.com/clipadapter/clipgo/train"
+	"github.com/clipadapter/clipgo/zeroshot"
 )
 
 // CLIP-Adapter variants: which side carries an adapter.
@@ -305,14 +307,9 @@ func (m *CLIPAdapter) Logits(features *ts.Tensor, training bool) (*ts.Tensor, er
 		}
 		defer f.MustDrop()
 	}
-	fn, err := l2normalize(f)
-	if err != nil {
-		return nil, fmt.Errorf("clip-adapter: %w", err)
-	}
-	defer fn.MustDrop()
-
 	w := m.classifier
 	if m.text != nil {
+		var err error
 		if training {
 			m.dropEvalCache()
 			if w, err = m.adaptedClassifier(); err != nil {
@@ -325,18 +322,9 @@ func (m *CLIPAdapter) Logits(features *ts.Tensor, training bool) (*ts.Tensor, er
 			}
 		}
 	}
-	wt, err := w.T(false)
+	out, err := zeroshot.ScaledCosine(f, w, m.scale)
 	if err != nil {
-		return nil, torch.Err("clip-adapter: transpose classifier", err)
-	}
-	sim, err := fn.Mm(wt, false)
-	wt.MustDrop()
-	if err != nil {
-		return nil, torch.Err("clip-adapter: cosine similarities", err)
-	}
-	out, err := sim.MulScalar(ts.FloatScalar(m.scale), true)
-	if err != nil {
-		return nil, torch.Err("clip-adapter: scale logits", err)
+		return nil, fmt.Errorf("clip-adapter: %w", err)
 	}
 	return out, nil
 }
@@ -352,7 +340,7 @@ func (m *CLIPAdapter) adaptedClassifier() (*ts.Tensor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("clip-adapter: text residual: %w", err)
 	}
-	wn, err := l2normalize(w)
+	wn, err := nn.Normalize(w)
 	w.MustDrop()
 	if err != nil {
 		return nil, fmt.Errorf("clip-adapter: %w", err)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/clipadapter/clipgo/internal/torch"
 	"github.com/clipadapter/clipgo/train"
+	"github.com/clipadapter/clipgo/zeroshot"
 )
 
 // pcgStream is the PCG stream ("adapter" in ASCII) paired with
@@ -75,20 +76,6 @@ func newParam(data []float32, shape []int64, dev gotch.Device) (*ts.Tensor, erro
 	return p, nil
 }
 
-// l2normalize returns x divided by the L2 norm of its rows (last dim).
-func l2normalize(x *ts.Tensor) (*ts.Tensor, error) {
-	n, err := x.NormScalaroptDim(ts.FloatScalar(2), []int64{-1}, true, false)
-	if err != nil {
-		return nil, torch.Err("row norms", err)
-	}
-	y, err := x.Div(n, false)
-	n.MustDrop()
-	if err != nil {
-		return nil, torch.Err("normalize rows", err)
-	}
-	return y, nil
-}
-
 // shapeOf returns x's shape or an error.
 func shapeOf(x *ts.Tensor, what string) ([]int64, error) {
 	if x == nil {
@@ -113,16 +100,13 @@ func checkFeatures(x *ts.Tensor, d int64, what string) error {
 	return nil
 }
 
-// textClassifier encodes every class name in every template, normalizes
-// each embedding, averages them per class and normalizes the average: a
-// [C, D] matrix of unit rows, without gradients. n limits the templates to
-// the first n (0: all).
+// textClassifier builds the zero-shot classifier (zeroshot.Classifier:
+// prompt-ensembled, a [C, D] matrix of unit rows, without gradients) from
+// ctx.ClassNames and the first n of ctx.Templates (0: all), and moves it to
+// ctx.Device.
 func textClassifier(ctx *train.Context, n int) (*ts.Tensor, error) {
 	if ctx.Text == nil {
 		return nil, fmt.Errorf("text classifier: the context has no text encoder")
-	}
-	if len(ctx.ClassNames) == 0 {
-		return nil, fmt.Errorf("text classifier: no class names")
 	}
 	templates := ctx.Templates
 	if n < 0 || n > len(templates) {
@@ -131,73 +115,14 @@ func textClassifier(ctx *train.Context, n int) (*ts.Tensor, error) {
 	if n > 0 {
 		templates = templates[:n]
 	}
-	if len(templates) == 0 {
-		return nil, fmt.Errorf("text classifier: no prompt templates")
-	}
-	var w *ts.Tensor
-	err := torch.NoGrad(func() error {
-		var sum *ts.Tensor
-		for _, tmpl := range templates {
-			if strings.Count(tmpl, "{}") != 1 {
-				return fmt.Errorf("text classifier: template %q must contain exactly one {}", tmpl)
-			}
-			texts := make([]string, len(ctx.ClassNames))
-			for i, name := range ctx.ClassNames {
-				texts[i] = strings.Replace(tmpl, "{}", name, 1)
-			}
-			g, err := ctx.Text.EncodeTexts(texts)
-			if err != nil {
-				return fmt.Errorf("text classifier: encode template %q: %w", tmpl, err)
-			}
-			if err := checkFeatures(g, ctx.FeatureDim, "text features of template "+tmpl); err == nil {
-				if s := g.MustSize(); s[0] != int64(len(texts)) {
-					err = fmt.Errorf("text features of template %q: %d rows for %d texts", tmpl, s[0], len(texts))
-				}
-			}
-			if err != nil {
-				g.MustDrop()
-				return fmt.Errorf("text classifier: %w", err)
-			}
-			gf, err := g.Totype(gotch.Float, true)
-			if err != nil {
-				return torch.Err("text classifier: cast to float32", err)
-			}
-			gn, err := l2normalize(gf)
-			gf.MustDrop()
-			if err != nil {
-				return fmt.Errorf("text classifier: %w", err)
-			}
-			if sum == nil {
-				sum = gn
-				continue
-			}
-			err = sum.Add_(gn)
-			gn.MustDrop()
-			if err != nil {
-				return torch.Err("text classifier: sum over templates", err)
-			}
-		}
-		if len(templates) == 1 {
-			w = sum
-			return nil
-		}
-		// The mean's norm differs from the sum's by a constant factor per
-		// row, so normalizing the sum gives the same unit rows; divide
-		// anyway to mirror the reference computation exactly.
-		if err := sum.DivScalar_(ts.FloatScalar(float64(len(templates)))); err != nil {
-			sum.MustDrop()
-			return torch.Err("text classifier: average over templates", err)
-		}
-		var err error
-		w, err = l2normalize(sum)
-		sum.MustDrop()
-		if err != nil {
-			return fmt.Errorf("text classifier: %w", err)
-		}
-		return nil
-	})
+	// A batch holds every class: one encoder call per template.
+	w, err := zeroshot.Classifier(ctx.Text, ctx.ClassNames, templates, len(ctx.ClassNames))
 	if err != nil {
 		return nil, err
+	}
+	if s := w.MustSize(); s[1] != ctx.FeatureDim {
+		w.MustDrop()
+		return nil, fmt.Errorf("text classifier: text features have size %d, the context says D = %d", s[1], ctx.FeatureDim)
 	}
 	wd, err := w.To(ctx.Device, true)
 	if err != nil {

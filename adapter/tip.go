@@ -9,6 +9,7 @@ import (
 	"github.com/sugarme/gotch/ts"
 
 	"github.com/clipadapter/clipgo/internal/torch"
+	"github.com/clipadapter/clipgo/nn"
 	"github.com/clipadapter/clipgo/train"
 )
 
@@ -238,7 +239,7 @@ func cacheKeys(views []*train.Features, dev gotch.Device) (*ts.Tensor, error) {
 	if err != nil {
 		return nil, torch.Err("average training views", err)
 	}
-	keys, err := l2normalize(mean)
+	keys, err := nn.Normalize(mean)
 	mean.MustDrop()
 	return keys, err
 }
@@ -274,7 +275,7 @@ func (m *TipAdapter) Logits(features *ts.Tensor, training bool) (*ts.Tensor, err
 	if err := checkFeatures(features, m.d, m.name()+": image features"); err != nil {
 		return nil, err
 	}
-	fn, err := l2normalize(features)
+	fn, err := nn.Normalize(features)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", m.name(), err)
 	}
@@ -495,7 +496,7 @@ func (m *TipAdapter) countChunk(val *train.Features, start, size int64, dev gotc
 	if err != nil {
 		return torch.Err(m.name()+": cast validation features", err)
 	}
-	fn, err := l2normalize(xf)
+	fn, err := nn.Normalize(xf)
 	xf.MustDrop()
 	if err != nil {
 		return fmt.Errorf("%s: %w", m.name(), err)

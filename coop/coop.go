@@ -51,7 +51,9 @@ import (
 	"github.com/sugarme/gotch/ts"
 
 	"github.com/clipadapter/clipgo/internal/torch"
+	"github.com/clipadapter/clipgo/nn"
 	"github.com/clipadapter/clipgo/train"
+	"github.com/clipadapter/clipgo/zeroshot"
 )
 
 // Class-token positions.
@@ -557,7 +559,7 @@ func (c *CoOp) classFeatures() (*ts.Tensor, error) {
 	if err != nil {
 		return nil, torch.Err("coop: cast text features", err)
 	}
-	gn, err := normalizeRows(gf)
+	gn, err := nn.Normalize(gf)
 	gf.MustDrop()
 	if err != nil {
 		return nil, fmt.Errorf("coop: %w", err)
@@ -633,7 +635,11 @@ func (c *CoOp) Logits(features *ts.Tensor, training bool) (*ts.Tensor, error) {
 			return nil, err
 		}
 		defer g.MustDrop()
-		return scaledCosine(features, g, c.scale)
+		out, err := zeroshot.ScaledCosine(features, g, c.scale)
+		if err != nil {
+			return nil, fmt.Errorf("coop: %w", err)
+		}
+		return out, nil
 	}
 	if err := c.ensureEval(); err != nil {
 		return nil, err
@@ -641,8 +647,11 @@ func (c *CoOp) Logits(features *ts.Tensor, training bool) (*ts.Tensor, error) {
 	var out *ts.Tensor
 	err := torch.NoGrad(func() error {
 		var err error
-		out, err = scaledCosine(features, c.evalFeatures, c.scale)
-		return err
+		out, err = zeroshot.ScaledCosine(features, c.evalFeatures, c.scale)
+		if err != nil {
+			return fmt.Errorf("coop: %w", err)
+		}
+		return nil
 	})
 	return out, err
 }
@@ -695,58 +704,6 @@ func (c *CoOp) Drop() {
 			*t = nil
 		}
 	}
-}
-
-// scaledCosine returns scale · f̂ · gᵀ as float32, where f [B, D] is
-// normalized here and g [C, D] already has unit rows.
-func scaledCosine(f, g *ts.Tensor, scale float64) (*ts.Tensor, error) {
-	fs, err := f.Size()
-	if err != nil {
-		return nil, torch.Err("coop: image features shape", err)
-	}
-	gs := g.MustSize()
-	if len(fs) != 2 || fs[1] != gs[1] {
-		return nil, fmt.Errorf("coop: image features have shape %v, want [B, %d]", fs, gs[1])
-	}
-	ff, err := f.Totype(gotch.Float, false)
-	if err != nil {
-		return nil, torch.Err("coop: cast image features", err)
-	}
-	fn, err := normalizeRows(ff)
-	ff.MustDrop()
-	if err != nil {
-		return nil, fmt.Errorf("coop: %w", err)
-	}
-	gt, err := g.T(false)
-	if err != nil {
-		fn.MustDrop()
-		return nil, torch.Err("coop: transpose class features", err)
-	}
-	logits, err := fn.Mm(gt, false)
-	fn.MustDrop()
-	gt.MustDrop()
-	if err != nil {
-		return nil, torch.Err("coop: image-text similarities", err)
-	}
-	scaled, err := logits.MulScalar(ts.FloatScalar(scale), true)
-	if err != nil {
-		return nil, torch.Err("coop: scale logits", err)
-	}
-	return scaled, nil
-}
-
-// normalizeRows returns x divided by the L2 norms of its rows.
-func normalizeRows(x *ts.Tensor) (*ts.Tensor, error) {
-	n, err := x.NormScalaroptDim(ts.FloatScalar(2), []int64{-1}, true, false)
-	if err != nil {
-		return nil, torch.Err("row norms", err)
-	}
-	y, err := x.Div(n, false)
-	n.MustDrop()
-	if err != nil {
-		return nil, torch.Err("normalize rows", err)
-	}
-	return y, nil
 }
 
 // copyTensor returns a copy of x with its own storage and no autograd

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/clipadapter/clipgo/internal/fsutil"
 	"github.com/clipadapter/clipgo/internal/pickle"
 )
 
@@ -105,7 +106,7 @@ func writeJSONCache(d *Dataset, file string, shots, seed int, train, val []Item)
 	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
 		return err
 	}
-	return writeFileAtomic(file, b.Bytes())
+	return fsutil.WriteFile(file, b.Bytes(), 0o644)
 }
 
 func quote(s string) string {
@@ -307,32 +308,4 @@ func matchSuffix(p string, known map[string]int) (int, bool) {
 		}
 	}
 	return 0, false
-}
-
-// writeFileAtomic writes data to a temporary file next to path and renames
-// it over path.
-func writeFileAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(tmp, 0o644)
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
 }

@@ -16,6 +16,8 @@ import (
 	"slices"
 	"strings"
 	"sync"
+
+	"github.com/clipadapter/clipgo/internal/fsutil"
 )
 
 // SynthName is the dataset whose layout Synth writes: Load(SynthName, dir)
@@ -67,6 +69,14 @@ func synthClasses(n int) []synthClass {
 		out[i] = synthClass{name + synthShapes[s], c, s, t}
 	}
 	return out
+}
+
+// SynthExists reports whether dir (a data root) holds a dataset written by
+// Synth.
+func SynthExists(dir string) bool {
+	s, _ := lookup(SynthName)
+	_, err := os.Stat(filepath.Join(dir, s.folder, synthMarker))
+	return err == nil
 }
 
 // Synth writes a synthetic dataset of JPEG images (64 to 96 pixels a side)
@@ -172,7 +182,7 @@ func Synth(dir string, classes, perClass int, seed uint64) error {
 		b.WriteByte('\n')
 	}
 	b.WriteString("}\n")
-	return writeFileAtomic(filepath.Join(dsDir, s.split), b.Bytes())
+	return fsutil.WriteFile(filepath.Join(dsDir, s.split), b.Bytes(), 0o644)
 }
 
 func synthPath(class string, k int) string {

@@ -185,3 +185,16 @@ func TestSynthClassNames(t *testing.T) {
 		t.Errorf("names %q, %q", cls[0].name, cls[60].name)
 	}
 }
+
+func TestSynthExists(t *testing.T) {
+	dir := t.TempDir()
+	if SynthExists(dir) {
+		t.Fatal("empty dir reported as synthetic")
+	}
+	if err := Synth(dir, 2, 3, 1); err != nil {
+		t.Fatal(err)
+	}
+	if !SynthExists(dir) {
+		t.Fatal("Synth output not recognized")
+	}
+}

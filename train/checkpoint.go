@@ -15,6 +15,7 @@ import (
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
 
+	"github.com/clipadapter/clipgo/internal/fsutil"
 	"github.com/clipadapter/clipgo/internal/torch"
 )
 
@@ -64,16 +65,11 @@ func WriteTensors(path string, meta any, tensors []Param) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	f, err := fsutil.Create(path, 0o644)
 	if err != nil {
-		return err
+		return fmt.Errorf("checkpoint: %w", err)
 	}
-	tmp := f.Name()
-	fail := func(err error) error {
-		f.Close()
-		os.Remove(tmp)
-		return fmt.Errorf("write checkpoint %s: %w", path, err)
-	}
+	defer f.Abort()
 	w := bufio.NewWriterSize(f, 1<<20)
 	w.WriteString(checkpointMagic)
 	binary.Write(w, binary.LittleEndian, uint64(len(hj)))
@@ -86,22 +82,14 @@ func WriteTensors(path string, meta any, tensors []Param) error {
 			err = binary.Write(w, binary.LittleEndian, b.i64)
 		}
 		if err != nil {
-			return fail(err)
+			return fmt.Errorf("checkpoint: %w", err)
 		}
 	}
 	if err := w.Flush(); err != nil {
-		return fail(err)
+		return fmt.Errorf("checkpoint: %w", err)
 	}
-	if err := f.Sync(); err != nil {
-		return fail(err)
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write checkpoint %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write checkpoint %s: %w", path, err)
+	if err := f.Commit(); err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
 	}
 	return nil
 }

@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/clipadapter/clipgo/internal/suggest"
 )
 
 // Config is a run's configuration, decoded strictly from TOML: an unknown
@@ -246,37 +248,15 @@ func tomlName(f reflect.StructField) string {
 // nearest returns the candidate closest to s in edit distance, if it is
 // close enough to be a plausible typo.
 func nearest(s string, candidates []string) string {
-	best, bestD := "", 1<<30
-	for _, c := range candidates {
-		if d := editDistance(strings.ToLower(s), strings.ToLower(c)); d < bestD {
-			best, bestD = c, d
-		}
+	lower := make([]string, len(candidates))
+	for i, c := range candidates {
+		lower[i] = strings.ToLower(c)
 	}
-	if bestD <= max(2, len(s)/3) {
-		return best
+	i, d := suggest.Nearest(strings.ToLower(s), lower)
+	if i >= 0 && d <= max(2, len(s)/3) {
+		return candidates[i]
 	}
 	return ""
-}
-
-func editDistance(a, b string) int {
-	ra, rb := []rune(a), []rune(b)
-	prev := make([]int, len(rb)+1)
-	cur := make([]int, len(rb)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(ra); i++ {
-		cur[0] = i
-		for j := 1; j <= len(rb); j++ {
-			cost := 1
-			if ra[i-1] == rb[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(rb)]
 }
 
 func (c *Config) validate() error {

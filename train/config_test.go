@@ -95,3 +95,20 @@ func TestDecodeMethodUnknownKey(t *testing.T) {
 		t.Errorf("err = %v", err)
 	}
 }
+
+func TestRunName(t *testing.T) {
+	for model, want := range map[string]string{
+		"ViT-B/32":             "dtd_coop_ViT-B-32_4shot_seed2",
+		"RN50":                 "dtd_coop_RN50_4shot_seed2",
+		"/weights/my model.pt": "dtd_coop_my-model_4shot_seed2",
+		"random:tiny":          "dtd_coop_random-tiny_4shot_seed2",
+		"ViT-L/14@336px":       "dtd_coop_ViT-L-14@336px_4shot_seed2",
+	} {
+		c := Defaults()
+		c.Model.Name, c.Data.Dataset, c.Data.Shots, c.Data.Seed = model, "dtd", 4, 2
+		c.Method["name"] = "coop"
+		if got := RunName(&c); got != want {
+			t.Errorf("RunName(%q) = %q, want %q", model, got, want)
+		}
+	}
+}

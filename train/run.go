@@ -419,7 +419,7 @@ func LoadModel(ctx context.Context, mc ModelConfig, device gotch.Device, progres
 func LoadData(dc DataConfig) (*datasets.Dataset, *datasets.Split, error) {
 	name := dc.Dataset
 	if strings.EqualFold(name, "synthetic") {
-		if _, err := os.Stat(filepath.Join(dc.Root, "SYNTHETIC")); err != nil {
+		if !datasets.SynthExists(dc.Root) {
 			if err := datasets.Synth(dc.Root, dc.SynthClasses, dc.SynthPerClass, uint64(dc.Seed)); err != nil {
 				return nil, nil, err
 			}

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/clipadapter/clipgo/internal/fsutil"
 	"github.com/clipadapter/clipgo/internal/torch"
 )
 
@@ -98,9 +99,15 @@ type Result struct {
 	Finished string             `json:"finished"`
 }
 
-// RunName derives a run directory name from the configuration.
+// RunName derives a run directory name from the configuration. The
+// backbone is the model name with "/" as "-" (ViT-B-32), or a weight
+// file's base name without extension.
 func RunName(c *Config) string {
-	backbone := regexp.MustCompile(`[^A-Za-z0-9.@-]+`).ReplaceAllString(filepath.Base(c.Model.Name), "-")
+	backbone := c.Model.Name
+	if ext := strings.ToLower(filepath.Ext(backbone)); ext == ".pt" || ext == ".pth" || ext == ".bin" {
+		backbone = strings.TrimSuffix(filepath.Base(backbone), filepath.Ext(backbone))
+	}
+	backbone = regexp.MustCompile(`[^A-Za-z0-9.@-]+`).ReplaceAllString(backbone, "-")
 	return fmt.Sprintf("%s_%s_%s_%dshot_seed%d", c.Data.Dataset, c.MethodName(), backbone, c.Data.Shots, c.Data.Seed)
 }
 
@@ -113,27 +120,10 @@ func WriteJSON(path string, v any) error {
 	return WriteFileAtomic(path, append(b, '\n'))
 }
 
-// WriteFileAtomic writes data to a temporary file beside path, then renames
-// it into place, so readers never see a half-written file.
+// WriteFileAtomic writes data to path atomically with mode 0644 (see
+// fsutil.WriteFile), so readers never see a half-written file.
 func WriteFileAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		os.Remove(f.Name())
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(f.Name())
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		os.Remove(f.Name())
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
+	return fsutil.WriteFile(path, data, 0o644)
 }
 
 // AppendJSONL appends v as one JSON line to path.

@@ -22,7 +22,9 @@ import (
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
 
+	"github.com/clipadapter/clipgo/clip"
 	"github.com/clipadapter/clipgo/internal/torch"
+	"github.com/clipadapter/clipgo/nn"
 	"github.com/clipadapter/clipgo/train"
 )
 
@@ -150,7 +152,7 @@ func Classifier(text train.TextEncoder, names, templates []string, batchSize int
 		if err := sum.DivScalar_(ts.FloatScalar(float64(len(templates)))); err != nil {
 			return torch.Err("average over templates", err)
 		}
-		w, err := normalizeRows(sum)
+		w, err := nn.Normalize(sum)
 		if err != nil {
 			return err
 		}
@@ -187,7 +189,7 @@ func encodeNormalized(text train.TextEncoder, texts []string, batchSize int) (*t
 		if err != nil {
 			return nil, torch.Err("cast text features to float32", err)
 		}
-		gn, err := normalizeRows(gf)
+		gn, err := nn.Normalize(gf)
 		gf.MustDrop()
 		if err != nil {
 			return nil, err
@@ -206,20 +208,6 @@ func encodeNormalized(text train.TextEncoder, texts []string, batchSize int) (*t
 	return all, nil
 }
 
-// normalizeRows returns x divided by the L2 norms of its rows.
-func normalizeRows(x *ts.Tensor) (*ts.Tensor, error) {
-	n, err := x.NormScalaroptDim(ts.FloatScalar(2), []int64{-1}, true, false)
-	if err != nil {
-		return nil, torch.Err("row norms", err)
-	}
-	y, err := x.Div(n, false)
-	n.MustDrop()
-	if err != nil {
-		return nil, torch.Err("normalize rows", err)
-	}
-	return y, nil
-}
-
 // Parameters returns nil: zero-shot CLIP has nothing to train.
 func (m *Method) Parameters() []train.Param { return nil }
 
@@ -234,41 +222,15 @@ func (m *Method) Logits(features *ts.Tensor, training bool) (*ts.Tensor, error) 
 }
 
 // ScaledCosine returns scale · f̂ · wᵀ as float32, where f [B, D] is
-// normalized row-wise here and w [C, D] must already have unit rows.
+// cast to float32 and normalized row-wise here and w [C, D] must already
+// be float32 with unit rows: clip.Classify on float32 features.
 func ScaledCosine(f, w *ts.Tensor, scale float64) (*ts.Tensor, error) {
-	fs, err := f.Size()
-	if err != nil {
-		return nil, torch.Err("image features shape", err)
-	}
-	ws := w.MustSize()
-	if len(fs) != 2 || fs[1] != ws[1] {
-		return nil, fmt.Errorf("image features have shape %v, want [B, %d]", fs, ws[1])
-	}
 	ff, err := f.Totype(gotch.Float, false)
 	if err != nil {
 		return nil, torch.Err("cast image features to float32", err)
 	}
-	fn, err := normalizeRows(ff)
-	ff.MustDrop()
-	if err != nil {
-		return nil, err
-	}
-	wt, err := w.T(false)
-	if err != nil {
-		fn.MustDrop()
-		return nil, torch.Err("transpose classifier", err)
-	}
-	logits, err := fn.Mm(wt, false)
-	fn.MustDrop()
-	wt.MustDrop()
-	if err != nil {
-		return nil, torch.Err("image-text similarities", err)
-	}
-	if err := logits.MulScalar_(ts.FloatScalar(scale)); err != nil {
-		logits.MustDrop()
-		return nil, torch.Err("scale logits", err)
-	}
-	return logits, nil
+	defer ff.MustDrop()
+	return clip.Classify(ff, w, scale)
 }
 
 // Weights returns the classifier, [C, D] unit rows (shared, not a copy),

@@ -13,6 +13,8 @@ package weights
 import (
 	"path"
 	"strings"
+
+	"github.com/clipadapter/clipgo/internal/suggest"
 )
 
 // officialHost is the scheme and host that serve the official checkpoints.
@@ -117,18 +119,15 @@ func Suggest(name string) string {
 // normalised spellings, if that distance is small (at most a third of the
 // candidate's length, and at most 3).
 func suggestIn(reg []Checkpoint, name string) string {
-	q := normalise(name)
-	best, bestD := "", -1
-	for _, c := range reg {
-		d := editDistance(q, normalise(c.Name))
-		if bestD < 0 || d < bestD {
-			best, bestD = c.Name, d
-		}
+	names := make([]string, len(reg))
+	for i, c := range reg {
+		names[i] = normalise(c.Name)
 	}
-	if bestD < 0 || bestD > 3 || 3*bestD > len(normalise(best)) {
+	i, d := suggest.Nearest(normalise(name), names)
+	if i < 0 || d > 3 || 3*d > len(names[i]) {
 		return ""
 	}
-	return best
+	return reg[i].Name
 }
 
 // normalise lower-cases s, drops a ".pt" suffix and unifies separators.
@@ -142,26 +141,4 @@ func normalise(s string) string {
 		}
 		return r
 	}, s)
-}
-
-// editDistance is the Levenshtein distance between a and b, over runes.
-func editDistance(a, b string) int {
-	ra, rb := []rune(a), []rune(b)
-	prev := make([]int, len(rb)+1)
-	cur := make([]int, len(rb)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(ra); i++ {
-		cur[0] = i
-		for j := 1; j <= len(rb); j++ {
-			cost := 1
-			if ra[i-1] == rb[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(rb)]
 }

@@ -118,29 +118,6 @@ func TestSuggest(t *testing.T) {
 	}
 }
 
-func TestEditDistance(t *testing.T) {
-	tests := []struct {
-		a, b string
-		want int
-	}{
-		{"", "", 0},
-		{"abc", "", 3},
-		{"", "ab", 2},
-		{"kitten", "sitting", 3},
-		{"flaw", "lawn", 2},
-		{"rn50", "rn101", 2},
-		{"ab", "ba", 2},
-	}
-	for _, tc := range tests {
-		if got := editDistance(tc.a, tc.b); got != tc.want {
-			t.Errorf("editDistance(%q, %q) = %d, want %d", tc.a, tc.b, got, tc.want)
-		}
-		if got := editDistance(tc.b, tc.a); got != tc.want {
-			t.Errorf("editDistance(%q, %q) = %d, want %d (symmetry)", tc.b, tc.a, got, tc.want)
-		}
-	}
-}
-
 func TestSourceURL(t *testing.T) {
 	c, _ := Lookup("RN50")
 	tests := []struct{ base, want string }{

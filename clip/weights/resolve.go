@@ -20,6 +20,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/clipadapter/clipgo/internal/fsutil"
 	"github.com/clipadapter/clipgo/internal/progress"
 )
 
@@ -515,23 +516,8 @@ func readSidecar(path string, fi fs.FileInfo) (string, bool) {
 // writeSidecar records sha for path's current size and modification time,
 // atomically: "<sha256> <size> <mtime in Unix nanoseconds>\n".
 func writeSidecar(path, sha string, fi fs.FileInfo) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, filepath.Base(path)+".sha256.*.tmp")
-	if err != nil {
-		return err
-	}
-	_, err = fmt.Fprintf(tmp, "%s %d %d\n", sha, fi.Size(), fi.ModTime().UnixNano())
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), sidecarPath(path))
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("write %s: %w", sidecarPath(path), err)
-	}
-	return nil
+	record := fmt.Sprintf("%s %d %d\n", sha, fi.Size(), fi.ModTime().UnixNano())
+	return fsutil.WriteFile(sidecarPath(path), []byte(record), 0o644)
 }
 
 // syncDir flushes a directory entry to disk where the platform allows it;

@@ -20,9 +20,10 @@ import (
 	"io"
 	"math"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/clipadapter/clipgo/internal/fsutil"
 )
 
 const (
@@ -193,44 +194,24 @@ func header(descr string, shape []int) []byte {
 	return append(out, h...)
 }
 
-// writeFile writes header and body to a temporary file next to path and
-// renames it into place.
-func writeFile(path, descr string, shape []int, body []byte) (err error) {
+// writeFile writes header and body to path atomically.
+func writeFile(path, descr string, shape []int, body []byte) error {
 	head := header(descr, shape)
 	if len(head)-len(magic)-4 > math.MaxUint16 {
 		return fmt.Errorf("write %s: shape %v needs a header longer than format 1.0 allows", path, shape)
 	}
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
+	f, err := fsutil.Create(path, 0o644)
 	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+		return err
 	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if _, err = f.Write(head); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+	defer f.Abort()
+	if _, err := f.Write(head); err != nil {
+		return err
 	}
-	if _, err = f.Write(body); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+	if _, err := f.Write(body); err != nil {
+		return err
 	}
-	if err = f.Chmod(0o644); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err = f.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
+	return f.Commit()
 }
 
 // array is a parsed .npy file.

@@ -9,8 +9,12 @@
 // NEWOBJ_EX, REDUCE) yields an *Object that records the class and the
 // arguments, and BUILD stores the object's state. No Python callable is ever
 // looked up or run, so the caller decides what the names mean; everything
-// unknown (persistent ids, extension registry, out-of-band buffers) is an
-// error.
+// unknown (extension registry, out-of-band buffers) is an error.
+//
+// Decode reads plain data; persistent ids are an error there. Options adds
+// hooks for formats that build more than plain data on top of pickle, such
+// as PyTorch's archives: resolving persistent ids, interpreting REDUCE calls
+// and applying BUILD to values that are not objects.
 package pickle
 
 import (
@@ -107,13 +111,41 @@ func (o *Object) Attr(name string) (any, bool) {
 type Error struct {
 	Offset int
 	Msg    string
+	// Err is the error an Options hook returned, else nil.
+	Err error
 }
 
-func (e *Error) Error() string { return fmt.Sprintf("pickle: at byte %d: %s", e.Offset, e.Msg) }
+func (e *Error) Error() string {
+	if e.Err != nil {
+		return fmt.Sprintf("pickle: at byte %d: %s: %v", e.Offset, e.Msg, e.Err)
+	}
+	return fmt.Sprintf("pickle: at byte %d: %s", e.Offset, e.Msg)
+}
+
+// Unwrap returns the hook's error, if any.
+func (e *Error) Unwrap() error { return e.Err }
+
+// Options extend decoding with caller-defined meaning for parts of a pickle
+// that are not plain data. The zero value decodes as Decode does. An error
+// a hook returns stops decoding and is wrapped in an *Error.
+type Options struct {
+	// PersistentLoad resolves a persistent id (PERSID, BINPERSID) to the
+	// value that stands in its place. When nil, persistent ids are an
+	// error.
+	PersistentLoad func(pid any) (any, error)
+	// Reduce, when set, is offered every REDUCE call first: it returns the
+	// call's result and handled = true, or handled = false to leave the
+	// call to the default (an *Object).
+	Reduce func(fn Global, args Tuple) (result any, handled bool, err error)
+	// Build applies BUILD's state to a value that is not an *Object (BUILD
+	// on an *Object always sets its State). When nil, that is an error.
+	Build func(target, state any) error
+}
 
 type mark struct{}
 
 type decoder struct {
+	opts  Options
 	data  []byte
 	pos   int
 	op    int // offset of the opcode being decoded
@@ -126,8 +158,19 @@ type decoder struct {
 // ints become int64, or *big.Int when they do not fit; str becomes string,
 // bytes and bytearray []byte, float float64, None nil.
 func Decode(data []byte) (any, error) {
-	d := &decoder{data: data, memo: make(map[int]any)}
+	return Options{}.Decode(data)
+}
+
+// Decode decodes the first pickle in data like the package-level Decode,
+// with o's hooks.
+func (o Options) Decode(data []byte) (any, error) {
+	d := &decoder{opts: o, data: data, memo: make(map[int]any)}
 	return d.run()
+}
+
+// hookErr wraps the error of an Options hook.
+func (d *decoder) hookErr(what string, err error) error {
+	return &Error{Offset: d.op, Msg: what, Err: err}
 }
 
 func (d *decoder) errf(format string, args ...any) error {
@@ -227,6 +270,8 @@ const (
 	opLong           = 'L'
 	opBinInt2        = 'M'
 	opNone           = 'N'
+	opPersID         = 'P'
+	opBinPersID      = 'Q'
 	opReduce         = 'R'
 	opUnicode        = 'V'
 	opBinUnicode     = 'X'
@@ -616,11 +661,13 @@ func (d *decoder) run() (any, error) {
 			if err != nil {
 				return nil, err
 			}
-			obj, ok := t.(*Object)
-			if !ok {
+			if obj, ok := t.(*Object); ok {
+				obj.build(state)
+			} else if d.opts.Build == nil {
 				return nil, d.errf("BUILD on %T, want an object", t)
+			} else if err := d.opts.Build(t, state); err != nil {
+				return nil, d.hookErr(fmt.Sprintf("BUILD on %T", t), err)
 			}
-			obj.build(state)
 
 		case opMemoize:
 			if err := d.memoPut(len(d.memo)); err != nil {
@@ -674,6 +721,26 @@ func (d *decoder) run() (any, error) {
 			if err := d.memoGet(i); err != nil {
 				return nil, err
 			}
+
+		case opPersID, opBinPersID:
+			if d.opts.PersistentLoad == nil {
+				return nil, d.errf("unsupported opcode 0x%02x (a persistent id, and no loader for it)", op)
+			}
+			var pid any
+			if op == opPersID {
+				line, err := d.readLine()
+				if err != nil {
+					return nil, err
+				}
+				pid = line
+			} else if pid, err = d.pop(); err != nil {
+				return nil, err
+			}
+			v, err := d.opts.PersistentLoad(pid)
+			if err != nil {
+				return nil, d.hookErr("persistent id", err)
+			}
+			d.push(v)
 
 		case opNextBuffer, opReadOnlyBuffer:
 			return nil, d.errf("out-of-band buffers are not supported")
@@ -743,12 +810,13 @@ func (d *decoder) newObject(cls, args any, kw *Dict) (*Object, error) {
 	return &Object{Class: g, Args: t, Kwargs: kw}, nil
 }
 
-// reduce handles REDUCE. copyreg._reconstructor(cls, object, None), which
+// reduce handles REDUCE. Options.Reduce sees the call first; by default
+// copyreg._reconstructor(cls, object, None), which
 // protocols 0 and 1 use for plain instances, becomes an instance of cls;
 // any other callable becomes an Object whose Class is that callable.
 // (Protocols 0 and 1 spell the names the Python 2 way, copy_reg and
 // __builtin__.)
-func (d *decoder) reduce(fn, args any) (*Object, error) {
+func (d *decoder) reduce(fn, args any) (any, error) {
 	g, ok := fn.(Global)
 	if !ok {
 		return nil, d.errf("REDUCE callable is %T, want a global", fn)
@@ -756,6 +824,15 @@ func (d *decoder) reduce(fn, args any) (*Object, error) {
 	t, ok := args.(Tuple)
 	if !ok {
 		return nil, d.errf("REDUCE arguments are %T, want a tuple", args)
+	}
+	if d.opts.Reduce != nil {
+		v, handled, err := d.opts.Reduce(g, t)
+		if err != nil {
+			return nil, d.hookErr("REDUCE "+g.String(), err)
+		}
+		if handled {
+			return v, nil
+		}
 	}
 	if (g.Module == "copyreg" || g.Module == "copy_reg") && g.Name == "_reconstructor" && len(t) == 3 {
 		cls, ok := t[0].(Global)

@@ -219,3 +219,72 @@ func TestHandAssembled(t *testing.T) {
 		}
 	}
 }
+
+// TestOptions checks the hooks on hand-assembled pickles: persistent ids
+// in both spellings, REDUCE calls handled or left to the default, BUILD on
+// a non-object, and hook errors wrapped in an *Error.
+func TestOptions(t *testing.T) {
+	hookErr := errors.New("hook failed")
+	var pids []any
+	opts := Options{
+		PersistentLoad: func(pid any) (any, error) {
+			pids = append(pids, pid)
+			if pid == "bad" {
+				return nil, hookErr
+			}
+			return fmt.Sprintf("loaded %v", pid), nil
+		},
+		Reduce: func(fn Global, args Tuple) (any, bool, error) {
+			switch fn.String() {
+			case "m.twice":
+				return Tuple{args[0], args[0]}, true, nil
+			case "m.fail":
+				return nil, false, hookErr
+			}
+			return nil, false, nil
+		},
+		Build: func(target, state any) error {
+			d := target.(*Dict)
+			d.set("built", state)
+			return nil
+		},
+	}
+	tests := []struct {
+		name string
+		data string
+		want string
+		pids []any
+	}{
+		{"BINPERSID", "\x80\x02X\x03\x00\x00\x00abcQ.", `["str","loaded abc"]`, []any{"abc"}},
+		{"BINPERSID tuple", "\x80\x02K\x01K\x02\x86Q.", `["str","loaded [1 2]"]`, []any{Tuple{int64(1), int64(2)}}},
+		{"PERSID", "Pxyz\n.", `["str","loaded xyz"]`, []any{"xyz"}},
+		{"REDUCE handled", "\x80\x02cm\ntwice\nK\x07\x85R.", `["tuple",["int","7"],["int","7"]]`, nil},
+		{"REDUCE default", "\x80\x02cm\nother\nK\x07\x85R.", `["obj","m.other",["none"]]`, nil},
+		{"BUILD on a dict", "\x80\x02}K\x05b.", `["dict",[["str","built"],["int","5"]]]`, nil},
+	}
+	for _, tt := range tests {
+		pids = nil
+		v, err := opts.Decode([]byte(tt.data))
+		if err != nil {
+			t.Errorf("%s: %v", tt.name, err)
+			continue
+		}
+		if got := canon(t, describe(v)); got != tt.want {
+			t.Errorf("%s: got %s, want %s", tt.name, got, tt.want)
+		}
+		if fmt.Sprint(pids) != fmt.Sprint(tt.pids) {
+			t.Errorf("%s: loader saw %v, want %v", tt.name, pids, tt.pids)
+		}
+	}
+
+	for _, tt := range []struct{ name, data, want string }{
+		{"loader error", "\x80\x02X\x03\x00\x00\x00badQ.", "at byte 10: persistent id: hook failed"},
+		{"reduce error", "\x80\x02cm\nfail\n)R.", "at byte 11: REDUCE m.fail: hook failed"},
+	} {
+		_, err := opts.Decode([]byte(tt.data))
+		var pe *Error
+		if !errors.Is(err, hookErr) || !errors.As(err, &pe) || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: err = %v, want a *pickle.Error wrapping the hook's error and containing %q", tt.name, err, tt.want)
+		}
+	}
+}

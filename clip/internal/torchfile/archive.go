@@ -6,8 +6,8 @@
 // at raw little-endian storages <prefix>/data/<key>. A TorchScript archive also
 // holds <prefix>/code/ (the module classes, which declare which attributes are
 // parameters and buffers) and <prefix>/constants.pkl (graph constants, not
-// part of the state dict). The reader runs its own small pickle machine that
-// only builds data; it never executes anything from the file.
+// part of the state dict). The pickle is decoded by internal/pickle, which
+// only builds data; nothing from the file is ever executed.
 //
 // Open lists the tensors with their names, dtypes and shapes without reading
 // their data; Archive.Read returns one tensor's storage bytes, checked against
@@ -16,6 +16,7 @@ package torchfile
 
 import (
 	"archive/zip"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -23,6 +24,8 @@ import (
 	"path"
 	"sort"
 	"strings"
+
+	"github.com/clipadapter/clipgo/internal/pickle"
 )
 
 // Kind says what an archive holds.
@@ -214,14 +217,9 @@ func (a *Archive) parse() error {
 	}
 
 	storages := make(map[string]*storage)
-	u := &unpickler{
-		data: pkl,
-		persistentLoad: func(pid any) (any, error) {
-			return loadStorage(pid, prefix, files, storages)
-		},
-		reduce: rebuild,
-	}
-	root, err := u.unpickle()
+	root, err := unpickle(pkl, func(pid any) (any, error) {
+		return loadStorage(pid, prefix, files, storages)
+	})
 	if err != nil {
 		return fmt.Errorf("%s: %w", pickles[0], err)
 	}
@@ -230,7 +228,7 @@ func (a *Archive) parse() error {
 		if err != nil {
 			return err
 		}
-		obj, ok := root.(*Object)
+		obj, ok := root.(*pickle.Object)
 		if !ok {
 			return fmt.Errorf("%s: TorchScript root is a %T, want a module", pickles[0], root)
 		}
@@ -257,7 +255,7 @@ func (a *Archive) add(name string, v *view) error {
 }
 
 func (a *Archive) walkStateDict(root any) error {
-	d, ok := root.(*Dict)
+	d, ok := root.(*pickle.Dict)
 	if !ok {
 		return fmt.Errorf("data.pkl holds a %s, want a state dict (a dict of tensors)", describe(root))
 	}
@@ -279,11 +277,11 @@ func (a *Archive) walkStateDict(root any) error {
 
 // walkModule adds the parameters and buffers of a pickled TorchScript module
 // and recurses into its submodules.
-func (a *Archive) walkModule(obj *Object, prefix string, classes map[string]*classInfo, depth int) error {
+func (a *Archive) walkModule(obj *pickle.Object, prefix string, classes map[string]*classInfo, depth int) error {
 	if depth > 64 {
 		return errors.New("module tree deeper than 64 levels")
 	}
-	state, ok := obj.State.(*Dict)
+	state, ok := obj.State.(*pickle.Dict)
 	if !ok {
 		return fmt.Errorf("module %q (%s) has no attribute dict", strings.TrimSuffix(prefix, "."), obj.Class)
 	}
@@ -301,7 +299,7 @@ func (a *Archive) walkModule(obj *Object, prefix string, classes map[string]*cla
 			if err := a.add(prefix+attr, v); err != nil {
 				return err
 			}
-		case *Object:
+		case *pickle.Object:
 			if strings.HasPrefix(v.Class.Module, "__torch__") {
 				if err := a.walkModule(v, prefix+attr+".", classes, depth+1); err != nil {
 					return err
@@ -316,13 +314,13 @@ func describe(v any) string {
 	switch x := v.(type) {
 	case nil:
 		return "None"
-	case *Object:
+	case *pickle.Object:
 		return "object of class " + x.Class.String()
-	case *Dict:
+	case *pickle.Dict:
 		return "dict"
-	case *List:
+	case *pickle.List:
 		return "list"
-	case Tuple:
+	case pickle.Tuple:
 		return "tuple"
 	case *view:
 		return "tensor"
@@ -357,14 +355,14 @@ func (v *view) check() error {
 }
 
 func loadStorage(pid any, prefix string, files map[string]*zip.File, storages map[string]*storage) (any, error) {
-	t, ok := pid.(Tuple)
+	t, ok := pid.(pickle.Tuple)
 	if !ok || len(t) < 5 {
 		return nil, fmt.Errorf("persistent id %v: want ('storage', type, key, location, numel)", pid)
 	}
 	if kind, _ := t[0].(string); kind != "storage" {
 		return nil, fmt.Errorf("persistent id kind %v: want 'storage'", t[0])
 	}
-	typ, ok1 := t[1].(*Global)
+	typ, ok1 := t[1].(pickle.Global)
 	key, ok2 := t[2].(string)
 	location, ok3 := t[3].(string)
 	numel, ok4 := t[4].(int64)
@@ -391,8 +389,34 @@ func loadStorage(pid any, prefix string, files map[string]*zip.File, storages ma
 	return s, nil
 }
 
+// unpickle decodes a PyTorch pickle (data.pkl). Persistent ids go to
+// persistentLoad (nil: they are an error); calls are interpreted by reduce;
+// BUILD on anything but a module object is ignored: it sets an
+// OrderedDict's attributes (a state dict's _metadata) or a rebuilt
+// tensor's extra state, neither of which the reader uses.
+func unpickle(data []byte, persistentLoad func(pid any) (any, error)) (any, error) {
+	return pickle.Options{
+		PersistentLoad: persistentLoad,
+		Reduce:         reduce,
+		Build:          func(target, state any) error { return nil },
+	}.Decode(data)
+}
+
+// reduce interprets the pickled calls the reader understands: those that
+// rebuild tensors, and OrderedDict(), which becomes an empty dict for the
+// SETITEMS that follow.
+func reduce(fn pickle.Global, args pickle.Tuple) (any, bool, error) {
+	if v, handled, err := rebuild(fn, args); handled {
+		return v, true, err
+	}
+	if fn == (pickle.Global{Module: "collections", Name: "OrderedDict"}) && len(args) == 0 {
+		return &pickle.Dict{}, true, nil
+	}
+	return nil, false, nil
+}
+
 // rebuild interprets the pickled calls that rebuild tensors.
-func rebuild(fn *Global, args Tuple) (any, bool, error) {
+func rebuild(fn pickle.Global, args pickle.Tuple) (any, bool, error) {
 	switch fn.String() {
 	case "torch._utils._rebuild_tensor_v2", "torch._utils._rebuild_tensor":
 		if len(args) < 4 {
@@ -424,8 +448,8 @@ func rebuild(fn *Global, args Tuple) (any, bool, error) {
 		if len(args) < 3 {
 			return nil, true, errors.New("too few arguments")
 		}
-		inner, ok1 := args[0].(*Global)
-		innerArgs, ok2 := args[2].(Tuple)
+		inner, ok1 := args[0].(pickle.Global)
+		innerArgs, ok2 := args[2].(pickle.Tuple)
 		if !ok1 || !ok2 {
 			return nil, true, errors.New("unexpected arguments")
 		}
@@ -435,7 +459,7 @@ func rebuild(fn *Global, args Tuple) (any, bool, error) {
 }
 
 func ints(v any) ([]int64, error) {
-	t, ok := v.(Tuple)
+	t, ok := v.(pickle.Tuple)
 	if !ok {
 		return nil, fmt.Errorf("%T, want a tuple of ints", v)
 	}
@@ -501,9 +525,14 @@ func (a *Archive) ReadInt(name string) (int64, error) {
 	size := int64(t.DType.Size())
 	raw := b[t.Offset*size : (t.Offset+1)*size]
 	switch t.DType {
-	case Int64, Int32, Int16, Int8:
-		v, _ := longFromBytes(raw)
-		return v, nil
+	case Int64:
+		return int64(binary.LittleEndian.Uint64(raw)), nil
+	case Int32:
+		return int64(int32(binary.LittleEndian.Uint32(raw))), nil
+	case Int16:
+		return int64(int16(binary.LittleEndian.Uint16(raw))), nil
+	case Int8:
+		return int64(int8(raw[0])), nil
 	case Uint8, Bool:
 		return int64(raw[0]), nil
 	}

@@ -14,6 +14,8 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/clipadapter/clipgo/internal/pickle"
 )
 
 // The pickles below are Python's pickle.dumps of
@@ -36,12 +38,11 @@ func TestUnpicklePythonProtocols(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		u := &unpickler{data: data, reduce: rebuild}
-		v, err := u.unpickle()
+		v, err := unpickle(data, nil)
 		if err != nil {
 			t.Fatalf("protocol %d: %v", proto, err)
 		}
-		d, ok := v.(*Dict)
+		d, ok := v.(*pickle.Dict)
 		if !ok {
 			t.Fatalf("protocol %d: got %T, want a dict", proto, v)
 		}
@@ -52,8 +53,8 @@ func TestUnpicklePythonProtocols(t *testing.T) {
 			}
 			return x
 		}
-		a, ok := get("a").(*List)
-		want := []any{int64(1), int64(-2), 3.5, "x", true, nil, Tuple{int64(1), int64(2)}}
+		a, ok := get("a").(*pickle.List)
+		want := []any{int64(1), int64(-2), 3.5, "x", true, nil, pickle.Tuple{int64(1), int64(2)}}
 		if !ok || !reflect.DeepEqual(a.Items, want) {
 			t.Errorf("protocol %d: a = %#v, want %#v", proto, get("a"), want)
 		}
@@ -69,7 +70,7 @@ func TestUnpicklePythonProtocols(t *testing.T) {
 		if got := get("s"); got != "é" {
 			t.Errorf("protocol %d: s = %q", proto, got)
 		}
-		if od, ok := get("odict").(*Dict); !ok || !reflect.DeepEqual(od.Keys, []any{"k"}) {
+		if od, ok := get("odict").(*pickle.Dict); !ok || !reflect.DeepEqual(od.Keys, []any{"k"}) {
 			t.Errorf("protocol %d: odict = %#v", proto, get("odict"))
 		}
 		if proto >= 3 {
@@ -91,13 +92,12 @@ func TestUnpickleRejectsDamage(t *testing.T) {
 		want string
 	}{
 		{"truncated", data[:len(data)/2], "truncated"},
-		{"no STOP", data[:len(data)-1], "without STOP"},
-		{"bad opcode", append(append([]byte(nil), data[:2]...), 0xff), "unsupported pickle opcode"},
-		{"empty", nil, "without STOP"},
+		{"no STOP", data[:len(data)-1], "no STOP"},
+		{"bad opcode", append(append([]byte(nil), data[:2]...), 0xff), "unsupported opcode"},
+		{"empty", nil, "no STOP"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			u := &unpickler{data: tc.data}
-			_, err := u.unpickle()
+			_, err := unpickle(tc.data, nil)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("err = %v, want one mentioning %q", err, tc.want)
 			}

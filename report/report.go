@@ -1,0 +1,396 @@
+// Package report turns run directories into the paper's comparison: it
+// gathers finished runs (result.json beside config.toml), aggregates the
+// test top-1 accuracy over seeds (mean ± std) for each backbone, dataset,
+// method and shot count, averages over datasets, puts the published
+// numbers (published.csv) beside them, and writes Markdown, CSV and
+// accuracy-vs-shots plots.
+package report
+
+import (
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/clipadapter/clipgo/datasets"
+	"github.com/clipadapter/clipgo/train"
+)
+
+// Run is one finished run directory.
+type Run struct {
+	Dir string
+	// Dataset is the canonical name of the config's data.dataset
+	// (datasets.CanonicalName), or data.dataset itself for other names
+	// such as "synthetic".
+	Dataset  string
+	Method   string
+	Backbone string
+	Shots    int
+	Seed     int
+	// Top1 is the test top-1 accuracy in percent.
+	Top1   float64
+	Result train.Result
+}
+
+// Collect finds the run directories under root (any depth; directories
+// whose names start with "." are skipped) that hold result.json and reads
+// them. The dataset comes from config.toml, since result.json names the
+// dataset as loaded (a synthetic dataset loads as Caltech101).
+func Collect(root string) ([]Run, error) {
+	var runs []Run
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && path != root && strings.HasPrefix(d.Name(), ".") {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || d.Name() != train.ResultFile {
+			return nil
+		}
+		r, err := readRun(filepath.Dir(path))
+		if err != nil {
+			return err
+		}
+		runs = append(runs, r)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("collect runs in %s: %w", root, err)
+	}
+	return runs, nil
+}
+
+func readRun(dir string) (Run, error) {
+	var res train.Result
+	b, err := os.ReadFile(filepath.Join(dir, train.ResultFile))
+	if err != nil {
+		return Run{}, err
+	}
+	if err := json.Unmarshal(b, &res); err != nil {
+		return Run{}, fmt.Errorf("%s: %w", filepath.Join(dir, train.ResultFile), err)
+	}
+	// Only data.dataset is needed; the rest of the file is not checked, so
+	// runs of other toolkit versions can be reported.
+	var cfg struct {
+		Data struct {
+			Dataset string `toml:"dataset"`
+		} `toml:"data"`
+	}
+	cpath := filepath.Join(dir, train.ConfigFile)
+	if _, err := toml.DecodeFile(cpath, &cfg); err != nil {
+		return Run{}, fmt.Errorf("%s: %w", cpath, err)
+	}
+	ds := cfg.Data.Dataset
+	if ds == "" {
+		return Run{}, fmt.Errorf("%s: no data.dataset", cpath)
+	}
+	if c, ok := datasets.CanonicalName(ds); ok {
+		ds = c
+	}
+	if res.Method == "" || res.Backbone == "" {
+		return Run{}, fmt.Errorf("%s: no method or backbone", filepath.Join(dir, train.ResultFile))
+	}
+	return Run{Dir: dir, Dataset: ds, Method: res.Method, Backbone: res.Backbone, Shots: res.Shots, Seed: res.Seed, Top1: res.Test.Top1, Result: res}, nil
+}
+
+// shotFree lists the methods whose result does not depend on the shots:
+// their runs are pooled into one cell with Shots 0.
+var shotFree = []string{"zeroshot"}
+
+// Stat is the aggregate of one table cell.
+type Stat struct {
+	Backbone string
+	// Dataset is a dataset name or AverageDataset.
+	Dataset string
+	Method  string
+	// Shots is 0 for shot-free methods (zero-shot CLIP).
+	Shots int
+	// Seeds are the seeds of the runs, ascending (with repeats for a
+	// shot-free method run at several shot counts).
+	Seeds []int
+	// Values are the runs' test top-1 accuracies; for an average, the
+	// per-dataset means.
+	Values []float64
+	// Mean and Std summarize Values; Std is the population standard
+	// deviation over seeds (numpy's np.std, as CoOp's parse_test_res.py),
+	// NaN where it is undefined (an average over datasets whose seeds
+	// differ).
+	Mean, Std float64
+	// Datasets is the number of datasets an average covers (1 otherwise).
+	Datasets int
+	// Published is the published number for the cell, if any.
+	Published *Published
+}
+
+// Delta returns Mean minus the published number (NaN without one).
+func (s Stat) Delta() float64 {
+	if s.Published == nil {
+		return math.NaN()
+	}
+	return s.Mean - s.Published.Top1
+}
+
+// Table is the aggregated results.
+type Table struct {
+	// Stats are ordered by backbone, dataset (the paper's order, then
+	// others, then the average), method (the paper's order) and shots.
+	Stats []Stat
+	// Duplicates lists run directories ignored because an earlier one
+	// (in path order) has the same backbone, dataset, method, shots and
+	// seed.
+	Duplicates []string
+}
+
+// paperDatasets are the 11 datasets of the paper, in its order.
+var paperDatasets = []string{"ImageNet", "Caltech101", "OxfordPets", "StanfordCars", "OxfordFlowers", "Food101",
+	"FGVCAircraft", "SUN397", "DescribableTextures", "EuroSAT", "UCF101"}
+
+// methodOrder is the paper's method order; methodLabels their names there.
+var (
+	methodOrder  = []string{"zeroshot", "linear-probe", "coop", "clip-adapter", "tip-adapter", "tip-adapter-f"}
+	methodLabels = map[string]string{
+		"zeroshot": "Zero-shot CLIP", "linear-probe": "Linear probe", "coop": "CoOp",
+		"clip-adapter": "CLIP-Adapter", "tip-adapter": "Tip-Adapter", "tip-adapter-f": "Tip-Adapter-F",
+	}
+)
+
+// MethodLabel returns the method's name as the paper writes it.
+func MethodLabel(m string) string {
+	if l, ok := methodLabels[m]; ok {
+		return l
+	}
+	return m
+}
+
+type cellKey struct {
+	backbone, dataset, method string
+	shots                     int
+}
+
+// Aggregate groups the runs into cells, computes their mean and std, adds
+// the averages over datasets (for each backbone, method and shots present
+// on at least two datasets) and attaches the published numbers. An
+// average is compared with the published one only when it covers exactly
+// the paper's 11 datasets.
+func Aggregate(runs []Run, published []Published) *Table {
+	runs = slices.Clone(runs)
+	sort.SliceStable(runs, func(i, j int) bool { return runs[i].Dir < runs[j].Dir })
+	t := &Table{}
+	type seedKey struct {
+		cellKey
+		runShots, seed int
+	}
+	seen := map[seedKey]bool{}
+	cells := map[cellKey]*Stat{}
+	for _, r := range runs {
+		k := cellKey{r.Backbone, r.Dataset, r.Method, r.Shots}
+		if slices.Contains(shotFree, r.Method) {
+			k.shots = 0
+		}
+		sk := seedKey{k, r.Shots, r.Seed}
+		if seen[sk] {
+			t.Duplicates = append(t.Duplicates, r.Dir)
+			continue
+		}
+		seen[sk] = true
+		s := cells[k]
+		if s == nil {
+			s = &Stat{Backbone: k.backbone, Dataset: k.dataset, Method: k.method, Shots: k.shots, Datasets: 1}
+			cells[k] = s
+		}
+		s.Seeds = append(s.Seeds, r.Seed)
+		s.Values = append(s.Values, r.Top1)
+	}
+	// Sort each cell's values by seed, then summarize.
+	for _, s := range cells {
+		idx := make([]int, len(s.Seeds))
+		for i := range idx {
+			idx[i] = i
+		}
+		sort.SliceStable(idx, func(a, b int) bool { return s.Seeds[idx[a]] < s.Seeds[idx[b]] })
+		seeds, values := make([]int, len(idx)), make([]float64, len(idx))
+		for i, j := range idx {
+			seeds[i], values[i] = s.Seeds[j], s.Values[j]
+		}
+		s.Seeds, s.Values = seeds, values
+		s.Mean, s.Std = meanStd(values)
+	}
+
+	// Averages over datasets.
+	type avgKey struct {
+		backbone, method string
+		shots            int
+	}
+	groups := map[avgKey][]*Stat{}
+	notPaper := map[cellKey]bool{} // averages over other datasets than the paper's 11
+	for _, s := range cells {
+		k := avgKey{s.Backbone, s.Method, s.Shots}
+		groups[k] = append(groups[k], s)
+	}
+	for k, ss := range groups {
+		if len(ss) < 2 {
+			continue
+		}
+		sort.Slice(ss, func(i, j int) bool { return datasetLess(ss[i].Dataset, ss[j].Dataset) })
+		a := &Stat{Backbone: k.backbone, Dataset: AverageDataset, Method: k.method, Shots: k.shots, Datasets: len(ss)}
+		for _, s := range ss {
+			a.Values = append(a.Values, s.Mean)
+		}
+		a.Mean, _ = meanStd(a.Values)
+		a.Std = math.NaN()
+		// The spread over seeds of the per-seed averages, when every
+		// dataset has the same seeds once each.
+		if seeds := ss[0].Seeds; !hasRepeats(seeds) {
+			same := true
+			for _, s := range ss[1:] {
+				same = same && slices.Equal(s.Seeds, seeds)
+			}
+			if same {
+				a.Seeds = slices.Clone(seeds)
+				perSeed := make([]float64, len(seeds))
+				for i := range seeds {
+					for _, s := range ss {
+						perSeed[i] += s.Values[i] / float64(len(ss))
+					}
+				}
+				_, a.Std = meanStd(perSeed)
+			}
+		}
+		ak := cellKey{k.backbone, AverageDataset, k.method, k.shots}
+		cells[ak] = a
+		paper := len(ss) == len(paperDatasets)
+		for _, s := range ss {
+			paper = paper && slices.Contains(paperDatasets, s.Dataset)
+		}
+		if !paper {
+			notPaper[ak] = true
+		}
+	}
+
+	pub := map[pubKey]*Published{}
+	for i := range published {
+		p := &published[i]
+		pub[pubKey{p.Dataset, p.Method, p.Backbone, p.Shots}] = p
+	}
+	for k, s := range cells {
+		if !notPaper[k] {
+			s.Published = pub[pubKey{s.Dataset, s.Method, s.Backbone, s.Shots}]
+		}
+	}
+
+	for _, s := range cells {
+		t.Stats = append(t.Stats, *s)
+	}
+	sort.Slice(t.Stats, func(i, j int) bool { return statLess(t.Stats[i], t.Stats[j]) })
+	return t
+}
+
+func hasRepeats(xs []int) bool {
+	for i := 1; i < len(xs); i++ {
+		if xs[i] == xs[i-1] {
+			return true
+		}
+	}
+	return false
+}
+
+// meanStd returns the mean and the population standard deviation.
+func meanStd(xs []float64) (mean, std float64) {
+	if len(xs) == 0 {
+		return math.NaN(), math.NaN()
+	}
+	for _, x := range xs {
+		mean += x
+	}
+	mean /= float64(len(xs))
+	for _, x := range xs {
+		std += (x - mean) * (x - mean)
+	}
+	return mean, math.Sqrt(std / float64(len(xs)))
+}
+
+func datasetRank(d string) int {
+	if d == AverageDataset {
+		return len(paperDatasets) + 1
+	}
+	if i := slices.Index(paperDatasets, d); i >= 0 {
+		return i
+	}
+	return len(paperDatasets)
+}
+
+func datasetLess(a, b string) bool {
+	ra, rb := datasetRank(a), datasetRank(b)
+	if ra != rb {
+		return ra < rb
+	}
+	return a < b
+}
+
+func methodRank(m string) int {
+	if i := slices.Index(methodOrder, m); i >= 0 {
+		return i
+	}
+	return len(methodOrder)
+}
+
+func methodLess(a, b string) bool {
+	ra, rb := methodRank(a), methodRank(b)
+	if ra != rb {
+		return ra < rb
+	}
+	return a < b
+}
+
+func statLess(a, b Stat) bool {
+	switch {
+	case a.Backbone != b.Backbone:
+		return a.Backbone < b.Backbone
+	case a.Dataset != b.Dataset:
+		return datasetLess(a.Dataset, b.Dataset)
+	case a.Method != b.Method:
+		return methodLess(a.Method, b.Method)
+	}
+	return a.Shots < b.Shots
+}
+
+// Backbones returns the table's backbones in order.
+func (t *Table) Backbones() []string {
+	var out []string
+	for _, s := range t.Stats {
+		if !slices.Contains(out, s.Backbone) {
+			out = append(out, s.Backbone)
+		}
+	}
+	return out
+}
+
+// Datasets returns the datasets of a backbone in order (the average last).
+func (t *Table) Datasets(backbone string) []string {
+	var out []string
+	for _, s := range t.Stats {
+		if s.Backbone == backbone && !slices.Contains(out, s.Dataset) {
+			out = append(out, s.Dataset)
+		}
+	}
+	return out
+}
+
+// Select returns the stats of one backbone and dataset.
+func (t *Table) Select(backbone, dataset string) []Stat {
+	var out []Stat
+	for _, s := range t.Stats {
+		if s.Backbone == backbone && s.Dataset == dataset {
+			out = append(out, s)
+		}
+	}
+	return out
+}

@@ -1,0 +1,361 @@
+package sweep
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/clipadapter/clipgo/train"
+)
+
+// LogFile is the file in a cell's run directory that receives the run's
+// log and progress when the sweep runs it locally.
+const LogFile = "train.log"
+
+// Status is what became of a cell.
+type Status int
+
+// Cell statuses.
+const (
+	NotStarted  Status = iota // the sweep stopped before the cell's turn
+	Skipped                   // already finished (result.json present)
+	Done                      // ran to a result, fresh or resumed
+	Failed                    // the run returned an error
+	Interrupted               // stopped by the context; a checkpoint was written
+)
+
+var statusNames = [...]string{"not started", "skipped", "done", "failed", "interrupted"}
+
+func (s Status) String() string {
+	if int(s) < len(statusNames) {
+		return statusNames[s]
+	}
+	return "status(" + strconv.Itoa(int(s)) + ")"
+}
+
+// Outcome is what RunLocal did with one cell.
+type Outcome struct {
+	Cell   Cell
+	Status Status
+	// Resumed: the run continued from the cell's checkpoint.
+	Resumed bool
+	// Device is the model.device the cell ran on ("" : the config's).
+	Device string
+	Result *train.Result
+	Err    error
+	// Elapsed is the wall time of the run (0 for skipped cells).
+	Elapsed time.Duration
+}
+
+// Summary is the outcome of RunLocal, one Outcome per cell in cell order.
+type Summary struct {
+	Outcomes []Outcome
+	Elapsed  time.Duration
+}
+
+// Count returns the number of cells with status s.
+func (s Summary) Count(st Status) int {
+	n := 0
+	for _, o := range s.Outcomes {
+		if o.Status == st {
+			n++
+		}
+	}
+	return n
+}
+
+// Err is nil when every cell finished (now or before); otherwise it says
+// how many failed or were left unfinished.
+func (s Summary) Err() error {
+	failed, left := s.Count(Failed), s.Count(Interrupted)+s.Count(NotStarted)
+	switch {
+	case failed > 0 && left > 0:
+		return fmt.Errorf("%d of %d cells failed and %d are unfinished", failed, len(s.Outcomes), left)
+	case failed > 0:
+		return fmt.Errorf("%d of %d cells failed", failed, len(s.Outcomes))
+	case left > 0:
+		return fmt.Errorf("%w: %d of %d cells are unfinished; run the sweep again to continue", train.ErrInterrupted, left, len(s.Outcomes))
+	}
+	return nil
+}
+
+// LocalOptions configures RunLocal.
+type LocalOptions struct {
+	// Workers bounds the cells run at once (default: len(Devices), else 1).
+	Workers int
+	// Devices gives worker i the model.device Devices[i mod len]; empty
+	// keeps each config's device.
+	Devices []string
+	// Methods is the method table (methods.Factories).
+	Methods map[string]train.MethodFactory
+	// Progress receives one line per started and finished cell (nil:
+	// discarded).
+	Progress io.Writer
+	// Log receives the sweep's own messages (nil: slog.Default()).
+	Log *slog.Logger
+}
+
+// RunLocal runs the cells with a bounded pool of workers, each cell an
+// in-process train.Run into its run directory, whose log goes to
+// LogFile there. A finished cell (result.json) is skipped; a cell with a
+// checkpoint is resumed from it with the configuration saved in its
+// directory, as train -resume does. A failed cell is reported and the
+// others go on. When ctx is cancelled no further cell starts and the
+// running ones write a checkpoint and stop; running the sweep again
+// continues them.
+func RunLocal(ctx context.Context, cells []Cell, o LocalOptions) Summary {
+	start := time.Now()
+	workers := o.Workers
+	if workers <= 0 {
+		workers = max(len(o.Devices), 1)
+	}
+	log := o.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	p := &progressLog{w: o.Progress, total: len(cells), workers: workers, start: start}
+	if p.w == nil {
+		p.w = io.Discard
+	}
+	sum := Summary{Outcomes: make([]Outcome, len(cells))}
+	for i, c := range cells {
+		sum.Outcomes[i] = Outcome{Cell: c, Status: NotStarted}
+	}
+	// Finished cells are counted first, so the progress counts and the ETA
+	// reflect only the work left.
+	var todo []int
+	for i, c := range cells {
+		if exists(filepath.Join(c.Dir, train.ResultFile)) {
+			sum.Outcomes[i].Status = Skipped
+			p.skipped++
+			continue
+		}
+		todo = append(todo, i)
+	}
+	if p.skipped > 0 {
+		p.printf("%d of %d cells already finished, %d to run", p.skipped, len(cells), len(todo))
+	}
+	if len(todo) > 0 {
+		if err := PrepareData(cells); err != nil {
+			log.Error("prepare data", "err", err)
+			for _, i := range todo {
+				sum.Outcomes[i].Status, sum.Outcomes[i].Err = Failed, err
+			}
+			sum.Elapsed = time.Since(start)
+			return sum
+		}
+	}
+
+	jobs := make(chan int)
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		dev := ""
+		if len(o.Devices) > 0 {
+			dev = o.Devices[w%len(o.Devices)]
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range jobs {
+				c := cells[i]
+				p.printf("start   %s on %s -> %s", c, deviceLabel(dev, c), c.Dir)
+				out := runCell(ctx, c, dev, o.Methods)
+				sum.Outcomes[i] = out
+				p.finish(out)
+			}
+		}()
+	}
+feed:
+	for _, i := range todo {
+		if ctx.Err() != nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			break feed
+		case jobs <- i:
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	sum.Elapsed = time.Since(start)
+	return sum
+}
+
+func deviceLabel(dev string, c Cell) string {
+	if dev != "" {
+		return dev
+	}
+	return c.Config.Model.Device
+}
+
+// runCell runs one cell: fresh, or resumed from its checkpoint.
+func runCell(ctx context.Context, c Cell, dev string, methods map[string]train.MethodFactory) (out Outcome) {
+	out = Outcome{Cell: c, Device: dev}
+	start := time.Now()
+	defer func() {
+		out.Elapsed = time.Since(start)
+		if r := recover(); r != nil {
+			out.Status, out.Err = Failed, fmt.Errorf("internal error: %v", r)
+		}
+	}()
+	if exists(filepath.Join(c.Dir, train.ResultFile)) {
+		out.Status = Skipped
+		return out
+	}
+	var devSet []string
+	if dev != "" {
+		devSet = []string{"model.device=" + strconv.Quote(dev)}
+	}
+	var cfg *train.Config
+	var err error
+	if exists(filepath.Join(c.Dir, train.CheckpointFile)) {
+		out.Resumed = true
+		cfg, err = train.LoadConfig(filepath.Join(c.Dir, train.ConfigFile), devSet)
+	} else {
+		cfg, err = train.LoadConfig(c.Base, append(append([]string(nil), c.Sets...), devSet...))
+		// Metrics of an attempt that died before its first checkpoint.
+		if err == nil {
+			err = removeIfExists(filepath.Join(c.Dir, train.MetricsFile))
+		}
+	}
+	if err == nil {
+		err = os.MkdirAll(c.Dir, 0o755)
+	}
+	if err != nil {
+		out.Status, out.Err = Failed, err
+		return out
+	}
+	logf, err := os.OpenFile(filepath.Join(c.Dir, LogFile), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		out.Status, out.Err = Failed, err
+		return out
+	}
+	defer logf.Close()
+	fmt.Fprintf(logf, "# sweep %s: %s (resume=%v, device=%q)\n", time.Now().UTC().Format(time.RFC3339), c, out.Resumed, dev)
+	runLog := slog.New(slog.NewTextHandler(logf, nil))
+	res, err := train.Run(ctx, train.RunOptions{Config: cfg, Methods: methods, Dir: c.Dir, Resume: out.Resumed, Progress: logf, Log: runLog})
+	switch {
+	case errors.Is(err, train.ErrInterrupted):
+		out.Status, out.Err = Interrupted, err
+	case err != nil:
+		fmt.Fprintf(logf, "# sweep: failed: %v\n", err)
+		out.Status, out.Err = Failed, err
+	default:
+		out.Status, out.Result = Done, res
+	}
+	return out
+}
+
+// PrepareData generates each synthetic dataset the cells use once, before
+// the cells run concurrently (train.LoadData generates it on first use,
+// with the data.seed of the first cell that uses the root).
+//
+// train.LoadData decides whether to generate by looking for
+// <root>/SYNTHETIC, while datasets.Synth writes its marker one level
+// down (<root>/caltech-101/SYNTHETIC), so every run would generate the
+// dataset again — and concurrent cells would delete each other's images.
+// PrepareData therefore also writes <root>/SYNTHETIC once the data exist.
+func PrepareData(cells []Cell) error {
+	done := map[string]bool{}
+	for _, c := range cells {
+		d := c.Config.Data
+		if !strings.EqualFold(d.Dataset, "synthetic") || done[d.Root] {
+			continue
+		}
+		done[d.Root] = true
+		marker := filepath.Join(d.Root, "SYNTHETIC")
+		if exists(marker) {
+			continue
+		}
+		if _, _, err := train.LoadData(d); err != nil {
+			return fmt.Errorf("synthetic data in %s: %w", d.Root, err)
+		}
+		note := fmt.Sprintf("synthetic dataset generated by the sweep: %d classes, %d images per class, seed %d\n", d.SynthClasses, d.SynthPerClass, d.Seed)
+		if err := train.WriteFileAtomic(marker, []byte(note)); err != nil {
+			return fmt.Errorf("synthetic data in %s: %w", d.Root, err)
+		}
+	}
+	return nil
+}
+
+// progressLog prints the sweep's progress lines.
+type progressLog struct {
+	mu       sync.Mutex
+	w        io.Writer
+	total    int
+	workers  int
+	start    time.Time
+	skipped  int // cells finished before the sweep started
+	finished int // cells handed to a worker since, any status
+	ran      int // of which Done
+	busy     time.Duration
+}
+
+func (p *progressLog) printf(format string, args ...any) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	fmt.Fprintf(p.w, "sweep: "+format+"\n", args...)
+}
+
+func (p *progressLog) finish(o Outcome) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.finished++
+	var what string
+	switch o.Status {
+	case Done:
+		p.ran++
+		p.busy += o.Elapsed
+		verb := "done   "
+		if o.Resumed {
+			verb = "resumed"
+		}
+		what = fmt.Sprintf("%s %s: test top-1 %.2f%% (%s)", verb, o.Cell, o.Result.Test.Top1, o.Elapsed.Round(time.Second))
+	case Failed:
+		what = fmt.Sprintf("FAILED  %s: %s (log: %s)", o.Cell, firstLine(o.Err), filepath.Join(o.Cell.Dir, LogFile))
+	case Interrupted:
+		what = fmt.Sprintf("stopped %s: checkpoint written", o.Cell)
+	case Skipped:
+		what = fmt.Sprintf("skipped %s: already finished", o.Cell)
+	default:
+		what = fmt.Sprintf("%s %s", o.Status, o.Cell)
+	}
+	n := p.skipped + p.finished
+	eta := "ETA unknown"
+	if p.ran > 0 {
+		left := p.total - n
+		mean := p.busy / time.Duration(p.ran)
+		eta = "ETA " + (mean * time.Duration(left) / time.Duration(p.workers)).Round(time.Second).String()
+	}
+	width := len(strconv.Itoa(p.total))
+	fmt.Fprintf(p.w, "sweep: [%*d/%d] %s; %s elapsed, %s\n", width, n, p.total, what, time.Since(p.start).Round(time.Second), eta)
+}
+
+func firstLine(err error) string {
+	s := err.Error()
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+func removeIfExists(path string) error {
+	if err := os.Remove(path); err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	return nil
+}
