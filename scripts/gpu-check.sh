@@ -31,6 +31,13 @@ export LIBTORCH
 "$PY" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU")'
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true
 
+# JPEGs are decoded with libjpeg when its header is there; a machine without
+# it (and without apt) builds with Go's decoder instead.
+if ! echo '#include <jpeglib.h>' | ${CC:-cc} -E -x c - >/dev/null 2>&1; then
+  echo "gpu-check: no jpeglib.h: building with -tags nolibjpeg (Go's JPEG decoder)"
+  export GOFLAGS="$GOFLAGS -tags=nolibjpeg"
+fi
+
 stamp "setup against $LIBTORCH"
 go run ./cmd/gotchprep
 stamp "gotch check on cuda"
@@ -44,8 +51,7 @@ if [ -x bench/encoder/run.sh ]; then
   stamp "encoder benchmark on cuda (Go vs PyTorch)"
   for arch in ViT-B/32 ViT-L/14; do
     for prec in fp16 fp32; do
-      BENCH_DEVICE=cuda BENCH_PRECISION=$prec BENCH_ARCHS=$arch BENCH_IMAGES=256 BENCH_BATCH=64 \
-        PYTHON="$PY" bench/encoder/run.sh 2>&1 | tee -a "$OUT/bench.log" || echo "benchmark $arch $prec failed"
+      PYTHON="$PY" bench/encoder/run.sh -device cuda -precision "$prec" -archs "$arch" -n 256 -batch 64 -threads 8 2>&1 | tee -a "$OUT/bench.log" || echo "benchmark $arch $prec failed"
     done
   done
 fi

@@ -38,6 +38,11 @@ command -v go >/dev/null 2>&1 || die "go is not on PATH: install Go 1.22 or newe
 need=()
 command -v g++ >/dev/null 2>&1 || need+=(g++)
 command -v nm >/dev/null 2>&1 || need+=(binutils)
+# clip/preprocess decodes JPEGs with libjpeg-turbo through cgo (jpeglib.h,
+# -ljpeg), the library Pillow uses.
+if command -v dpkg-query >/dev/null 2>&1 && ! installed libjpeg62-turbo-dev; then
+  need+=(libjpeg62-turbo-dev)
+fi
 if [ -z "${LIBTORCH:-}" ]; then
   [ -f /usr/include/torch/csrc/api/include/torch/torch.h ] || need+=(libtorch-dev)
   # Debian's default BLAS is the slow reference one; OpenBLAS makes matrix

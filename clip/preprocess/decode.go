@@ -7,7 +7,6 @@ import (
 	"image"
 	"image/color"
 	"image/gif"
-	"image/jpeg"
 	"image/png"
 	"io"
 	"os"
@@ -72,16 +71,24 @@ func Open(path string) (*Image, error) {
 // Pillow's Image.open(...).convert("RGB") (Pillow 9.4 with libjpeg-turbo
 // and libwebp):
 //
-//   - JPEG: Go's decoder gives the Y, Cb, Cr planes; chroma upsampling and
-//     the YCbCr->RGB conversion then follow libjpeg's defaults exactly (see
-//     FromImage). Go's inverse DCT differs from libjpeg's ISLOW one in the
-//     last bit, so a few percent of the decoded values differ from
-//     Pillow's, by at most 3 levels in our measurements (mean absolute
-//     difference about 0.04). Adobe CMYK JPEGs go through Pillow's
-//     CMYK->RGB formula (YCCK ones are converted to CMYK by Go's decoder,
-//     not bit-exactly as libjpeg does). Progressive JPEGs are supported;
-//     arithmetic-coded and 12-bit ones are not (Go's decoder rejects them).
-//     EXIF orientation is ignored, as Image.open does.
+//   - JPEG: decoded by libjpeg(-turbo) as Pillow decodes it (full size,
+//     ISLOW inverse DCT, fancy upsampling), so the pixels are Pillow's.
+//     Grayscale is replicated into the three channels; CMYK and YCCK
+//     JPEGs are read as Adobe-inverted CMYK, as Pillow assumes for every
+//     CMYK JPEG, and converted with Pillow's CMYK->RGB formula.
+//     Progressive and arithmetic-coded JPEGs are supported, 12-bit ones
+//     are not. Warnings about corrupt but decodable data are ignored, as in
+//     Pillow, but data that ends before the image does is an error (Pillow:
+//     "image file is truncated"), as are images of more than 2*89478485
+//     pixels (Pillow's decompression bomb limit). EXIF orientation is
+//     ignored, as Image.open does. Without cgo (or with the build tag
+//     nolibjpeg), Go's image/jpeg decodes instead: chroma upsampling and
+//     color conversion still follow libjpeg exactly (see FromImage), but
+//     Go's inverse DCT differs from libjpeg's in the last bit, so a few
+//     percent of the values differ from Pillow's, by at most 3 levels in
+//     our measurements (mean absolute difference about 0.04); YCCK is
+//     converted by Go's decoder, not bit-exactly as libjpeg does, and
+//     arithmetic coding is not supported.
 //   - PNG: 16-bit color keeps the high byte; 16-bit grayscale is clipped to
 //     255 the way Pillow's "I" mode converts (values above 255 become
 //     white), palette and alpha as in FromImage.
@@ -122,11 +129,7 @@ func decodeFormat(format Format, data []byte) (*Image, error) {
 	r := bytes.NewReader(data)
 	switch format {
 	case JPEG:
-		img, err := jpeg.Decode(r)
-		if err != nil {
-			return nil, err
-		}
-		return FromImage(img), nil
+		return decodeJPEG(data)
 	case PNG:
 		img, err := png.Decode(r)
 		if err != nil {

@@ -1,5 +1,5 @@
-// Package preprocess decodes images and applies CLIP's image transforms in
-// pure Go, reproducing the PIL/torchvision pipelines of the reference code:
+// Package preprocess decodes images and applies CLIP's image transforms,
+// reproducing the PIL/torchvision pipelines of the reference code:
 //
 //   - Test: CLIP's test transform (resize the shorter side with bicubic
 //     filtering, center crop, normalize), used by CLIP, CoOp, CLIP-Adapter
@@ -12,11 +12,17 @@
 // Image.BICUBIC, Pillow 9.4) exactly, integer rounding included, so the
 // transforms give the same pixels as torchvision on a PIL image. Decoding
 // follows what Image.open(path).convert("RGB") returns: palette, grayscale,
-// CMYK and alpha images are converted as Pillow converts them, JPEG chroma
-// is upsampled and converted to RGB as libjpeg(-turbo) does by default, and
-// lossy WebP is converted as libwebp does. JPEG pixels can still differ
-// slightly from libjpeg's, because Go's inverse DCT is not libjpeg's (see
-// Decode).
+// CMYK and alpha images are converted as Pillow converts them, and lossy
+// WebP is converted as libwebp does.
+//
+// JPEGs are decoded by the system libjpeg through cgo (libjpeg-turbo,
+// Debian's libjpeg62-turbo-dev, linked with -ljpeg), the library Pillow
+// uses, with Pillow's settings, so they too match Pillow pixel for pixel.
+// Everything else is pure Go. Built without cgo (CGO_ENABLED=0) or with
+// the build tag nolibjpeg (for a machine without libjpeg's headers), the
+// package falls back to Go's image/jpeg with libjpeg's chroma upsampling
+// and color conversion; JPEG pixels can then differ slightly from
+// Pillow's, because Go's inverse DCT is not libjpeg's (see Decode).
 //
 // Images are 8-bit RGB (Image). Functions do not modify their input
 // images, and transforms hold no state besides their options, so they may

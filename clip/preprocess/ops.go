@@ -91,27 +91,53 @@ func normalize(img *Image, dst []float32, flip bool) {
 	if len(dst) < 3*plane {
 		panic(fmt.Sprintf("preprocess.Normalize: dst has %d elements, need 3*%d*%d = %d", len(dst), img.W, img.H, 3*plane))
 	}
-	// lut[c][v] = (v/255 - mean[c]) / std[c] in float32 arithmetic.
+	nw := newNormWriter(dst, img.W, img.H, flip)
+	for y := range img.H {
+		nw.row(y, img.Pix[3*y*img.W:][:3*img.W])
+	}
+}
+
+// normWriter writes rows of an 8-bit RGB image of width w into a CHW
+// float32 tensor with CLIP's normalization, optionally flipping each row.
+type normWriter struct {
+	// lut[c][v] = (v/255 - mean[c]) / std[c] in float32 arithmetic, as
+	// ToTensor and Normalize compute it.
+	lut     [3][256]float32
+	r, g, b []float32
+	w       int
+	flip    bool
+}
+
+// newNormWriter returns a normWriter for a w×h image into dst, which must
+// hold at least 3*w*h values.
+func newNormWriter(dst []float32, w, h int, flip bool) *normWriter {
+	plane := w * h
+	nw := &normWriter{r: dst[:plane], g: dst[plane : 2*plane], b: dst[2*plane : 3*plane], w: w, flip: flip}
 	mean := [3]float32{MeanR, MeanG, MeanB}
 	std := [3]float32{StdR, StdG, StdB}
-	var lut [3][256]float32
 	for c := range 3 {
 		for v := range 256 {
-			lut[c][v] = (float32(v)/255 - mean[c]) / std[c]
+			nw.lut[c][v] = (float32(v)/255 - mean[c]) / std[c]
 		}
 	}
-	r, g, b := dst[:plane], dst[plane:2*plane], dst[2*plane:3*plane]
-	for y := range img.H {
-		row := img.Pix[3*y*img.W:][:3*img.W]
-		o := y * img.W
-		for x := range img.W {
-			i := 3 * x
-			if flip {
-				i = 3 * (img.W - 1 - x)
-			}
-			r[o+x] = lut[0][row[i]]
-			g[o+x] = lut[1][row[i+1]]
-			b[o+x] = lut[2][row[i+2]]
+	return nw
+}
+
+// row writes row y, 3*w values (R, G, B per pixel).
+func (nw *normWriter) row(y int, row []uint8) {
+	w := nw.w
+	row = row[:3*w]
+	r, g, b := nw.r[y*w:][:w], nw.g[y*w:][:w], nw.b[y*w:][:w]
+	lr, lg, lb := &nw.lut[0], &nw.lut[1], &nw.lut[2]
+	if nw.flip {
+		for x := range w {
+			p := row[3*(w-1-x):][:3]
+			r[x], g[x], b[x] = lr[p[0]], lg[p[1]], lb[p[2]]
 		}
+		return
+	}
+	for x := range w {
+		p := row[3*x:][:3]
+		r[x], g[x], b[x] = lr[p[0]], lg[p[1]], lb[p[2]]
 	}
 }

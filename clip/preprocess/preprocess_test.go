@@ -527,15 +527,87 @@ func TestResizeDegenerate(t *testing.T) {
 }
 
 // TestResampleWindow checks that computing only a window of the output
-// gives exactly the corresponding pixels of the full resize.
+// gives exactly the corresponding pixels of the full resize, for down-
+// and upscaling and with one direction unchanged (the fixture-tested
+// Resize computes the whole output through the same code, so the full
+// resize is checked against Pillow there).
 func TestResampleWindow(t *testing.T) {
 	src := openFixture(t, "img/b_211x157.png")
-	full := Resize(src, 150, 97)
-	for _, win := range []image.Rectangle{image.Rect(0, 0, 150, 97), image.Rect(10, 5, 60, 90), image.Rect(149, 96, 150, 97)} {
-		got := resample(src, image.Rect(0, 0, src.W, src.H), 150, 97, win)
-		want := Crop(full, win.Min.X, win.Min.Y, win.Dx(), win.Dy())
-		if !bytes.Equal(got.Pix, want.Pix) {
-			t.Errorf("window %v differs from the cropped full resize", win)
+	for _, size := range [][2]int{{150, 97}, {211, 97}, {150, 157}, {400, 300}, {20, 15}, {211, 400}} {
+		w, h := size[0], size[1]
+		full := Resize(src, w, h)
+		for _, win := range []image.Rectangle{
+			image.Rect(0, 0, w, h), image.Rect(10, 5, w/2, h-3), image.Rect(w-1, h-1, w, h), image.Rect(3, 0, 4, h),
+		} {
+			got := resample(src, image.Rect(0, 0, src.W, src.H), w, h, win)
+			want := Crop(full, win.Min.X, win.Min.Y, win.Dx(), win.Dy())
+			if !bytes.Equal(got.Pix, want.Pix) {
+				t.Errorf("%dx%d: window %v differs from the cropped full resize", w, h, win)
+			}
+		}
+	}
+}
+
+func btoi8(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// TestVerticalTapsPacked checks the two-sums-per-word arithmetic of
+// verticalTaps against Pillow's plain 32-bit sum per value, with the real
+// weights of many scale factors and rows chosen to push the sums to their
+// extremes (255 where the weight is positive and 0 where it is negative,
+// and the reverse) as well as random rows.
+func TestVerticalTapsPacked(t *testing.T) {
+	// By hand: with weights 2^21 and -2^21, value 0 sums to 2^21 - 255·2^21
+	// (negative: the low lane borrows from the high one) and value 1 to
+	// exactly 2^22, which is 1 only if the borrow is undone.
+	got := make([]uint8, 2)
+	verticalTaps(got, make([]uint64, 1), [][]uint64{{0 | 1<<32}, {255}}, []int32{1 << 21, -1 << 21})
+	if got[0] != 0 || got[1] != 1 {
+		t.Errorf("borrow case: got %v, want [0 1]", got)
+	}
+
+	rng := rand.New(rand.NewPCG(3, 4))
+	const width = 7 // odd: the last word carries one value
+	for _, sizes := range [][2]int{{5, 3}, {17, 13}, {100, 7}, {500, 224}, {224, 500}, {3, 40}, {1000, 9}} {
+		ft := newFilterTaps(sizes[0], sizes[1])
+		for i, k := range ft.taps {
+			rows := make([][]uint8, len(k))
+			for j := range rows {
+				rows[j] = make([]uint8, width)
+				for x := range width {
+					// Values 0 and 3 get the largest sum, 1 and 2 the
+					// smallest (most negative), so both lanes of a word
+					// see both extremes.
+					switch {
+					case x == 0 || x == 3:
+						rows[j][x] = uint8(255 * btoi8(k[j] > 0))
+					case x == 1 || x == 2:
+						rows[j][x] = uint8(255 * btoi8(k[j] < 0))
+					default:
+						rows[j][x] = uint8(rng.IntN(256))
+					}
+				}
+			}
+			packed := make([][]uint64, len(k))
+			for j := range rows {
+				packed[j] = make([]uint64, (width+1)/2)
+				packPairs(packed[j], rows[j])
+			}
+			got := make([]uint8, width+1)
+			verticalTaps(got, make([]uint64, (width+1)/2), packed, k)
+			for x := range width {
+				sum := int32(1 << (precisionBits - 1))
+				for j, kv := range k {
+					sum += int32(rows[j][x]) * kv
+				}
+				if want := clip8(sum); got[x] != want {
+					t.Fatalf("%d->%d, output %d, value %d: got %d, want %d", sizes[0], sizes[1], i, x, got[x], want)
+				}
+			}
 		}
 	}
 }
@@ -590,5 +662,29 @@ func BenchmarkTrainTransform224(b *testing.B) {
 		if err := tr.Apply(img, rng, dst); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkResizedCrop resamples boxes of the benchmark photo to 224×224:
+// a typical RandomResizedCrop box (slight downscale), the whole image
+// (downscale by about 1.7) and a small box (upscale by about 2.8).
+func BenchmarkResizedCrop(b *testing.B) {
+	img, err := Open(filepath.Join("testdata", "bench_500x375.jpg"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, bc := range []struct {
+		name       string
+		x, y, w, h int
+	}{
+		{"typical", 60, 40, 320, 250},
+		{"whole", 0, 0, 500, 375},
+		{"small", 200, 100, 80, 90},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			for b.Loop() {
+				ResizedCrop(img, bc.x, bc.y, bc.w, bc.h, 224, 224)
+			}
+		})
 	}
 }

@@ -51,8 +51,8 @@ func (t testTransform) Apply(img *Image, _ *rand.Rand, dst []float32) error {
 	nw, nh := ResizedSize(img.W, img.H, t.size)
 	x := centerCropOrigin(nw, t.size)
 	y := centerCropOrigin(nh, t.size)
-	crop := resample(img, image.Rect(0, 0, img.W, img.H), nw, nh, image.Rect(x, y, x+t.size, y+t.size))
-	normalize(crop, dst, false)
+	w := newNormWriter(dst, t.size, t.size, false)
+	resampleRows(img, image.Rect(0, 0, img.W, img.H), nw, nh, image.Rect(x, y, x+t.size, y+t.size), w.row)
 	return nil
 }
 
@@ -133,9 +133,11 @@ func (t trainTransform) Apply(img *Image, rng *rand.Rand, dst []float32) error {
 		return fmt.Errorf("train transform: %w", err)
 	}
 	x, y, w, h := RandomResizedCropParams(img.W, img.H, t.opt.Scale, t.opt.Ratio, rng)
-	crop := ResizedCrop(img, x, y, w, h, t.size, t.size)
 	flip := !t.opt.NoFlip && rng.Float64() < 0.5
-	normalize(crop, dst, flip)
+	// The box lies inside the image: resample it straight into dst,
+	// normalizing (and flipping) each output row.
+	nw := newNormWriter(dst, t.size, t.size, flip)
+	resampleRows(img, image.Rect(x, y, x+w, y+h), t.size, t.size, image.Rect(0, 0, t.size, t.size), nw.row)
 	return nil
 }
 

@@ -3,7 +3,9 @@ package preprocess
 import "image"
 
 // This file turns the planes of a decoded JPEG (Go's *image.YCbCr) into RGB
-// the way libjpeg(-turbo) does by default, which is what Pillow returns:
+// the way libjpeg(-turbo) does by default, which is what Pillow returns. It
+// serves FromImage, and Decode in builds without cgo (with cgo, libjpeg
+// itself decodes JPEGs; see jpeg_turbo.go):
 //
 //   - subsampled chroma is upsampled with libjpeg's "fancy" triangle filter
 //     for 2:1 ratios (3/4 of the nearer sample plus 1/4 of the next one in

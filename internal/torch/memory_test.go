@@ -61,3 +61,19 @@ func TestTrainingLoopMemoryIsFlat(t *testing.T) {
 		t.Errorf("resident memory grew by %.1f MiB over %d steps; want it flat (< 16 MiB)", float64(growth)/(1<<20), steps-warmup)
 	}
 }
+
+// TestPeakResidentBytes checks that the peak resident size is read and is
+// at least the current one.
+func TestPeakResidentBytes(t *testing.T) {
+	cur, err := ResidentBytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	peak, err := PeakResidentBytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cur <= 0 || peak < cur {
+		t.Errorf("peak %d B, current %d B: want 0 < current <= peak", peak, cur)
+	}
+}

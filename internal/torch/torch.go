@@ -146,3 +146,28 @@ func ResidentBytes() (int64, error) {
 	}
 	return pages * int64(os.Getpagesize()), nil
 }
+
+// PeakResidentBytes returns this process's peak resident set size (the
+// VmHWM line of /proc/self/status).
+func PeakResidentBytes() (int64, error) {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		rest, ok := strings.CutPrefix(line, "VmHWM:")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(rest)
+		if len(f) != 2 || f[1] != "kB" {
+			break
+		}
+		kb, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil {
+			break
+		}
+		return kb << 10, nil
+	}
+	return 0, fmt.Errorf("no VmHWM line in /proc/self/status")
+}

@@ -1,0 +1,186 @@
+// Command clip runs OpenAI's CLIP models from the command line: it tokenizes
+// texts, preprocesses images, encodes images and texts into features, and
+// classifies images zero-shot.
+//
+// Usage:
+//
+//	clip tokenize [-context 77] [-truncate] TEXT...
+//	clip preprocess -model M -out FILE.npy IMG...
+//	clip encode-image -model M -out FILE.npy IMG...
+//	clip encode-text -model M -out FILE.npy TEXT...
+//	clip zeroshot -model M -classes "a,b,c" [-templates FILE] IMG...
+//
+// tokenize prints {"tokens": [[id, ...], ...]}, one row of -context ids per
+// text (start token, the text's BPE ids, end token, zeros).
+//
+// preprocess writes the images after CLIP's test transform as a float32
+// array [N, 3, R, R], R being the model's input resolution. For an official
+// model name R is known without downloading the weights; for a file, only
+// the archive's tensor shapes are read.
+//
+// encode-image and encode-text write the features [N, D] (float32, not
+// normalized) of the images or texts.
+//
+// zeroshot builds CLIP's zero-shot classifier from the class names and the
+// prompt templates (a file with one template per line, "{}" standing for
+// the class name; default "a photo of a {}.") and prints, for each image,
+// its five most probable classes with their probabilities in percent.
+//
+// The model M is a file (a TorchScript archive such as ViT-B-32.pt, or a
+// state dict), an official model name (RN50, ..., ViT-L/14@336px; the
+// weights are downloaded into the cache on first use), or random:ARCH for
+// randomly initialized weights of an official architecture or "tiny"
+// (seeded by -seed; for tests and benchmarks). Every subcommand that takes
+// a model also takes -device cpu|cuda|cuda:N|auto, -batch N, -precision
+// fp32|fp16 (fp16 needs CUDA), -seed, -cache DIR, -threads N (libtorch's
+// intra-op CPU threads), -workers N (images decoded at once) and
+// -retain-memory (on by default: the C allocator keeps the memory of freed
+// tensors for the next batches instead of unmapping it, which saves a page
+// fault per 4 KiB of every large activation; the resident memory then
+// stays at its high-water mark).
+//
+// Output arrays are NumPy .npy files (format 1.0, little-endian float32, C
+// order), written atomically: when the command fails, no new file is left
+// at -out. Images are decoded in parallel and encoded in batches; progress
+// goes to stderr, and -timing adds the encoding time, the images (or texts)
+// per second and the resident memory after each batch.
+//
+// Usage errors exit with status 2, other errors with status 1.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/clipadapter/clipgo/internal/torch"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+const usage = `usage: clip <command> [flags] ARGS...
+
+commands:
+  tokenize [-context 77] [-truncate] TEXT...
+        print the token ids of each text as JSON
+  preprocess -model M -out FILE.npy IMG...
+        write the preprocessed images, float32 [N, 3, R, R]
+  encode-image -model M -out FILE.npy IMG...
+        write the image features, float32 [N, D] (not normalized)
+  encode-text -model M -out FILE.npy TEXT...
+        write the text features, float32 [N, D] (not normalized)
+  zeroshot -model M -classes "a,b,c" [-templates FILE] IMG...
+        print each image's five most probable classes
+
+M is a model file, an official model name (RN50, ViT-B/32, ...) or
+random:ARCH (random weights). Run "clip <command> -h" for a command's flags.
+`
+
+// errUsage marks the caller's invocation mistakes (exit status 2).
+type errUsage struct{ msg string }
+
+func (e errUsage) Error() string { return e.msg }
+
+// commands maps each subcommand to its implementation.
+var commands = map[string]func(ctx context.Context, args []string, stdout, stderr io.Writer) error{
+	"tokenize":     runTokenize,
+	"preprocess":   runPreprocess,
+	"encode-image": runEncodeImage,
+	"encode-text":  runEncodeText,
+	"zeroshot":     runZeroshot,
+}
+
+// run is the command: it returns the exit status. A panic (gotch reports
+// some failures that way) becomes an error message with its first line
+// only, never a Go stack trace.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) (code int) {
+	defer func() {
+		if r := recover(); r != nil {
+			msg := torch.FirstLine(fmt.Errorf("%v", r))
+			fmt.Fprintf(stderr, "clip: internal error: %s\n", msg)
+			code = 1
+		}
+	}()
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	name := args[0]
+	switch name {
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	cmd, ok := commands[name]
+	if !ok {
+		fmt.Fprintf(stderr, "clip: unknown command %q\n%s", name, usage)
+		return 2
+	}
+	err := cmd(ctx, args[1:], stdout, stderr)
+	var ue errUsage
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, &ue):
+		// An empty message: the flag package has explained already.
+		if ue.msg != "" {
+			fmt.Fprintf(stderr, "clip %s: %s\nrun \"clip %s -h\" for its flags\n", name, ue.msg, name)
+		}
+		return 2
+	default:
+		fmt.Fprintf(stderr, "clip %s: %s\n", name, firstLines(err))
+		return 1
+	}
+}
+
+// firstLines keeps the first line of an error message: gotch appends C++
+// and Go backtraces to libtorch's message on the following lines.
+func firstLines(err error) string {
+	msg := strings.TrimSpace(err.Error())
+	if i := strings.IndexByte(msg, '\n'); i >= 0 {
+		msg = msg[:i]
+	}
+	return msg
+}
+
+// parse parses a subcommand's flags; flag errors become errUsage (the flag
+// package has printed the problem and the flags already). At least minArgs
+// positional arguments must follow the flags.
+func parse(fs *flag.FlagSet, args []string, stderr io.Writer, minArgs int, what string) error {
+	fs.SetOutput(stderr)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return errUsage{}
+	}
+	if fs.NArg() < minArgs {
+		return errUsage{fmt.Sprintf("no %s given", what)}
+	}
+	return nil
+}
+
+// required reports the first of names that was not set on the command line.
+func required(fs *flag.FlagSet, names ...string) error {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	for _, n := range names {
+		if !set[n] {
+			return errUsage{fmt.Sprintf("-%s is required", n)}
+		}
+	}
+	return nil
+}
