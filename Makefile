@@ -1,7 +1,7 @@
 # The toolkit's commands. `make demo` and `make test` are all a new user needs.
 GO ?= go
 
-.PHONY: setup test demo fixtures clean gpu-bundle
+.PHONY: setup test demo fixtures python-deps clean gpu-bundle
 
 ## setup: install libtorch/OpenBLAS if missing and prepare gotch for them (idempotent).
 setup:
@@ -16,8 +16,12 @@ test: setup
 demo: setup
 	$(GO) run ./cmd/train
 
-## fixtures: regenerate the committed test fixtures (needs Debian's python3-torch, python3-pil, python3-numpy).
-fixtures:
+## python-deps: install Debian's Python packages used by the fixture generators and bench/ (not by the toolkit).
+python-deps:
+	@./scripts/setup.sh python
+
+## fixtures: regenerate the committed test fixtures with PyTorch/PIL references.
+fixtures: python-deps
 	@./scripts/fixtures.sh
 
 ## slurm-test: run a small sweep as a Slurm job array on a single-node cluster started here

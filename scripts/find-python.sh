@@ -13,5 +13,5 @@ for py in "${PYTHON:-}" /usr/bin/python3 "$(command -v python3 2>/dev/null)"; do
     exit 0
   fi
 done
-echo "find-python: no Python can import $imports; install Debian's python3-torch python3-torchvision python3-pil python3-numpy (they install for /usr/bin/python3), or set PYTHON" >&2
+echo "find-python: no Python can import $imports (tried \$PYTHON, /usr/bin/python3, python3); install the Debian packages that provide them ('make python-deps' does: python3-torch, python3-torchvision, python3-pil, python3-numpy, python3-sklearn, python3-regex: they install for /usr/bin/python3), or set PYTHON" >&2
 exit 1

@@ -33,6 +33,20 @@ apt_install() {
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 
+# `setup.sh python` (make python-deps): the Debian Python packages that the
+# fixture generators and the benchmarks' PyTorch sides use. The toolkit itself
+# never runs Python.
+if [ "${1:-}" = python ]; then
+  pk=()
+  for p in python3-torch python3-torchvision python3-pil python3-numpy python3-sklearn python3-regex; do
+    installed "$p" || pk+=("$p")
+  done
+  [ ${#pk[@]} -eq 0 ] || apt_install "${pk[@]}"
+  py=$(./scripts/find-python.sh torch torchvision PIL numpy sklearn regex) || exit 1
+  echo "setup: $py imports torch, torchvision, PIL, numpy, sklearn and regex"
+  exit 0
+fi
+
 command -v go >/dev/null 2>&1 || die "go is not on PATH: install Go 1.22 or newer (https://go.dev/dl) and retry"
 
 need=()

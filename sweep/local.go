@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/clipadapter/clipgo/internal/cli"
 	"github.com/clipadapter/clipgo/train"
 )
 
@@ -321,7 +322,7 @@ func (p *progressLog) finish(o Outcome) {
 		}
 		what = fmt.Sprintf("%s %s: test top-1 %.2f%% (%s)", verb, o.Cell, o.Result.Test.Top1, o.Elapsed.Round(time.Second))
 	case Failed:
-		what = fmt.Sprintf("FAILED  %s: %s (log: %s)", o.Cell, firstLine(o.Err), filepath.Join(o.Cell.Dir, LogFile))
+		what = fmt.Sprintf("FAILED  %s: %s (log: %s)", o.Cell, cli.FirstLine(o.Err), filepath.Join(o.Cell.Dir, LogFile))
 	case Interrupted:
 		what = fmt.Sprintf("stopped %s: checkpoint written", o.Cell)
 	case Skipped:
@@ -338,14 +339,6 @@ func (p *progressLog) finish(o Outcome) {
 	}
 	width := len(strconv.Itoa(p.total))
 	fmt.Fprintf(p.w, "sweep: [%*d/%d] %s; %s elapsed, %s\n", width, n, p.total, what, time.Since(p.start).Round(time.Second), eta)
-}
-
-func firstLine(err error) string {
-	s := err.Error()
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		return s[:i]
-	}
-	return s
 }
 
 func exists(path string) bool {

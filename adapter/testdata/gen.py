@@ -22,34 +22,13 @@ Everything is float32 .npy (labels int64) plus meta.json:
 """
 import json
 import os
-import subprocess
 import sys
 
 
-def need_torch():
-    try:
-        import numpy  # noqa: F401
-        import torch  # noqa: F401
-        return
-    except ImportError:
-        pass
-    if os.environ.get("ADAPTER_GEN_REEXEC"):
-        sys.exit("gen.py: %s cannot import torch and numpy" % sys.executable)
-    for py in (os.environ.get("PYTHON"), "/usr/bin/python3", "python3"):
-        if not py:
-            continue
-        try:
-            ok = subprocess.run([py, "-c", "import torch, numpy"], capture_output=True).returncode == 0
-        except OSError:
-            continue
-        if ok:
-            env = dict(os.environ, ADAPTER_GEN_REEXEC="1")
-            sys.exit(subprocess.run([py, os.path.abspath(__file__)], env=env).returncode)
-    sys.exit("gen.py: no Python with torch and numpy found (tried $PYTHON, /usr/bin/python3, python3); "
-             "install Debian's python3-torch and python3-numpy or set PYTHON")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts"))
+import findpython  # noqa: E402
 
-
-need_torch()
+findpython.reexec("torch", "numpy")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402

@@ -33,18 +33,7 @@ done
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 
-python=""
-for p in "${PYTHON:-}" /usr/bin/python3 python3; do
-	if [ -n "$p" ] && command -v "$p" >/dev/null 2>&1 &&
-		"$p" -c 'import torch, torchvision, PIL, numpy' >/dev/null 2>&1; then
-		python="$p"
-		break
-	fi
-done
-if [ -z "$python" ]; then
-	echo "run.sh: no Python with torch, torchvision, PIL and numpy found (tried \$PYTHON, /usr/bin/python3, python3); install Debian's python3-torchvision" >&2
-	exit 1
-fi
+python="$("$repo/scripts/find-python.sh" torch torchvision PIL numpy)" || exit 1
 
 root="$dir/images-$images"
 if [ ! -f "$root/.complete" ]; then

@@ -20,9 +20,12 @@ export OMP_NUM_THREADS=$THREADS
 
 "$PY" bench/encoder/make_model.py "$W" "$ARCH" >&2
 archive="$W/$(echo "$ARCH" | tr '/' '-').pt"
-data="$W/data-$CLASSES"
-[ -f "$data/SYNTHETIC" ] || go run ./cmd/data synth -out "$data" -classes "$CLASSES" -per-class $((SHOTS + 8)) -seed 1 >&2
+data="$W/data-$CLASSES-$SHOTS"
+# Caltech101's split puts half of each class in train: 2K+4 images give K shots.
+[ -f "$data/SYNTHETIC" ] || go run ./cmd/data synth -out "$data" -classes "$CLASSES" -per-class $((2 * SHOTS + 4)) -seed 1 >&2
 go run ./cmd/data fewshot -dataset caltech101 -root "$data" -shots "$SHOTS" -seed 1 > "$W/split.json"
+ntrain=$("$PY" -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["train"]))' "$W/split.json")
+[ "$ntrain" -eq $((CLASSES * SHOTS)) ] || { echo "run.sh: the few-shot split has $ntrain training images, want $((CLASSES * SHOTS))" >&2; exit 1; }
 prompts=$("$PY" -c 'import json,sys; d=json.load(open(sys.argv[1]))["train"]; n={}; [n.setdefault(i["label"], i["classname"]) for i in d]; print("\n".join("a photo of a %s." % n[k].replace("_"," ") for k in sorted(n)))' "$W/split.json")
 mapfile -t plist <<<"$prompts"
 go run ./cmd/clip tokenize "${plist[@]}" > "$W/tokens.json"

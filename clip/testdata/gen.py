@@ -36,34 +36,13 @@ import copy
 import json
 import math
 import os
-import shutil
-import subprocess
 import sys
 
 
-def _reexec_with_torch():
-    """Re-runs this script under a Python that can import torch and numpy."""
-    try:
-        import numpy  # noqa: F401
-        import torch  # noqa: F401
-        return
-    except ImportError:
-        pass
-    if os.environ.get("CLIP_GEN_REEXEC"):
-        sys.exit("gen.py: this Python cannot import torch and numpy")
-    candidates = [os.environ.get("PYTHON"), "/usr/bin/python3", shutil.which("python3")]
-    for py in candidates:
-        if not py or not os.access(py, os.X_OK):
-            continue
-        ok = subprocess.run([py, "-c", "import torch, numpy"], capture_output=True).returncode == 0
-        if ok:
-            env = dict(os.environ, CLIP_GEN_REEXEC="1")
-            sys.exit(subprocess.run([py] + sys.argv, env=env).returncode)
-    sys.exit("gen.py: no Python can import torch and numpy (tried $PYTHON, /usr/bin/python3, python3); "
-             "install Debian's python3-torch and python3-numpy or set PYTHON")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts"))
+import findpython  # noqa: E402
 
-
-_reexec_with_torch()
+findpython.reexec("numpy", "torch")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402

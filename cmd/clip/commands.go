@@ -17,6 +17,7 @@ import (
 	"github.com/clipadapter/clipgo/clip/tokenizer"
 	"github.com/sugarme/gotch"
 
+	"github.com/clipadapter/clipgo/internal/cli"
 	"github.com/clipadapter/clipgo/internal/npy"
 	"github.com/clipadapter/clipgo/internal/progress"
 	"github.com/clipadapter/clipgo/internal/torch"
@@ -41,7 +42,7 @@ func runTokenize(_ context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	if *ctxLen < 2 {
-		return errUsage{fmt.Sprintf("-context must be at least 2 (the start and end tokens), got %d", *ctxLen)}
+		return cli.Usagef("-context must be at least 2 (the start and end tokens), got %d", *ctxLen)
 	}
 	tok, err := tokenizer.New()
 	if err != nil {
@@ -86,7 +87,7 @@ func modelCommand(name, argsUsage, what string, args []string, stderr io.Writer,
 		return nil, nil, nil, err
 	}
 	if withOut {
-		if err := required(fs, "out"); err != nil {
+		if err := cli.Required(fs, "out"); err != nil {
 			return nil, nil, nil, err
 		}
 		if err := checkOutput(*out); err != nil {
@@ -174,7 +175,7 @@ func runZeroshot(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	classes := splitClasses(classList)
 	if len(classes) == 0 {
-		return errUsage{"-classes must name at least one class"}
+		return cli.UsageError{Msg: "-classes must name at least one class"}
 	}
 	templates := []string{defaultTemplate}
 	if templateFile != "" {

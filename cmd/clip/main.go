@@ -56,10 +56,9 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 
-	"github.com/clipadapter/clipgo/internal/torch"
+	"github.com/clipadapter/clipgo/internal/cli"
 )
 
 func main() {
@@ -87,11 +86,6 @@ M is a model file, an official model name (RN50, ViT-B/32, ...) or
 random:ARCH (random weights). Run "clip <command> -h" for a command's flags.
 `
 
-// errUsage marks the caller's invocation mistakes (exit status 2).
-type errUsage struct{ msg string }
-
-func (e errUsage) Error() string { return e.msg }
-
 // commands maps each subcommand to its implementation.
 var commands = map[string]func(ctx context.Context, args []string, stdout, stderr io.Writer) error{
 	"tokenize":     runTokenize,
@@ -107,7 +101,7 @@ var commands = map[string]func(ctx context.Context, args []string, stdout, stder
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) (code int) {
 	defer func() {
 		if r := recover(); r != nil {
-			msg := torch.FirstLine(fmt.Errorf("%v", r))
+			msg := cli.FirstLine(fmt.Errorf("%v", r))
 			fmt.Fprintf(stderr, "clip: internal error: %s\n", msg)
 			code = 1
 		}
@@ -128,7 +122,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (code int
 		return 2
 	}
 	err := cmd(ctx, args[1:], stdout, stderr)
-	var ue errUsage
+	var ue cli.UsageError
 	switch {
 	case err == nil:
 		return 0
@@ -136,51 +130,24 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (code int
 		return 0
 	case errors.As(err, &ue):
 		// An empty message: the flag package has explained already.
-		if ue.msg != "" {
-			fmt.Fprintf(stderr, "clip %s: %s\nrun \"clip %s -h\" for its flags\n", name, ue.msg, name)
+		if ue.Msg != "" {
+			fmt.Fprintf(stderr, "clip %s: %s\nrun \"clip %s -h\" for its flags\n", name, ue.Msg, name)
 		}
 		return 2
 	default:
-		fmt.Fprintf(stderr, "clip %s: %s\n", name, firstLines(err))
+		fmt.Fprintf(stderr, "clip %s: %s\n", name, cli.FirstLine(err))
 		return 1
 	}
 }
 
-// firstLines keeps the first line of an error message: gotch appends C++
-// and Go backtraces to libtorch's message on the following lines.
-func firstLines(err error) string {
-	msg := strings.TrimSpace(err.Error())
-	if i := strings.IndexByte(msg, '\n'); i >= 0 {
-		msg = msg[:i]
-	}
-	return msg
-}
-
-// parse parses a subcommand's flags; flag errors become errUsage (the flag
-// package has printed the problem and the flags already). At least minArgs
-// positional arguments must follow the flags.
+// parse parses a subcommand's flags (see cli.Parse) and checks that at
+// least minArgs positional arguments, the what, follow them.
 func parse(fs *flag.FlagSet, args []string, stderr io.Writer, minArgs int, what string) error {
-	fs.SetOutput(stderr)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return errUsage{}
+	if err := cli.Parse(fs, args, stderr); err != nil {
+		return err
 	}
 	if fs.NArg() < minArgs {
-		return errUsage{fmt.Sprintf("no %s given", what)}
-	}
-	return nil
-}
-
-// required reports the first of names that was not set on the command line.
-func required(fs *flag.FlagSet, names ...string) error {
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	for _, n := range names {
-		if !set[n] {
-			return errUsage{fmt.Sprintf("-%s is required", n)}
-		}
+		return cli.Usagef("no %s given", what)
 	}
 	return nil
 }

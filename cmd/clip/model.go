@@ -16,6 +16,7 @@ import (
 
 	"github.com/clipadapter/clipgo/clip"
 	"github.com/clipadapter/clipgo/clip/weights"
+	"github.com/clipadapter/clipgo/internal/cli"
 	"github.com/clipadapter/clipgo/internal/torch"
 	"github.com/clipadapter/clipgo/train"
 )
@@ -48,31 +49,31 @@ func (f *modelFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.threads, "threads", 0, "libtorch intra-op CPU `threads` (0: libtorch's default, OMP_NUM_THREADS or the core count)")
 	fs.IntVar(&f.workers, "workers", 0, "images decoded at once (0: the number of CPUs)")
 	fs.BoolVar(&f.timing, "timing", false, "report encoding time, throughput and resident memory per batch on stderr")
-	fs.BoolVar(&f.retain, "retain-memory", true, "keep memory freed by libtorch for the next batches instead of returning it to the OS (fewer page faults; RSS stays at its peak)")
+	fs.BoolVar(&f.retain, "retain-memory", true, cli.RetainMemoryUsage)
 }
 
 // check validates the flag values (usage errors) after parsing.
 func (f *modelFlags) check(fs *flag.FlagSet) error {
-	if err := required(fs, "model"); err != nil {
+	if err := cli.Required(fs, "model"); err != nil {
 		return err
 	}
 	if f.batch <= 0 {
-		return errUsage{fmt.Sprintf("-batch must be positive, got %d", f.batch)}
+		return cli.Usagef("-batch must be positive, got %d", f.batch)
 	}
 	if f.threads < 0 {
-		return errUsage{fmt.Sprintf("-threads must not be negative, got %d", f.threads)}
+		return cli.Usagef("-threads must not be negative, got %d", f.threads)
 	}
 	if f.workers < 0 {
-		return errUsage{fmt.Sprintf("-workers must not be negative, got %d", f.workers)}
+		return cli.Usagef("-workers must not be negative, got %d", f.workers)
 	}
 	switch f.precision {
 	case "fp32", "fp16":
 	default:
-		return errUsage{fmt.Sprintf("-precision must be fp32 or fp16, got %q", f.precision)}
+		return cli.Usagef("-precision must be fp32 or fp16, got %q", f.precision)
 	}
 	d := strings.ToLower(strings.TrimSpace(f.device))
 	if d != "cpu" && d != "cuda" && d != "auto" && !strings.HasPrefix(d, "cuda:") {
-		return errUsage{fmt.Sprintf("-device must be cpu, cuda, cuda:N or auto, got %q", f.device)}
+		return cli.Usagef("-device must be cpu, cuda, cuda:N or auto, got %q", f.device)
 	}
 	return nil
 }
@@ -155,7 +156,7 @@ func (f *modelFlags) resolution(ctx context.Context) (int, error) {
 // cannot be created: its folder is missing or it names a folder.
 func checkOutput(path string) error {
 	if path == "" {
-		return errUsage{"-out is required"}
+		return cli.UsageError{Msg: "-out is required"}
 	}
 	dir := filepath.Dir(path)
 	fi, err := os.Stat(dir)

@@ -39,6 +39,7 @@ import (
 	"time"
 
 	"github.com/clipadapter/clipgo/datasets"
+	"github.com/clipadapter/clipgo/internal/cli"
 )
 
 func main() {
@@ -60,11 +61,6 @@ commands:
 
 Run "data <command> -h" for a command's flags.
 `
-
-// errUsage marks errors that are the caller's invocation mistakes.
-type errUsage struct{ msg string }
-
-func (e errUsage) Error() string { return e.msg }
 
 // run is the command: it returns the exit status.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) (code int) {
@@ -93,7 +89,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (code int
 		fmt.Fprintf(stderr, "data: unknown command %q\n%s", args[0], usage)
 		return 2
 	}
-	var ue errUsage
+	var ue cli.UsageError
 	switch {
 	case err == nil:
 		return 0
@@ -101,8 +97,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (code int
 		return 0
 	case errors.As(err, &ue):
 		// An empty message: the flag package has explained already.
-		if ue.msg != "" {
-			fmt.Fprintf(stderr, "data %s: %s\nrun \"data %s -h\" for its flags\n", args[0], ue.msg, args[0])
+		if ue.Msg != "" {
+			fmt.Fprintf(stderr, "data %s: %s\nrun \"data %s -h\" for its flags\n", args[0], ue.Msg, args[0])
 		}
 		return 2
 	default:
@@ -111,29 +107,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (code int
 	}
 }
 
-// parse parses a subcommand's flags; flag errors become errUsage (the flag
-// package has printed the problem and the flags already).
+// parse parses a subcommand's flags (see cli.Parse); none of them takes
+// positional arguments.
 func parse(fs *flag.FlagSet, args []string, stderr io.Writer) error {
-	fs.SetOutput(stderr)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return errUsage{}
+	if err := cli.Parse(fs, args, stderr); err != nil {
+		return err
 	}
 	if fs.NArg() > 0 {
-		return errUsage{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
-	}
-	return nil
-}
-
-func required(fs *flag.FlagSet, names ...string) error {
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	for _, n := range names {
-		if !set[n] {
-			return errUsage{fmt.Sprintf("-%s is required", n)}
-		}
+		return cli.Usagef("unexpected argument %q", fs.Arg(0))
 	}
 	return nil
 }
@@ -154,11 +135,11 @@ func runFewShot(args []string, stdout, stderr io.Writer) error {
 	if err := parse(fs, args, stderr); err != nil {
 		return err
 	}
-	if err := required(fs, "dataset", "root", "shots"); err != nil {
+	if err := cli.Required(fs, "dataset", "root", "shots"); err != nil {
 		return err
 	}
 	if *shots < 1 {
-		return errUsage{fmt.Sprintf("-shots must be at least 1, got %d", *shots)}
+		return cli.Usagef("-shots must be at least 1, got %d", *shots)
 	}
 	d, err := datasets.Load(*name, *root)
 	if err != nil {
@@ -218,7 +199,7 @@ func runSynth(args []string, stdout, stderr io.Writer) error {
 	if err := parse(fs, args, stderr); err != nil {
 		return err
 	}
-	if err := required(fs, "out"); err != nil {
+	if err := cli.Required(fs, "out"); err != nil {
 		return err
 	}
 	start := time.Now()
@@ -239,11 +220,11 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := parse(fs, args, stderr); err != nil {
 		return err
 	}
-	if err := required(fs, "dataset", "root"); err != nil {
+	if err := cli.Required(fs, "dataset", "root"); err != nil {
 		return err
 	}
 	if *workers < 1 {
-		return errUsage{fmt.Sprintf("-workers must be at least 1, got %d", *workers)}
+		return cli.Usagef("-workers must be at least 1, got %d", *workers)
 	}
 	d, err := datasets.Load(*name, *root)
 	if err != nil {

@@ -38,6 +38,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/clipadapter/clipgo/internal/cli"
+	"github.com/clipadapter/clipgo/internal/torch"
 	"github.com/clipadapter/clipgo/methods"
 	"github.com/clipadapter/clipgo/sweep"
 	"github.com/clipadapter/clipgo/train"
@@ -64,6 +66,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	trainBin := fs.String("train-bin", "", "with -slurm: the train binary (default: build ./cmd/train into OUT/bin/train)")
 	submit := fs.Bool("submit", false, "with -slurm: submit the job array with sbatch")
 	verbose := fs.Bool("v", false, "debug logging")
+	retain := fs.Bool("retain-memory", true, cli.RetainMemoryUsage)
 	onlyMethods := fs.String("methods", "", "run only these methods (comma-separated)")
 	onlyDatasets := fs.String("datasets", "", "run only these datasets (comma-separated)")
 	onlyShots := fs.String("shots", "", "run only these shot counts (comma-separated)")
@@ -152,6 +155,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case *slurm:
 		return writeSlurm(f, *config, cells, *trainBin, *submit, stdout, stderr)
 	}
+	if *retain {
+		if err := torch.RetainFreedMemory(); err != nil {
+			fmt.Fprintln(stderr, "sweep: -retain-memory:", err)
+			return 1
+		}
+	}
 	return runLocal(f, *config, cells, stdout, stderr, log)
 }
 
@@ -185,7 +194,7 @@ func runLocal(f *sweep.File, config string, cells []sweep.Cell, stdout, stderr i
 		sum.Count(sweep.Interrupted), sum.Count(sweep.NotStarted), sum.Elapsed.Round(time.Second))
 	for _, o := range sum.Outcomes {
 		if o.Status == sweep.Failed {
-			fmt.Fprintf(stdout, "  failed: %s: %v (log: %s)\n", o.Cell, firstLine(o.Err), filepath.Join(o.Cell.Dir, sweep.LogFile))
+			fmt.Fprintf(stdout, "  failed: %s: %v (log: %s)\n", o.Cell, cli.FirstLine(o.Err), filepath.Join(o.Cell.Dir, sweep.LogFile))
 		}
 	}
 	err := sum.Err()
@@ -293,15 +302,4 @@ func intList(flagName, s string) ([]int, error) {
 func exists(path string) bool {
 	_, err := os.Stat(path)
 	return err == nil
-}
-
-func firstLine(err error) string {
-	if err == nil {
-		return ""
-	}
-	s := err.Error()
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		return s[:i]
-	}
-	return s
 }

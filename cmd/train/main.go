@@ -4,7 +4,7 @@
 //
 // Usage:
 //
-//	train -config FILE.toml [-set section.key=value ...] [-out DIR]
+//	train -config FILE.toml [-set section.key=value ...] [-out DIR] [-retain-memory=false]
 //	train -resume DIR
 //	train                 # the embedded demo: every method on synthetic data
 //
@@ -28,6 +28,8 @@ import (
 	"time"
 
 	"github.com/clipadapter/clipgo/configs"
+	"github.com/clipadapter/clipgo/internal/cli"
+	"github.com/clipadapter/clipgo/internal/torch"
 	"github.com/clipadapter/clipgo/train"
 )
 
@@ -53,6 +55,7 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 	out := fs.String("out", "", "run directory (default: output.dir/<dataset>_<method>_<backbone>_<K>shot_seed<S>)")
 	resume := fs.String("resume", "", "continue the run in this directory from its last checkpoint")
 	verbose := fs.Bool("v", false, "debug logging")
+	retain := fs.Bool("retain-memory", true, cli.RetainMemoryUsage)
 	var sets multiFlag
 	fs.Var(&sets, "set", "override a config value, section.key=value (repeatable)")
 	fs.Usage = func() {
@@ -72,6 +75,12 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if *retain {
+		if err := torch.RetainFreedMemory(); err != nil {
+			fmt.Fprintln(stderr, "train: -retain-memory:", err)
+			return 1
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
@@ -89,7 +98,7 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 		}
 	}
 	if err != nil {
-		fmt.Fprintln(stderr, "train:", firstLine(err))
+		fmt.Fprintln(stderr, "train:", cli.FirstLine(err))
 		if errors.Is(err, train.ErrInterrupted) {
 			return 130
 		}
@@ -161,14 +170,4 @@ func demo(ctx context.Context, sets []string, stdout, stderr io.Writer, log *slo
 	tw.Flush()
 	fmt.Fprintf(stdout, "\ndemo: done in %s; run directories under %s\n", time.Since(start).Round(time.Second), filepath.Dir(filepath.Join("runs", "demo", "x")))
 	return nil
-}
-
-// firstLine keeps the first line of an error (gotch errors carry a C++
-// backtrace after it).
-func firstLine(err error) string {
-	s := err.Error()
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		return s[:i]
-	}
-	return s
 }

@@ -39,32 +39,13 @@ Run with a Python that has torch and numpy (the script finds one: $PYTHON,
 import importlib.util
 import json
 import os
-import shutil
-import subprocess
 import sys
 
 
-def _reexec_with_torch():
-    """Re-runs this script under a Python that can import torch and numpy."""
-    try:
-        import numpy  # noqa: F401
-        import torch  # noqa: F401
-        return
-    except ImportError:
-        pass
-    if os.environ.get("COOP_GEN_REEXEC"):
-        sys.exit("gen.py: this Python cannot import torch and numpy")
-    for py in (os.environ.get("PYTHON"), "/usr/bin/python3", shutil.which("python3")):
-        if not py or not os.access(py, os.X_OK):
-            continue
-        if subprocess.run([py, "-c", "import torch, numpy"], capture_output=True).returncode == 0:
-            env = dict(os.environ, COOP_GEN_REEXEC="1")
-            sys.exit(subprocess.run([py] + sys.argv, env=env).returncode)
-    sys.exit("gen.py: no Python can import torch and numpy (tried $PYTHON, /usr/bin/python3, python3); "
-             "install Debian's python3-torch and python3-numpy or set PYTHON")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts"))
+import findpython  # noqa: E402
 
-
-_reexec_with_torch()
+findpython.reexec("torch", "numpy")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402

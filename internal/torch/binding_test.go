@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/clipadapter/clipgo/internal/cli"
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/nn"
 	"github.com/sugarme/gotch/ts"
@@ -248,7 +249,7 @@ func TestStubbedWrapperReturnsError(t *testing.T) {
 		t.Skip("this libtorch has empty_permuted; no stub to test")
 	}
 	if !strings.Contains(err.Error(), "atg_empty_permuted is not available in libtorch") {
-		t.Fatalf("error = %q, want the stub's message", FirstLine(err))
+		t.Fatalf("error = %q, want the stub's message", cli.FirstLine(err))
 	}
 	short := Err("empty_permuted", err)
 	if strings.Contains(short.Error(), "\n") {

@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/clipadapter/clipgo/internal/cli"
 	"github.com/sugarme/gotch"
 	lib "github.com/sugarme/gotch/libtch"
 	"github.com/sugarme/gotch/ts"
@@ -77,22 +78,8 @@ func Err(what string, err error) error {
 
 type shortError struct{ err error }
 
-func (e *shortError) Error() string { return FirstLine(e.err) }
+func (e *shortError) Error() string { return cli.FirstLine(e.err) }
 func (e *shortError) Unwrap() error { return e.err }
-
-// FirstLine returns the first meaningful line of a (gotch) error message.
-func FirstLine(err error) string {
-	msg := err.Error()
-	for _, line := range strings.Split(msg, "\n") {
-		line = strings.TrimSpace(line)
-		if line == "" {
-			continue
-		}
-		// gotch prefixes messages with its own context, e.g. "ts.Add() failed: ".
-		return line
-	}
-	return msg
-}
 
 // ParseDevice maps "cpu", "cuda", "cuda:N" or "auto" to a device. "auto"
 // picks CUDA when libtorch sees a GPU. Asking for CUDA without one is an

@@ -20,35 +20,14 @@ or python3, whichever can import both.
 """
 import json
 import os
-import shutil
-import subprocess
 import sys
 import warnings
 
 
-def _ensure_python():
-    try:
-        import numpy  # noqa: F401
-        import sklearn  # noqa: F401
-        return
-    except ImportError:
-        pass
-    if os.environ.get("PROBE_GEN_REEXEC"):
-        sys.exit("gen.py: this Python cannot import numpy and sklearn either")
-    tried = []
-    for cand in (os.environ.get("PYTHON"), "/usr/bin/python3", shutil.which("python3")):
-        if not cand or cand in tried or not os.path.exists(cand):
-            continue
-        tried.append(cand)
-        ok = subprocess.run([cand, "-c", "import numpy, sklearn"], capture_output=True).returncode == 0
-        if ok:
-            env = dict(os.environ, PROBE_GEN_REEXEC="1")
-            sys.exit(subprocess.run([cand, os.path.abspath(__file__)], env=env).returncode)
-    sys.exit("gen.py: no Python with numpy and scikit-learn found (tried %s); "
-             "install python3-sklearn or set PYTHON" % (tried or "nothing"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts"))
+import findpython  # noqa: E402
 
-
-_ensure_python()
+findpython.reexec("numpy", "sklearn")
 
 import numpy as np  # noqa: E402
 import sklearn  # noqa: E402

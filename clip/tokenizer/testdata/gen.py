@@ -31,42 +31,12 @@ The vocabulary read is the copy embedded by the Go package
 """
 
 import os
-import subprocess
 import sys
 
-_CHILD_ENV = "CLIP_TOKENIZER_GEN_CHILD"
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "scripts"))
+import findpython  # noqa: E402
 
-
-def _reexec_with_capable_python():
-    """Re-run this script under the first Python that can import `regex`."""
-    candidates = []
-    if os.environ.get("PYTHON"):
-        candidates.append(os.environ["PYTHON"])
-    candidates += ["/usr/bin/python3", "python3"]
-    for cand in candidates:
-        try:
-            ok = subprocess.run(
-                [cand, "-c", "import regex"],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            ).returncode == 0
-        except OSError:
-            ok = False
-        if ok:
-            env = dict(os.environ)
-            env[_CHILD_ENV] = "1"
-            try:
-                os.execvpe(cand, [cand, os.path.abspath(__file__)] + sys.argv[1:], env)
-            except OSError:
-                continue
-    sys.exit(
-        "gen.py: no Python with the `regex` module found (tried %s); "
-        "install it (pip install regex) or set $PYTHON" % ", ".join(candidates)
-    )
-
-
-if os.environ.get(_CHILD_ENV) != "1":
-    _reexec_with_capable_python()
+findpython.reexec("regex")
 
 import gzip  # noqa: E402
 import hashlib  # noqa: E402

@@ -19,36 +19,15 @@ torchvision, Pillow and numpy (the script finds one: $PYTHON,
 /usr/bin/python3, python3).
 """
 import os
-import shutil
-import subprocess
 import sys
 
 NEEDED = "torch, torchvision, PIL, numpy"
 
 
-def _reexec():
-    """Re-runs this script under a Python that can import what it needs."""
-    try:
-        import numpy  # noqa: F401
-        import PIL  # noqa: F401
-        import torch  # noqa: F401
-        import torchvision  # noqa: F401
-        return
-    except ImportError:
-        pass
-    if os.environ.get("CMD_CLIP_GEN_REEXEC"):
-        sys.exit("gen.py: this Python cannot import " + NEEDED)
-    for py in [os.environ.get("PYTHON"), "/usr/bin/python3", shutil.which("python3")]:
-        if not py or not os.access(py, os.X_OK):
-            continue
-        if subprocess.run([py, "-c", "import " + NEEDED], capture_output=True).returncode == 0:
-            env = dict(os.environ, CMD_CLIP_GEN_REEXEC="1")
-            sys.exit(subprocess.run([py] + sys.argv, env=env).returncode)
-    sys.exit("gen.py: no Python can import %s (tried $PYTHON, /usr/bin/python3, python3); install "
-             "Debian's python3-torch python3-torchvision python3-pil python3-numpy or set PYTHON" % NEEDED)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "scripts"))
+import findpython  # noqa: E402
 
-
-_reexec()
+findpython.reexec("torch", "torchvision", "PIL", "numpy")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402

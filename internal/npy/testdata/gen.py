@@ -5,32 +5,13 @@ through `make fixtures` or directly with a Python that has it."""
 import json
 import math
 import os
-import shutil
-import subprocess
 import sys
 
 
-def _reexec_with_numpy():
-    """Re-runs this script under a Python that can import numpy: $PYTHON,
-    /usr/bin/python3, then python3 on PATH."""
-    try:
-        import numpy  # noqa: F401
-        return
-    except ImportError:
-        pass
-    if os.environ.get("NPY_GEN_REEXEC"):
-        sys.exit("gen.py: this Python cannot import numpy")
-    for py in [os.environ.get("PYTHON"), "/usr/bin/python3", shutil.which("python3")]:
-        if not py or not os.access(py, os.X_OK):
-            continue
-        if subprocess.run([py, "-c", "import numpy"], capture_output=True).returncode == 0:
-            env = dict(os.environ, NPY_GEN_REEXEC="1")
-            sys.exit(subprocess.run([py] + sys.argv, env=env).returncode)
-    sys.exit("gen.py: no Python can import numpy (tried $PYTHON, /usr/bin/python3, python3); "
-             "install Debian's python3-numpy or set PYTHON")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "scripts"))
+import findpython  # noqa: E402
 
-
-_reexec_with_numpy()
+findpython.reexec("numpy")
 
 import numpy as np  # noqa: E402
 

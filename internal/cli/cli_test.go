@@ -1,0 +1,73 @@
+package cli
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"testing"
+)
+
+func TestFirstLine(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{nil, ""},
+		{errors.New("plain"), "plain"},
+		{errors.New("ts.Add() failed: shape mismatch\nException raised from ...\n#0 0x1"), "ts.Add() failed: shape mismatch"},
+		{errors.New("\n  \n  indented first\nsecond"), "indented first"},
+		{errors.New(" \n "), ""},
+	} {
+		if got := FirstLine(tc.err); got != tc.want {
+			t.Errorf("FirstLine(%q) = %q, want %q", tc.err, got, tc.want)
+		}
+	}
+}
+
+func TestParseAndRequired(t *testing.T) {
+	newFS := func() (*flag.FlagSet, *string) {
+		fs := flag.NewFlagSet("x", flag.ContinueOnError)
+		return fs, fs.String("out", "", "output")
+	}
+	for _, tc := range []struct {
+		name     string
+		args     []string
+		parseErr string // "" nil, "help", "usage"
+		required string // Required's message, "" for nil
+	}{
+		{"set", []string{"-out", "f"}, "", ""},
+		{"missing", nil, "", "-out is required"},
+		{"unknown flag", []string{"-nope"}, "usage", ""},
+		{"help", []string{"-h"}, "help", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fs, _ := newFS()
+			var stderr bytes.Buffer
+			err := Parse(fs, tc.args, &stderr)
+			var ue UsageError
+			switch tc.parseErr {
+			case "":
+				if err != nil {
+					t.Fatalf("Parse: %v", err)
+				}
+			case "help":
+				if !errors.Is(err, flag.ErrHelp) {
+					t.Fatalf("Parse = %v, want flag.ErrHelp", err)
+				}
+				return
+			case "usage":
+				if !errors.As(err, &ue) || ue.Msg != "" || stderr.Len() == 0 {
+					t.Fatalf("Parse = %#v (stderr %q), want an empty UsageError after the flag package's message", err, stderr.String())
+				}
+				return
+			}
+			err = Required(fs, "out")
+			switch {
+			case tc.required == "" && err != nil:
+				t.Errorf("Required: %v", err)
+			case tc.required != "" && (!errors.As(err, &ue) || ue.Msg != tc.required):
+				t.Errorf("Required = %v, want UsageError %q", err, tc.required)
+			}
+		})
+	}
+}
