@@ -50,7 +50,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -122,22 +121,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (code int
 		return 2
 	}
 	err := cmd(ctx, args[1:], stdout, stderr)
-	var ue cli.UsageError
-	switch {
-	case err == nil:
-		return 0
-	case errors.Is(err, flag.ErrHelp):
-		return 0
-	case errors.As(err, &ue):
-		// An empty message: the flag package has explained already.
-		if ue.Msg != "" {
-			fmt.Fprintf(stderr, "clip %s: %s\nrun \"clip %s -h\" for its flags\n", name, ue.Msg, name)
-		}
-		return 2
-	default:
-		fmt.Fprintf(stderr, "clip %s: %s\n", name, cli.FirstLine(err))
-		return 1
-	}
+	return cli.Exit("clip", name, err, stderr)
 }
 
 // parse parses a subcommand's flags (see cli.Parse) and checks that at

@@ -27,7 +27,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -89,22 +88,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (code int
 		fmt.Fprintf(stderr, "data: unknown command %q\n%s", args[0], usage)
 		return 2
 	}
-	var ue cli.UsageError
-	switch {
-	case err == nil:
-		return 0
-	case errors.Is(err, flag.ErrHelp):
-		return 0
-	case errors.As(err, &ue):
-		// An empty message: the flag package has explained already.
-		if ue.Msg != "" {
-			fmt.Fprintf(stderr, "data %s: %s\nrun \"data %s -h\" for its flags\n", args[0], ue.Msg, args[0])
-		}
-		return 2
-	default:
-		fmt.Fprintf(stderr, "data: %v\n", err)
-		return 1
-	}
+	return cli.Exit("data", args[0], err, stderr)
 }
 
 // parse parses a subcommand's flags (see cli.Parse); none of them takes
@@ -251,13 +235,13 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		},
 	})
 	if err != nil {
-		return fmt.Errorf("check %s: %w", d.Name, err)
+		return fmt.Errorf("%s: %w", d.Name, err)
 	}
 	total := countImages(d)
 	fmt.Fprintf(stdout, "check: %s: %d images (train %d, val %d, test %d), %d bad, %.1fs\n",
 		d.Name, total, len(d.Train), len(d.Val), len(d.Test), bad.Count, time.Since(start).Seconds())
 	if bad.Count > 0 {
-		return fmt.Errorf("check %s: %d bad image(s)", d.Name, bad.Count)
+		return fmt.Errorf("%s: %d bad image(s)", d.Name, bad.Count)
 	}
 	return nil
 }

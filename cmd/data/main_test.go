@@ -60,8 +60,8 @@ func TestErrorsAreOneLine(t *testing.T) {
 		{"synth", "-out", root, "-classes", "1000"},
 	} {
 		code, stdout, stderr := runArgs(t, args...)
-		if code != 1 || !strings.HasPrefix(stderr, "data: ") || strings.Count(stderr, "\n") != 1 || stdout != "" {
-			t.Errorf("%q: exit %d, stdout %q, stderr %q; want 1 and one line \"data: ...\"", args, code, stdout, stderr)
+		if prefix := "data " + args[0] + ": "; code != 1 || !strings.HasPrefix(stderr, prefix) || strings.Count(stderr, "\n") != 1 || stdout != "" {
+			t.Errorf("%q: exit %d, stdout %q, stderr %q; want 1 and one line %q", args, code, stdout, stderr, prefix+"...")
 		}
 	}
 }
@@ -124,7 +124,7 @@ func TestSynthFewShotCheck(t *testing.T) {
 	os.Remove(missing)
 	code, stdout, stderr = runArgs(t, "check", "-dataset", "Caltech101", "-root", root)
 	if code != 1 || !strings.Contains(stdout, broken) || !strings.Contains(stdout, missing) ||
-		!strings.Contains(stdout, "2 bad") || !strings.HasSuffix(stderr, "data: check Caltech101: 2 bad image(s)\n") {
+		!strings.Contains(stdout, "2 bad") || !strings.HasSuffix(stderr, "data check: Caltech101: 2 bad image(s)\n") {
 		t.Errorf("check (2 bad): exit %d, stdout %q, stderr %q", code, stdout, stderr)
 	}
 }

@@ -45,11 +45,6 @@ import (
 	"github.com/clipadapter/clipgo/train"
 )
 
-type multiFlag []string
-
-func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
-func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
-
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
@@ -71,7 +66,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	onlyDatasets := fs.String("datasets", "", "run only these datasets (comma-separated)")
 	onlyShots := fs.String("shots", "", "run only these shot counts (comma-separated)")
 	onlySeeds := fs.String("seeds", "", "run only these seeds (comma-separated)")
-	var sets multiFlag
+	var sets cli.Strings
 	fs.Var(&sets, "set", "override a config value in every cell, section.key=value (repeatable)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: sweep -config SWEEP.toml [-workers N] [-devices LIST] [-set k=v ...] [-out DIR]\n       sweep -config SWEEP.toml -list\n       sweep -config SWEEP.toml -slurm [-train-bin PATH] [-submit]")

@@ -22,7 +22,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -32,11 +31,6 @@ import (
 	"github.com/clipadapter/clipgo/internal/torch"
 	"github.com/clipadapter/clipgo/train"
 )
-
-type multiFlag []string
-
-func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
-func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
@@ -56,7 +50,7 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 	resume := fs.String("resume", "", "continue the run in this directory from its last checkpoint")
 	verbose := fs.Bool("v", false, "debug logging")
 	retain := fs.Bool("retain-memory", true, cli.RetainMemoryUsage)
-	var sets multiFlag
+	var sets cli.Strings
 	fs.Var(&sets, "set", "override a config value, section.key=value (repeatable)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: train -config FILE.toml [-set section.key=value ...] [-out DIR]\n       train -resume DIR\n       train   (the embedded demo)")

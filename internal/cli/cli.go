@@ -68,3 +68,29 @@ func FirstLine(err error) string {
 // RetainMemoryUsage is the help text of the -retain-memory flag that the
 // commands running models share (see torch.RetainFreedMemory).
 const RetainMemoryUsage = "keep memory freed by libtorch for the next batches instead of returning it to the OS (fewer page faults on CPU; resident memory stays at its peak)"
+
+// Strings is a repeatable string flag: each use appends its value.
+type Strings []string
+
+func (s *Strings) String() string     { return strings.Join(*s, ",") }
+func (s *Strings) Set(v string) error { *s = append(*s, v); return nil }
+
+// Exit reports the error of subcommand sub of command prog on stderr and
+// returns the exit status: 0 for nil and for -h, 2 for a UsageError (with a
+// hint to the subcommand's -h), 1 for anything else, shown as its first line.
+func Exit(prog, sub string, err error, stderr io.Writer) int {
+	var ue UsageError
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, &ue):
+		// An empty message: the flag package has explained already.
+		if ue.Msg != "" {
+			fmt.Fprintf(stderr, "%s %s: %s\nrun \"%s %s -h\" for its flags\n", prog, sub, ue.Msg, prog, sub)
+		}
+		return 2
+	default:
+		fmt.Fprintf(stderr, "%s %s: %s\n", prog, sub, FirstLine(err))
+		return 1
+	}
+}

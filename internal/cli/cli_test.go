@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"fmt"
 	"testing"
 )
 
@@ -69,5 +70,40 @@ func TestParseAndRequired(t *testing.T) {
 				t.Errorf("Required = %v, want UsageError %q", err, tc.required)
 			}
 		})
+	}
+}
+
+func TestExit(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		err    error
+		code   int
+		stderr string
+	}{
+		{"ok", nil, 0, ""},
+		{"help", flag.ErrHelp, 0, ""},
+		{"wrapped help", fmt.Errorf("parse: %w", flag.ErrHelp), 0, ""},
+		{"usage", Usagef("no text given"), 2, "clip tokenize: no text given\nrun \"clip tokenize -h\" for its flags\n"},
+		{"usage already explained", UsageError{}, 2, ""},
+		{"failure", errors.New("load x.pt: truncated\n#0 0x1 frame"), 1, "clip tokenize: load x.pt: truncated\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stderr bytes.Buffer
+			if code := Exit("clip", "tokenize", tc.err, &stderr); code != tc.code || stderr.String() != tc.stderr {
+				t.Errorf("Exit = %d, stderr %q; want %d, %q", code, stderr.String(), tc.code, tc.stderr)
+			}
+		})
+	}
+}
+
+func TestStrings(t *testing.T) {
+	fs := flag.NewFlagSet("x", flag.ContinueOnError)
+	var sets Strings
+	fs.Var(&sets, "set", "repeatable")
+	if err := fs.Parse([]string{"-set", "a.b=1", "-set", "c.d=x y"}); err != nil {
+		t.Fatal(err)
+	}
+	if len(sets) != 2 || sets[0] != "a.b=1" || sets[1] != "c.d=x y" || sets.String() != "a.b=1,c.d=x y" {
+		t.Errorf("sets = %q (String %q)", []string(sets), sets.String())
 	}
 }
