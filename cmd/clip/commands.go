@@ -175,7 +175,7 @@ func runZeroshot(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	classes := splitClasses(classList)
 	if len(classes) == 0 {
-		return cli.UsageError{Msg: "-classes must name at least one class"}
+		return cli.Usagef("-classes must name at least one class")
 	}
 	templates := []string{defaultTemplate}
 	if templateFile != "" {

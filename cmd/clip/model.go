@@ -156,7 +156,7 @@ func (f *modelFlags) resolution(ctx context.Context) (int, error) {
 // cannot be created: its folder is missing or it names a folder.
 func checkOutput(path string) error {
 	if path == "" {
-		return cli.UsageError{Msg: "-out is required"}
+		return cli.Usagef("-out is required")
 	}
 	dir := filepath.Dir(path)
 	fi, err := os.Stat(dir)

@@ -1,6 +1,7 @@
 // Package cli holds what the toolkit's commands share: the usage error
-// (exit status 2), flag parsing that turns flag mistakes into one, and the
-// one-line form in which errors are shown to users.
+// (exit status 2), flag parsing that turns flag mistakes into one, the exit
+// status and one-line message shown for an error, a repeatable string flag
+// and the help text of -retain-memory.
 package cli
 
 import (
