@@ -4,7 +4,9 @@
 #   Go, cache_features=false (features recomputed every step: the official way),
 #   PyTorch, the official-style loop (bench/train/torch_clip_adapter.py),
 # on the same random full-size archive, synthetic images, few-shot split,
-# hyper-parameters, libtorch version (Debian's 1.13) and thread count.
+# hyper-parameters, libtorch version (Debian's 1.13) and thread count. Each
+# side ends with one evaluation of the few-shot val split (the Go run's
+# best-on-val check); per-run logs are left in $BENCH_DIR.
 #
 #   bench/train/run.sh   (env: ARCH=ViT-B/32 CLASSES=100 SHOTS=16 EPOCHS=10 VIEWS=1 WORKERS=2 BATCH=32)
 # The defaults are the issue's setting; on a 2-core CPU that takes hours, so
@@ -36,12 +38,13 @@ common=(-set "model.name=$archive" -set model.device=cpu -set method.name=clip-a
   -set "data.root=$data" -set "data.shots=$SHOTS" -set "data.num_workers=$WORKERS" -set data.max_test=1
   -set "train.epochs=$EPOCHS" -set "train.batch_size=$BATCH" -set train.optimizer=sgd -set train.lr=0.002
   -set "train.augment_views=$VIEWS" -set train.eval_every=0 -set data.templates=single)
-timeit() { local s; s=$(date +%s.%N); "$@" >/dev/null 2>"$W/last.log" || { tail -5 "$W/last.log"; exit 1; }; awk -v s="$s" -v e="$(date +%s.%N)" 'BEGIN{print e-s}'; }
+# timeit LOG CMD...: runs CMD with its stderr in $W/LOG.log and prints its wall time.
+timeit() { local s log="$W/$1.log"; shift; s=$(date +%s.%N); "$@" >/dev/null 2>"$log" || { tail -5 "$log"; exit 1; }; awk -v s="$s" -v e="$(date +%s.%N)" 'BEGIN{print e-s}'; }
 
 rm -rf "$W/runs"
-go_cold=$(timeit "$W/train" -config configs/demo.toml "${common[@]}" -set "output.dir=$W/runs" -out "$W/runs/cached")
-go_warm=$(timeit "$W/train" -config configs/demo.toml "${common[@]}" -set "output.dir=$W/runs" -out "$W/runs/cached2")
-go_nocache=$(timeit "$W/train" -config configs/demo.toml "${common[@]}" -set "output.dir=$W/runs" -set train.cache_features=false -out "$W/runs/nocache")
+go_cold=$(timeit go-cold "$W/train" -config configs/demo.toml "${common[@]}" -set "output.dir=$W/runs" -out "$W/runs/cached")
+go_warm=$(timeit go-warm "$W/train" -config configs/demo.toml "${common[@]}" -set "output.dir=$W/runs" -out "$W/runs/cached2")
+go_nocache=$(timeit go-nocache "$W/train" -config configs/demo.toml "${common[@]}" -set "output.dir=$W/runs" -set train.cache_features=false -out "$W/runs/nocache")
 s=$(date +%s.%N)
 "$PY" bench/train/torch_clip_adapter.py "$archive" "$W/split.json" "$data/caltech-101/101_ObjectCategories" "$W/tokens.npy" \
   --epochs "$EPOCHS" --batch "$BATCH" --workers "$WORKERS" --threads "$THREADS" > "$W/torch.log" 2>&1 || { tail -5 "$W/torch.log"; exit 1; }
@@ -54,3 +57,4 @@ printf '%-44s %9.1f s\n' "Go, recomputed every step (official way)" "$go_nocache
 printf '%-44s %9.1f s\n' "PyTorch, official-style loop" "$torch"
 awk -v t="$torch" -v a="$go_cold" -v b="$go_warm" -v c="$go_nocache" \
   'BEGIN{printf "ratios: PyTorch / Go cached cold = %.1fx, / Go cached warm = %.1fx, / Go uncached = %.2fx\n", t/a, t/b, t/c}'
+printf 'logs: %s/{go-cold,go-warm,go-nocache,torch}.log\n' "$W"

@@ -5,8 +5,10 @@ loads and augments its images (RandomResizedCrop 224 bicubic + flip +
 normalize), runs the frozen CLIP image encoder on them, applies the visual
 adapter (D -> D/4 -> D, no biases, ReLU after both, residual ratio alpha),
 and takes an SGD step with CoOp's schedule (cosine per epoch, 1 warm-up
-epoch at 1e-5). Reads the few-shot split that cmd/data wrote, so both sides
-train on the same images.
+epoch at 1e-5). After the last epoch it evaluates the few-shot val split
+once (resize 224 bicubic, center crop), as the Go run does for its
+best-on-val selection, so both sides do the same work. Reads the few-shot
+split that cmd/data wrote, so both sides train on the same images.
 
     torch_clip_adapter.py ARCHIVE SPLIT_JSON IMAGE_DIR CLASSNAMES_JSON --epochs E --batch B --workers W
 """
@@ -93,7 +95,22 @@ def main():
             n += 1
         print(f"torch epoch {epoch + 1}/{args.epochs} loss {total / max(n, 1):.4f}", flush=True)
     train_s = time.time() - t1
-    print(json.dumps({"setup_s": setup, "train_s": train_s, "images": len(items) * args.epochs}))
+
+    t2 = time.time()
+    val = json.load(open(args.split)).get("val", [])
+    eval_tf = transforms.Compose([
+        transforms.Resize(224, interpolation=transforms.InterpolationMode.BICUBIC), transforms.CenterCrop(224),
+        transforms.ToTensor(), transforms.Normalize(MEAN, STD)])
+    correct = 0
+    adapter.eval()
+    with torch.no_grad():
+        for x, y in DataLoader(Items(val, args.image_dir, eval_tf), batch_size=args.batch, num_workers=args.workers):
+            f = model.encode_image(x).float()
+            f = args.alpha * adapter(f) + (1 - args.alpha) * f
+            correct += (f @ text.t()).argmax(dim=-1).eq(y).sum().item()
+    eval_s = time.time() - t2
+    print(f"torch val top-1 {100 * correct / max(len(val), 1):.2f}% on {len(val)} images", flush=True)
+    print(json.dumps({"setup_s": setup, "train_s": train_s, "eval_s": eval_s, "images": len(items) * args.epochs + len(val)}))
 
 
 if __name__ == "__main__":
