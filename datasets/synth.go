@@ -47,6 +47,9 @@ var (
 // colours x 6 shapes x 4 textures).
 const MaxSynthClasses = 240
 
+// MaxSynthPerClass is the most images per class Synth writes.
+const MaxSynthPerClass = 100000
+
 // synthClass is one class: a colour, a shape and a texture.
 type synthClass struct {
 	name                  string
@@ -91,10 +94,10 @@ func SynthExists(dir string) bool {
 // write is never overwritten.
 func Synth(dir string, classes, perClass int, seed uint64) error {
 	if classes < 1 || classes > MaxSynthClasses {
-		return fmt.Errorf("synth: classes must be 1..%d, got %d", MaxSynthClasses, classes)
+		return fmt.Errorf("synthetic dataset: classes must be 1..%d, got %d", MaxSynthClasses, classes)
 	}
-	if perClass < 1 || perClass > 100000 {
-		return fmt.Errorf("synth: images per class must be 1..100000, got %d", perClass)
+	if perClass < 1 || perClass > MaxSynthPerClass {
+		return fmt.Errorf("synthetic dataset: images per class must be 1..%d, got %d", MaxSynthPerClass, perClass)
 	}
 	s, _ := lookup(SynthName)
 	dsDir := filepath.Join(dir, s.folder)
@@ -107,7 +110,7 @@ func Synth(dir string, classes, perClass int, seed uint64) error {
 	slices.SortFunc(cls, func(a, b synthClass) int { return strings.Compare(a.name, b.name) })
 	for _, c := range cls {
 		if err := os.MkdirAll(filepath.Join(imageDir, c.name), 0o755); err != nil {
-			return fmt.Errorf("synth: %w", err)
+			return fmt.Errorf("synthetic dataset: %w", err)
 		}
 	}
 
@@ -134,7 +137,7 @@ func Synth(dir string, classes, perClass int, seed uint64) error {
 				if err != nil {
 					mu.Lock()
 					if firstErr == nil {
-						firstErr = fmt.Errorf("synth: %w", err)
+						firstErr = fmt.Errorf("synthetic dataset: %w", err)
 					}
 					mu.Unlock()
 				}
@@ -173,7 +176,7 @@ func Synth(dir string, classes, perClass int, seed uint64) error {
 	for i, key := range []string{"train", "val", "test"} {
 		list, err := json.MarshalIndent(split[key], "    ", "    ")
 		if err != nil {
-			return fmt.Errorf("synth: %w", err)
+			return fmt.Errorf("synthetic dataset: %w", err)
 		}
 		fmt.Fprintf(&b, "    %q: %s", key, list)
 		if i < 2 {
@@ -197,18 +200,18 @@ func prepareSynthDir(dsDir string) error {
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 	case err != nil:
-		return fmt.Errorf("synth: %w", err)
+		return fmt.Errorf("synthetic dataset: %w", err)
 	case len(entries) == 0:
 	default:
 		if _, err := os.Stat(filepath.Join(dsDir, synthMarker)); err != nil {
-			return fmt.Errorf("synth: %s exists and was not written by synth; choose another output folder", dsDir)
+			return fmt.Errorf("synthetic dataset: %s exists and does not hold a synthetic dataset; choose another output folder", dsDir)
 		}
 		if err := os.RemoveAll(dsDir); err != nil {
-			return fmt.Errorf("synth: remove the previous synthetic dataset: %w", err)
+			return fmt.Errorf("synthetic dataset: remove the previous one: %w", err)
 		}
 	}
 	if err := os.MkdirAll(dsDir, 0o755); err != nil {
-		return fmt.Errorf("synth: %w", err)
+		return fmt.Errorf("synthetic dataset: %w", err)
 	}
 	note := "This folder holds a synthetic dataset written by `data synth` (package datasets);\n" +
 		"it is not Caltech101. Running synth again replaces it.\n"

@@ -130,7 +130,7 @@ func TestSynthDeterministic(t *testing.T) {
 func TestSynthGuards(t *testing.T) {
 	dir := t.TempDir()
 	writeTree(t, dir, map[string]string{"caltech-101/split_zhou_Caltech101.json": "{}"})
-	if err := Synth(dir, 2, 2, 1); err == nil || !strings.Contains(err.Error(), "not written by synth") {
+	if err := Synth(dir, 2, 2, 1); err == nil || !strings.Contains(err.Error(), "does not hold a synthetic dataset") {
 		t.Errorf("foreign caltech-101: err = %v", err)
 	}
 	if b, _ := os.ReadFile(filepath.Join(dir, "caltech-101", "split_zhou_Caltech101.json")); string(b) != "{}" {

@@ -178,13 +178,19 @@ func runSynth(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("data synth", flag.ContinueOnError)
 	out := fs.String("out", "", "output data root `folder` (the dataset goes to its caltech-101/)")
 	classes := fs.Int("classes", 10, fmt.Sprintf("number of classes `N` (1..%d)", datasets.MaxSynthClasses))
-	perClass := fs.Int("per-class", 30, "images per class `M` (split 50/20/30 % into train/val/test)")
+	perClass := fs.Int("per-class", 30, fmt.Sprintf("images per class `M` (1..%d; split 50/20/30 %% into train/val/test)", datasets.MaxSynthPerClass))
 	seed := fs.Uint64("seed", 1, "random `seed`")
 	if err := parse(fs, args, stderr); err != nil {
 		return err
 	}
 	if err := cli.Required(fs, "out"); err != nil {
 		return err
+	}
+	if *classes < 1 || *classes > datasets.MaxSynthClasses {
+		return cli.Usagef("-classes must be 1..%d, got %d", datasets.MaxSynthClasses, *classes)
+	}
+	if *perClass < 1 || *perClass > datasets.MaxSynthPerClass {
+		return cli.Usagef("-per-class must be 1..%d, got %d", datasets.MaxSynthPerClass, *perClass)
 	}
 	start := time.Now()
 	if err := datasets.Synth(*out, *classes, *perClass, *seed); err != nil {

@@ -34,6 +34,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"fewshot", "-dataset", "x", "-root", "y", "-shots", "0"}, "-shots must be at least 1"},
 		{[]string{"fewshot", "-dataset", "x", "-root", "y", "-shots", "two"}, "invalid value"},
 		{[]string{"synth", "-classes", "3"}, "-out is required"},
+		{[]string{"synth", "-out", "y", "-classes", "1000"}, "-classes must be 1..240, got 1000"},
+		{[]string{"synth", "-out", "y", "-per-class", "0"}, "-per-class must be 1..100000, got 0"},
 		{[]string{"check", "-dataset", "x"}, "-root is required"},
 		{[]string{"check", "-dataset", "x", "-root", "y", "extra"}, `unexpected argument "extra"`},
 	}
@@ -53,14 +55,22 @@ func TestUsageErrors(t *testing.T) {
 
 func TestErrorsAreOneLine(t *testing.T) {
 	root := t.TempDir()
+	foreign := filepath.Join(root, "foreign")
+	if err := os.MkdirAll(filepath.Join(foreign, "caltech-101"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(foreign, "caltech-101", "notes.txt"), []byte("mine"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, args := range [][]string{
 		{"fewshot", "-dataset", "cifar", "-root", root, "-shots", "1"},
 		{"fewshot", "-dataset", "eurosat", "-root", root, "-shots", "1"},
 		{"check", "-dataset", "dtd", "-root", filepath.Join(root, "missing")},
-		{"synth", "-out", root, "-classes", "1000"},
+		{"synth", "-out", foreign}, // a non-empty caltech-101 folder synth did not write
 	} {
 		code, stdout, stderr := runArgs(t, args...)
-		if prefix := "data " + args[0] + ": "; code != 1 || !strings.HasPrefix(stderr, prefix) || strings.Count(stderr, "\n") != 1 || stdout != "" {
+		if prefix := "data " + args[0] + ": "; code != 1 || !strings.HasPrefix(stderr, prefix) || strings.Count(stderr, "\n") != 1 || stdout != "" ||
+			strings.Contains(stderr, args[0]+": "+args[0]+":") {
 			t.Errorf("%q: exit %d, stdout %q, stderr %q; want 1 and one line %q", args, code, stdout, stderr, prefix+"...")
 		}
 	}
