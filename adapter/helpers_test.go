@@ -231,7 +231,7 @@ func accuracy(t *testing.T, logits *ts.Tensor, y []int64) float64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := int64s(pred)
+	p, err := torch.Values[int64](pred)
 	pred.MustDrop()
 	if err != nil {
 		t.Fatal(err)

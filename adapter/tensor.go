@@ -175,24 +175,6 @@ func setParams(params []train.Param, values map[string]*ts.Tensor) error {
 	})
 }
 
-// int64s reads an integer tensor's values.
-func int64s(x *ts.Tensor) ([]int64, error) {
-	c, err := x.To(gotch.CPU, false)
-	if err != nil {
-		return nil, torch.Err("move to cpu", err)
-	}
-	l, err := c.Totype(gotch.Int64, true)
-	if err != nil {
-		return nil, torch.Err("cast to int64", err)
-	}
-	defer l.MustDrop()
-	out := make([]int64, l.Numel())
-	if err := l.CopyData(out, uint(len(out))); err != nil {
-		return nil, torch.Err("read values", err)
-	}
-	return out, nil
-}
-
 // isFloat reports whether dt is a real floating-point type.
 func isFloat(dt gotch.DType) bool {
 	switch dt {

@@ -593,7 +593,7 @@ func (m *TipAdapter) countChunk(val *train.Features, start, size int64, dev gotc
 		if err != nil {
 			return torch.Err(m.name()+": count correct", err)
 		}
-		cs, err := int64s(n)
+		cs, err := torch.Values[int64](n)
 		n.MustDrop()
 		if err != nil {
 			return err

@@ -193,14 +193,9 @@ func (m *Model) tokenIDs(tokens *ts.Tensor) ([]int64, int, int, error) {
 		return nil, 0, 0, fmt.Errorf("clip: tokens are %v, want an integer dtype", tokens.DType())
 	}
 	n, l := int(shape[0]), int(shape[1])
-	t64, err := tokens.Totype(gotch.Int64, false)
+	ids, err := torch.Values[int64](tokens)
 	if err != nil {
-		return nil, 0, 0, torch.Err("tokens", err)
-	}
-	defer t64.Drop()
-	ids := make([]int64, n*l)
-	if err := t64.CopyData(ids, uint(n*l)); err != nil {
-		return nil, 0, 0, torch.Err("tokens", err)
+		return nil, 0, 0, fmt.Errorf("tokens: %w", err)
 	}
 	for i, id := range ids {
 		if id < 0 || id >= int64(m.cfg.VocabSize) {
@@ -322,14 +317,12 @@ func (m *Model) encodeTextEmbeddings(x *ts.Tensor, eot []int64) (*ts.Tensor, err
 
 // scalarValue reads a one-element tensor.
 func scalarValue(t *ts.Tensor) (float64, error) {
-	d, err := t.Totype(gotch.Double, false)
+	v, err := torch.Values[float64](t)
 	if err != nil {
-		return 0, torch.Err("read scalar", err)
+		return 0, fmt.Errorf("read scalar: %w", err)
 	}
-	defer d.Drop()
-	v := make([]float64, 1)
-	if err := d.CopyData(v, 1); err != nil {
-		return 0, torch.Err("read scalar", err)
+	if len(v) != 1 {
+		return 0, fmt.Errorf("read scalar: tensor has %d elements", len(v))
 	}
 	return v[0], nil
 }

@@ -248,7 +248,7 @@ func (c *CoOp) init(ctx *train.Context) error {
 		if err != nil {
 			return fmt.Errorf("tokenize the prompts: %w", err)
 		}
-		idv, err := int64Values(ids)
+		idv, err := torch.Values[int64](ids)
 		if err != nil {
 			ids.MustDrop()
 			return err
@@ -271,7 +271,7 @@ func (c *CoOp) init(ctx *train.Context) error {
 			if initIDs, err = c.tokenize([]string{prefixText}); err != nil {
 				return fmt.Errorf("tokenize CtxInit %q: %w", prefixText, err)
 			}
-			v, err := int64Values(initIDs)
+			v, err := torch.Values[int64](initIDs)
 			if err != nil {
 				return err
 			}
@@ -334,7 +334,7 @@ func (c *CoOp) nameLengths(names []string) ([]int64, int64, error) {
 	}
 	defer ids.MustDrop()
 	length := ids.MustSize()[1]
-	v, err := int64Values(ids)
+	v, err := torch.Values[int64](ids)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -715,21 +715,6 @@ func copyTensor(x *ts.Tensor) (*ts.Tensor, error) {
 	}
 	z.Copy_(x)
 	return z, nil
-}
-
-// int64Values copies an integer tensor's values to Go.
-func int64Values(x *ts.Tensor) ([]int64, error) {
-	cpu, err := x.To(gotch.CPU, false)
-	if err != nil {
-		return nil, torch.Err("move token ids to cpu", err)
-	}
-	defer cpu.MustDrop()
-	l, err := cpu.Totype(gotch.Int64, false)
-	if err != nil {
-		return nil, torch.Err("token ids as int64", err)
-	}
-	defer l.MustDrop()
-	return l.Int64Values(), nil
 }
 
 // eotPositions returns, per row of length L, the position of the largest

@@ -43,7 +43,7 @@ func checkFeatures(f *train.Features, name string, classes, dim int64) (int64, e
 	if err != nil {
 		return 0, torch.Err("probe: "+name+" features: finiteness", err)
 	}
-	ok, err := int64s(rows)
+	ok, err := torch.Values[int64](rows)
 	drop(rows)
 	if err != nil {
 		return 0, fmt.Errorf("probe: %s features: finiteness: %w", name, err)

@@ -10,6 +10,7 @@ import (
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
 
+	"github.com/clipadapter/clipgo/internal/torch"
 	"github.com/clipadapter/clipgo/train"
 )
 
@@ -116,11 +117,11 @@ func features(t testing.TB, x [][]float64, y []int64, dtype gotch.DType) *train.
 // params returns the fitted W [K][D] and b [K] of p.
 func params(t testing.TB, p *Probe) ([][]float64, []float64) {
 	t.Helper()
-	wt, err := float64s(p.w) // [D, K]
+	wt, err := torch.Values[float64](p.w) // [D, K]
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := float64s(p.b)
+	b, err := torch.Values[float64](p.b)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +150,7 @@ func proba(t testing.TB, p *Probe, x [][]float64) [][]float64 {
 	if z.DType() != gotch.Double {
 		t.Fatalf("logits dtype %v for float64 features", z.DType())
 	}
-	flat, err := float64s(z)
+	flat, err := torch.Values[float64](z)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -285,7 +285,7 @@ func (h *history) add(s, y *ts.Tensor) error {
 	}
 	var v []float64
 	if err == nil {
-		v, err = float64s(prod)
+		v, err = torch.Values[float64](prod)
 		drop(prod)
 	}
 	if err != nil {
@@ -346,7 +346,7 @@ func (h *history) direction(g *ts.Tensor) (*ts.Tensor, error) {
 	if err != nil {
 		return nil, torch.Err("lbfgs: direction", err)
 	}
-	v, err := float64s(prod)
+	v, err := torch.Values[float64](prod)
 	drop(prod)
 	if err != nil {
 		return nil, fmt.Errorf("lbfgs: direction: %w", err)

@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/sugarme/gotch/ts"
+
+	"github.com/clipadapter/clipgo/internal/torch"
 )
 
 // rosenbrock is f(x, y) = (1-x)² + 100(y-x²)² with its gradient, evaluated
@@ -13,7 +15,7 @@ import (
 func rosenbrock(t *testing.T, evals *int) objective {
 	return func(x *ts.Tensor) (float64, *ts.Tensor, error) {
 		*evals++
-		v, err := float64s(x)
+		v, err := torch.Values[float64](x)
 		if err != nil {
 			return 0, nil, err
 		}
@@ -47,7 +49,7 @@ func TestMinimizeRosenbrock(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer x.MustDrop()
-			v, err := float64s(x)
+			v, err := torch.Values[float64](x)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -57,7 +59,7 @@ func TestMinimizeRosenbrock(t *testing.T) {
 			if res.f > 1e-16 || res.evaluations != evals || res.iterations > 200 {
 				t.Errorf("result %+v (evaluations counted: %d): want f <= 1e-16 within 200 iterations", res, evals)
 			}
-			if x0v, _ := float64s(x0); x0v[0] != tc.start[0] || x0v[1] != tc.start[1] {
+			if x0v, _ := torch.Values[float64](x0); x0v[0] != tc.start[0] || x0v[1] != tc.start[1] {
 				t.Errorf("minimize changed its starting point to %v", x0v)
 			}
 		})
@@ -190,7 +192,7 @@ func TestDirectionMatchesTwoLoop(t *testing.T) {
 		if sz := d.MustSize(); len(sz) != 2 || sz[0] != rows || sz[1] != cols {
 			t.Fatalf("direction shape %v", sz)
 		}
-		got, err := float64s(d)
+		got, err := torch.Values[float64](d)
 		d.MustDrop()
 		if err != nil {
 			t.Fatal(err)

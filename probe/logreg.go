@@ -213,7 +213,7 @@ func predict(xAug, theta *ts.Tensor) ([]int64, error) {
 		return nil, torch.Err("predict", err)
 	}
 	defer drop(am)
-	return int64s(am)
+	return torch.Values[int64](am)
 }
 
 // countCorrect returns how many predictions match the labels.

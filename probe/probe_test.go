@@ -11,6 +11,7 @@ import (
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
 
+	"github.com/clipadapter/clipgo/internal/torch"
 	"github.com/clipadapter/clipgo/train"
 )
 
@@ -199,7 +200,7 @@ func TestObjectiveGradient(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		gv, err := float64s(g)
+		gv, err := torch.Values[float64](g)
 		g.MustDrop()
 		if err != nil {
 			t.Fatal(err)
@@ -378,7 +379,7 @@ func TestSeparable(t *testing.T) {
 	if z.DType() != gotch.Float {
 		t.Errorf("logits dtype %v, want float32 like the features", z.DType())
 	}
-	pred, err := int64s(z.MustArgmax([]int64{1}, false, false))
+	pred, err := torch.Values[int64](z.MustArgmax([]int64{1}, false, false))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -81,44 +81,6 @@ func clone(t *ts.Tensor) (*ts.Tensor, error) {
 	return c, nil
 }
 
-// int64s copies an integer tensor to a Go slice.
-func int64s(t *ts.Tensor) ([]int64, error) {
-	c, err := t.ToDevice(gotch.CPU, gotch.Int64, false, true, false)
-	if err != nil {
-		return nil, torch.Err("copy to host", err)
-	}
-	defer c.MustDrop()
-	cc, err := c.Contiguous(false)
-	if err != nil {
-		return nil, torch.Err("copy to host", err)
-	}
-	defer cc.MustDrop()
-	out := make([]int64, cc.Numel())
-	if err := cc.CopyData(out, cc.Numel()); err != nil {
-		return nil, torch.Err("copy to host", err)
-	}
-	return out, nil
-}
-
-// float64s copies a tensor to a Go slice of float64 (row-major).
-func float64s(t *ts.Tensor) ([]float64, error) {
-	c, err := t.ToDevice(gotch.CPU, gotch.Double, false, true, false)
-	if err != nil {
-		return nil, torch.Err("copy to host", err)
-	}
-	defer c.MustDrop()
-	cc, err := c.Contiguous(false)
-	if err != nil {
-		return nil, torch.Err("copy to host", err)
-	}
-	defer cc.MustDrop()
-	out := make([]float64, cc.Numel())
-	if err := cc.CopyData(out, cc.Numel()); err != nil {
-		return nil, torch.Err("copy to host", err)
-	}
-	return out, nil
-}
-
 // shape2 returns the sizes of a 2-D tensor.
 func shape2(t *ts.Tensor, what string) (rows, cols int64, err error) {
 	s, err := t.Size()

@@ -106,26 +106,13 @@ func tensorBytes(p Param) (tensorEntry, struct {
 	if err != nil {
 		return tensorEntry{}, out, fmt.Errorf("tensor %s: %w", p.Name, err)
 	}
-	n := int64(1)
-	for _, s := range shape {
-		n *= s
-	}
-	cpu := p.Tensor.MustDetach(false).MustTo(gotch.CPU, true)
-	defer cpu.MustDrop()
 	e := tensorEntry{Name: p.Name, Shape: shape}
-	switch cpu.DType() {
-	case gotch.Int64:
+	if p.Tensor.DType() == gotch.Int64 {
 		e.DType = "int64"
-		c := cpu.MustContiguous(false)
-		out.i64 = make([]int64, n)
-		err = c.CopyData(out.i64, uint(n))
-		c.MustDrop()
-	default:
+		out.i64, err = torch.Values[int64](p.Tensor)
+	} else {
 		e.DType = "float32"
-		c := cpu.MustTotype(gotch.Float, false).MustContiguous(true)
-		out.f32 = make([]float32, n)
-		err = c.CopyData(out.f32, uint(n))
-		c.MustDrop()
+		out.f32, err = torch.Values[float32](p.Tensor)
 	}
 	if err != nil {
 		return e, out, fmt.Errorf("tensor %s: %w", p.Name, err)

@@ -152,7 +152,13 @@ func (c FeatureCache) Load(k FeatureKey, device gotch.Device) (*Features, bool, 
 	if x == nil || lab == nil || stored.Hash() != k.Hash() {
 		return nil, false, fmt.Errorf("feature cache %s does not match its key (delete it to recompute)", p)
 	}
-	return &Features{X: x, Labels: lab, Y: lab.Int64Values()}, true, nil
+	y, err := torch.Values[int64](lab)
+	if err != nil {
+		x.MustDrop()
+		lab.MustDrop()
+		return nil, false, fmt.Errorf("feature cache %s: labels: %w", p, err)
+	}
+	return &Features{X: x, Labels: lab, Y: y}, true, nil
 }
 
 // Store writes features for k.

@@ -229,7 +229,11 @@ func (l *Loop) step(view *Features, idx []int, lr float64) (float64, int, error)
 	defer logits.MustDrop()
 	loss := logits.CrossEntropyForLogits(y)
 	defer loss.MustDrop()
-	v := loss.Float64Values()[0]
+	lv, err := torch.Values[float64](loss)
+	if err != nil {
+		return 0, 0, fmt.Errorf("loss: %w", err)
+	}
+	v := lv[0]
 	if math.IsNaN(v) || math.IsInf(v, 0) {
 		return 0, 0, &NonFiniteLossError{Epoch: l.Epoch, Step: int(l.GlobalStep), Loss: v}
 	}
@@ -241,9 +245,12 @@ func (l *Loop) step(view *Features, idx []int, lr float64) (float64, int, error)
 	}
 	pred := logits.MustArgmax([]int64{1}, false, false)
 	eq := pred.MustEqTensor(y, true).MustSum(gotch.Int64, true)
-	n := eq.Int64Values()[0]
+	n, err := torch.Values[int64](eq)
 	eq.MustDrop()
-	return v, int(n), nil
+	if err != nil {
+		return 0, 0, fmt.Errorf("count correct: %w", err)
+	}
+	return v, int(n[0]), nil
 }
 
 // Logits evaluates the method on features in batches without gradients and
@@ -263,14 +270,16 @@ func Logits(m Method, f *Features, batchSize int) ([]float32, int, error) {
 			if err != nil {
 				return err
 			}
-			cpu := logits.MustTo(gotch.CPU, true).MustTotype(gotch.Float, true).MustContiguous(true)
-			size := cpu.MustSize()
+			size, err := logits.Size()
+			if err != nil || len(size) != 2 {
+				logits.MustDrop()
+				return fmt.Errorf("logits: shape %v, want [batch, classes] (%v)", size, err)
+			}
 			classes = int(size[1])
-			buf := make([]float32, (hi-lo)*classes)
-			err = cpu.CopyData(buf, uint(len(buf)))
-			cpu.MustDrop()
+			buf, err := torch.Values[float32](logits)
+			logits.MustDrop()
 			if err != nil {
-				return torch.Err("copy logits", err)
+				return fmt.Errorf("logits: %w", err)
 			}
 			out = append(out, buf...)
 		}

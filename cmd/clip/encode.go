@@ -143,9 +143,9 @@ func copyFeatures(t *ts.Tensor, n, dim int) ([]float32, error) {
 	if len(shape) != 2 || shape[0] != int64(n) || shape[1] != int64(dim) || t.DType() != gotch.Float {
 		return nil, fmt.Errorf("features have shape %v and dtype %v, want [%d %d] float32", shape, t.DType(), n, dim)
 	}
-	out := make([]float32, n*dim)
-	if err := t.CopyData(out, uint(n*dim)); err != nil {
-		return nil, torch.Err("copy features", err)
+	out, err := torch.Values[float32](t)
+	if err != nil {
+		return nil, fmt.Errorf("copy features: %w", err)
 	}
 	return out, nil
 }
