@@ -14,28 +14,15 @@ import os
 import pickle
 import struct
 import sys
-import tempfile
 
 here = os.path.dirname(os.path.abspath(__file__))
 
 # A stand-in for Dassl's Datum under the same module path, so that the
 # pickles name the same class as CoOp's caches do.
-tmp = tempfile.mkdtemp()
-pkg = os.path.join(tmp, "dassl", "data", "datasets")
-os.makedirs(pkg)
-for d in ("dassl", "dassl/data", "dassl/data/datasets"):
-    open(os.path.join(tmp, d, "__init__.py"), "w").close()
-with open(os.path.join(pkg, "base_dataset.py"), "w") as f:
-    f.write(
-        "class Datum:\n"
-        "    def __init__(self, impath='', label=0, domain=0, classname=''):\n"
-        "        self._impath = impath\n"
-        "        self._label = label\n"
-        "        self._domain = domain\n"
-        "        self._classname = classname\n"
-    )
-sys.path.insert(0, tmp)
-from dassl.data.datasets.base_dataset import Datum  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "scripts"))
+from dassl_datum import datum_class  # noqa: E402
+
+Datum = datum_class()
 
 
 def describe(v):
