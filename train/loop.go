@@ -271,9 +271,12 @@ func Logits(m Method, f *Features, batchSize int) ([]float32, int, error) {
 				return err
 			}
 			size, err := logits.Size()
-			if err != nil || len(size) != 2 {
+			if err == nil && len(size) != 2 {
+				err = fmt.Errorf("shape %v, want [batch, classes]", size)
+			}
+			if err != nil {
 				logits.MustDrop()
-				return fmt.Errorf("logits: shape %v, want [batch, classes] (%v)", size, err)
+				return fmt.Errorf("logits: %w", err)
 			}
 			classes = int(size[1])
 			buf, err := torch.Values[float32](logits)

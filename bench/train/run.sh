@@ -6,7 +6,8 @@
 # on the same random full-size archive, synthetic images, few-shot split,
 # hyper-parameters, libtorch version (Debian's 1.13) and thread count. Each
 # side ends with one evaluation of the few-shot val split (the Go run's
-# best-on-val check); per-run logs are left in $BENCH_DIR.
+# best-on-val check); per-run logs are left in the work folder ($BENCH_DIR,
+# default $TMPDIR/clipgo-bench-train).
 #
 #   bench/train/run.sh   (env: ARCH=ViT-B/32 CLASSES=100 SHOTS=16 EPOCHS=10 VIEWS=1 WORKERS=2 BATCH=32)
 # The defaults are the setting; on a 2-core CPU that takes hours, so

@@ -24,6 +24,10 @@ func TestValues(t *testing.T) {
 	if err != nil || !slices.Equal(f32, []float32{0, 1.5, 2, -3, 4, 5}) {
 		t.Errorf("float32 from float32: %v, %v", f32, err)
 	}
+	ft, err := Values[float32](transposed)
+	if err != nil || !slices.Equal(ft, []float32{0, -3, 1.5, 4, 2, 5}) {
+		t.Errorf("float32 from transposed float32: %v, %v; want row-major [0 -3 1.5 4 2 5]", ft, err)
+	}
 	f64, err := Values[float64](transposed)
 	if err != nil || !slices.Equal(f64, []float64{0, -3, 1.5, 4, 2, 5}) {
 		t.Errorf("float64 from transposed float32: %v, %v; want row-major [0 -3 1.5 4 2 5]", f64, err)
