@@ -91,7 +91,7 @@ func readArray(t *testing.T, rel string) array {
 	return array{s, data}
 }
 
-func (a array) tensor(t *testing.T) *ts.Tensor {
+func (a array) tensor(t testing.TB) *ts.Tensor {
 	t.Helper()
 	x, err := fromFloats(a.data, a.shape, gotch.CPU)
 	if err != nil {
@@ -115,7 +115,7 @@ func features(t *testing.T, x array, labels []int64) *train.Features {
 }
 
 // lockThread pins the test to its OS thread with gradients on.
-func lockThread(t *testing.T) {
+func lockThread(t testing.TB) {
 	t.Helper()
 	runtime.LockOSThread()
 	if _, err := torch.SetGradEnabled(true); err != nil {

@@ -267,13 +267,11 @@ func TestTipAdapterErrors(t *testing.T) {
 	}
 }
 
-// TestTipSearchSpeed times the full 200×20 search on a validation set of
-// 1000 examples, 100 classes and a 16-shot cache (D = 1024).
-func TestTipSearchSpeed(t *testing.T) {
-	if testing.Short() {
-		t.Skip("timing test")
-	}
-	lockThread(t)
+// BenchmarkTipSearch times the full 200×20 (beta, alpha) search on a
+// validation set of 1000 examples, 100 classes and a 16-shot cache
+// (D = 1024): go test -run '^$' -bench TipSearch ./adapter
+func BenchmarkTipSearch(b *testing.B) {
+	lockThread(b)
 	const d, c, shots, nval = 1024, 100, 16, 1000
 	rng := rand.New(rand.NewPCG(1, 2))
 	gauss := func(n int) []float32 {
@@ -298,30 +296,28 @@ func TestTipSearchSpeed(t *testing.T) {
 			y = append(y, int64(k))
 		}
 	}
-	train1 := &train.Features{X: array{[]int64{c * shots, d}, gauss(c * shots * d)}.tensor(t), Y: y}
+	train1 := &train.Features{X: array{[]int64{c * shots, d}, gauss(c * shots * d)}.tensor(b), Y: y}
 	defer train1.Drop()
 	vy := make([]int64, nval)
 	for i := range vy {
 		vy[i] = int64(rng.IntN(c))
 	}
-	val := &train.Features{X: array{[]int64{nval, d}, gauss(nval * d)}.tensor(t), Y: vy}
+	val := &train.Features{X: array{[]int64{nval, d}, gauss(nval * d)}.tensor(b), Y: vy}
 	defer val.Drop()
 	a := NewTipAdapter(DefaultTipOptions())
 	if err := a.Init(ctx, []*train.Features{train1}); err != nil {
-		t.Fatal(err)
+		b.Fatal(err)
 	}
 	defer a.Drop()
 	cpu0 := cpuTime()
-	start := time.Now()
-	if _, err := a.Tune(val); err != nil {
-		t.Fatal(err)
+	b.ResetTimer()
+	for range b.N {
+		if _, err := a.Tune(val); err != nil {
+			b.Fatal(err)
+		}
 	}
-	el := time.Since(start)
-	t.Logf("search over 4000 (beta, alpha) pairs, Nval %d, C %d, NK %d, D %d: %v wall, %v CPU (all threads)",
-		nval, c, c*shots, d, el.Round(time.Millisecond), (cpuTime() - cpu0).Round(time.Millisecond))
-	if el > time.Minute {
-		t.Errorf("search took %v, want seconds", el)
-	}
+	b.StopTimer()
+	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N)/1e9, "cpu-s/op")
 }
 
 // cpuTime returns the CPU time this process has used (user + system).

@@ -2,6 +2,7 @@ package torch
 
 import (
 	"runtime"
+	"runtime/debug"
 	"testing"
 
 	"github.com/sugarme/gotch"
@@ -10,17 +11,45 @@ import (
 
 // TestTrainingLoopMemoryIsFlat runs 10,000 small forward/backward/update
 // steps, dropping every intermediate tensor, and checks that resident memory
-// stops growing after a warm-up.
+// stops growing after a warm-up. A control run that keeps one tensor per
+// step alive must exceed the same bound, so the measurement can see a leak.
 func TestTrainingLoopMemoryIsFlat(t *testing.T) {
 	if testing.Short() {
 		t.Skip("long loop")
 	}
+	const bound = 16 << 20
+	if growth := trainingLoopGrowth(t, 1000, 10000, false); growth > bound {
+		t.Errorf("resident memory grew by %.1f MiB over 9000 steps; want it flat (< %d MiB)", float64(growth)/(1<<20), bound>>20)
+	}
+	if growth := trainingLoopGrowth(t, 100, 1100, true); growth <= bound {
+		t.Errorf("control run that keeps one tensor per step grew by only %.1f MiB over 1000 steps; want > %d MiB (the measurement misses leaks)", float64(growth)/(1<<20), bound>>20)
+	}
+}
+
+// trainingLoopGrowth runs a small regression loop for steps steps and
+// returns how much resident memory grew after the first warmup steps. With
+// leak set, each step keeps its loss tensor alive. Go's heap is returned to
+// the OS before each reading, so the numbers reflect live memory rather
+// than how far the heap overshot while the garbage collector ran.
+func trainingLoopGrowth(t *testing.T, warmup, steps int, leak bool) int64 {
+	t.Helper()
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	w := ts.MustRandn([]int64{16, 8}, gotch.Float, gotch.CPU).MustSetRequiresGrad(true, true)
 	x := ts.MustRandn([]int64{32, 16}, gotch.Float, gotch.CPU)
 	target := ts.MustRandn([]int64{32, 8}, gotch.Float, gotch.CPU)
+	defer func() {
+		w.MustDrop()
+		x.MustDrop()
+		target.MustDrop()
+	}()
 	lr := ts.FloatScalar(1e-3)
+	var kept []*ts.Tensor
+	defer func() {
+		for _, k := range kept {
+			k.MustDrop()
+		}
+	}()
 
 	step := func() {
 		h := x.MustMm(w, false)
@@ -39,13 +68,16 @@ func TestTrainingLoopMemoryIsFlat(t *testing.T) {
 			t.Fatal(err)
 		}
 		g.MustDrop()
-		loss.MustDrop()
+		if leak {
+			kept = append(kept, loss)
+		} else {
+			loss.MustDrop()
+		}
 	}
-	const warmup, steps = 1000, 10000
 	for i := 0; i < warmup; i++ {
 		step()
 	}
-	runtime.GC()
+	debug.FreeOSMemory()
 	before, err := ResidentBytes()
 	if err != nil {
 		t.Skip("no /proc/self/statm:", err)
@@ -53,13 +85,14 @@ func TestTrainingLoopMemoryIsFlat(t *testing.T) {
 	for i := warmup; i < steps; i++ {
 		step()
 	}
-	runtime.GC()
-	after, _ := ResidentBytes()
-	growth := after - before
-	t.Logf("resident memory after %d steps: %.1f MiB; growth over the last %d steps: %.2f MiB", steps, float64(after)/(1<<20), steps-warmup, float64(growth)/(1<<20))
-	if growth > 16<<20 {
-		t.Errorf("resident memory grew by %.1f MiB over %d steps; want it flat (< 16 MiB)", float64(growth)/(1<<20), steps-warmup)
+	debug.FreeOSMemory()
+	after, err := ResidentBytes()
+	if err != nil {
+		t.Fatal(err)
 	}
+	growth := after - before
+	t.Logf("leak=%v: resident memory after %d steps: %.1f MiB; growth over the last %d steps: %.2f MiB", leak, steps, float64(after)/(1<<20), steps-warmup, float64(growth)/(1<<20))
+	return growth
 }
 
 // TestPeakResidentBytes checks that the peak resident size is read and is
