@@ -18,16 +18,18 @@ func TestTrainingLoopMemoryIsFlat(t *testing.T) {
 		t.Skip("long loop")
 	}
 	const bound = 16 << 20
-	if growth := trainingLoopGrowth(t, 1000, 10000, false); growth > bound {
-		t.Errorf("resident memory grew by %.1f MiB over 9000 steps; want it flat (< %d MiB)", float64(growth)/(1<<20), bound>>20)
+	const warmup, steps = 1000, 9000
+	if growth := trainingLoopGrowth(t, warmup, steps, false); growth > bound {
+		t.Errorf("resident memory grew by %.1f MiB over %d steps; want it flat (< %d MiB)", float64(growth)/(1<<20), steps, bound>>20)
 	}
-	if growth := trainingLoopGrowth(t, 100, 1100, true); growth <= bound {
-		t.Errorf("control run that keeps one tensor per step grew by only %.1f MiB over 1000 steps; want > %d MiB (the measurement misses leaks)", float64(growth)/(1<<20), bound>>20)
+	const leakWarmup, leakSteps = 100, 1000
+	if growth := trainingLoopGrowth(t, leakWarmup, leakSteps, true); growth <= bound {
+		t.Errorf("control run that keeps one tensor per step grew by only %.1f MiB over %d steps; want > %d MiB (the measurement misses leaks)", float64(growth)/(1<<20), leakSteps, bound>>20)
 	}
 }
 
-// trainingLoopGrowth runs a small regression loop for steps steps and
-// returns how much resident memory grew after the first warmup steps. With
+// trainingLoopGrowth runs warmup steps of a small regression loop, then
+// steps more, and returns how much resident memory grew over the latter. With
 // leak set, each step keeps its loss tensor alive. Go's heap is returned to
 // the OS before each reading, so the numbers reflect live memory rather
 // than how far the heap overshot while the garbage collector ran.
@@ -82,7 +84,7 @@ func trainingLoopGrowth(t *testing.T, warmup, steps int, leak bool) int64 {
 	if err != nil {
 		t.Skip("no /proc/self/statm:", err)
 	}
-	for i := warmup; i < steps; i++ {
+	for i := 0; i < steps; i++ {
 		step()
 	}
 	debug.FreeOSMemory()
@@ -91,7 +93,7 @@ func trainingLoopGrowth(t *testing.T, warmup, steps int, leak bool) int64 {
 		t.Fatal(err)
 	}
 	growth := after - before
-	t.Logf("leak=%v: resident memory after %d steps: %.1f MiB; growth over the last %d steps: %.2f MiB", leak, steps, float64(after)/(1<<20), steps-warmup, float64(growth)/(1<<20))
+	t.Logf("leak=%v: resident memory after %d steps: %.1f MiB; growth over the last %d steps: %.2f MiB", leak, warmup+steps, float64(after)/(1<<20), steps, float64(growth)/(1<<20))
 	return growth
 }
 
