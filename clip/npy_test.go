@@ -16,7 +16,12 @@ type npyArray struct {
 // mustNpy reads testdata/<name>.npy (float32 or int64, as gen.py writes).
 func mustNpy(t *testing.T, name string) *npyArray {
 	t.Helper()
-	path := "testdata/" + name + ".npy"
+	return mustNpyFile(t, "testdata/"+name+".npy")
+}
+
+// mustNpyFile reads a float32 or int64 .npy file.
+func mustNpyFile(t *testing.T, path string) *npyArray {
+	t.Helper()
 	a := &npyArray{}
 	shape, f, err := npy.Read(path)
 	if err != nil && strings.Contains(err.Error(), "not floating point") {

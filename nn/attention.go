@@ -2,6 +2,8 @@ package nn
 
 import (
 	"fmt"
+	"strings"
+	"sync/atomic"
 
 	"github.com/sugarme/gotch/ts"
 )
@@ -26,15 +28,97 @@ func splitHeads(x *ts.Tensor, heads int64) (*ts.Tensor, error) {
 // Attend computes softmax(q kᵀ/√d + mask) v per head. q is [N, H, Lq, d],
 // k and v are [N, H, Lk, d], mask is nil or an additive [Lq, Lk] mask. The
 // result is [N, Lq, H·d].
+//
+// Where libtorch has scaled_dot_product_attention (2.0 and later) it is one
+// call, which libtorch runs as a fused kernel where it has one (flash or
+// memory-efficient attention on CUDA, a fused CPU kernel), as PyTorch's
+// nn.MultiheadAttention does in inference; against libtorch 1.13, whose
+// gotch wrapper is a stub, the product, mask, softmax and product are
+// written out. Both compute the same function; they differ by rounding.
 func Attend(q, k, v, mask *ts.Tensor) (*ts.Tensor, error) {
-	var s scope
-	defer s.drop()
+	if fusedAttention.Load() != fusedMissing {
+		y, err := attendFused(q, k, v, mask)
+		if err == nil {
+			fusedAttention.Store(fusedPresent)
+			return y, nil
+		}
+		if !strings.Contains(err.Error(), "is not available in libtorch") {
+			return nil, err
+		}
+		fusedAttention.Store(fusedMissing)
+	}
+	return attendExplicit(q, k, v, mask)
+}
+
+// fusedAttention records whether the linked libtorch has
+// scaled_dot_product_attention: a property of the library, learnt on the
+// first call.
+var fusedAttention atomic.Int32
+
+const (
+	fusedUnknown int32 = iota
+	fusedPresent
+	fusedMissing
+)
+
+// queryShape returns q's shape, which must be [N, H, L, d].
+func queryShape(q *ts.Tensor) ([]int64, error) {
 	qs, err := size(q)
 	if err != nil {
 		return nil, err
 	}
 	if len(qs) != 4 {
 		return nil, fmt.Errorf("attention: query shape %v, want [N, heads, L, d]", qs)
+	}
+	return qs, nil
+}
+
+// mergeHeads turns the heads' outputs o [N, H, L, d] into [N, L, H·d].
+func mergeHeads(o *ts.Tensor) (*ts.Tensor, error) {
+	shape, err := size(o)
+	if err != nil {
+		return nil, err
+	}
+	ot, err := o.Permute([]int64{0, 2, 1, 3}, false)
+	if err != nil {
+		return nil, wrap("attention: merge heads", err)
+	}
+	defer ot.Drop()
+	y, err := ot.Reshape([]int64{shape[0], shape[2], shape[1] * shape[3]}, false)
+	return y, wrap("attention: merge heads", err)
+}
+
+// attendFused is Attend through libtorch's scaled_dot_product_attention.
+func attendFused(q, k, v, mask *ts.Tensor) (*ts.Tensor, error) {
+	var s scope
+	defer s.drop()
+	_, err := queryShape(q)
+	if err != nil {
+		return nil, err
+	}
+	m := &ts.Tensor{} // no mask: gotch passes an undefined tensor
+	if mask != nil {
+		// The additive mask must have the query's dtype.
+		if m, err = CastTo(mask, q.DType()); err != nil {
+			return nil, err
+		}
+		s.keep(m)
+	}
+	o, err := ts.ScaledDotProductAttention(q, k, v, m, 0, false, nil)
+	if err != nil {
+		return nil, wrap("attention: scaled dot product", err)
+	}
+	s.keep(o)
+	return mergeHeads(o)
+}
+
+// attendExplicit is Attend written out: scale, q kᵀ, mask, softmax, times v.
+func attendExplicit(q, k, v, mask *ts.Tensor) (*ts.Tensor, error) {
+	var s scope
+	defer s.drop()
+	qs, err := queryShape(q)
+	if err != nil {
+		return nil, err
 	}
 	scale := ts.FloatScalar(invSqrt(qs[3]))
 	defer scale.Drop()
@@ -74,13 +158,7 @@ func Attend(q, k, v, mask *ts.Tensor) (*ts.Tensor, error) {
 		return nil, wrap("attention: weighted values", err)
 	}
 	s.keep(o)
-	ot, err := o.Permute([]int64{0, 2, 1, 3}, false)
-	if err != nil {
-		return nil, wrap("attention: merge heads", err)
-	}
-	s.keep(ot)
-	y, err := ot.Reshape([]int64{qs[0], qs[2], qs[1] * qs[3]}, false)
-	return y, wrap("attention: merge heads", err)
+	return mergeHeads(o)
 }
 
 // MultiheadAttention is self-attention with PyTorch's nn.MultiheadAttention

@@ -63,8 +63,13 @@ func TestFitMatchesSklearn(t *testing.T) {
 				if d := maxAbsDiff([][]float64{centered(b)}, [][]float64{centered(ref.Intercept)}) / scale; d > 5e-5 {
 					t.Errorf("intercepts differ by %.2g (relative) > 5e-5", d)
 				}
-				if tr := p.SearchLog(); len(tr) != 1 || tr[0].Stop != string(stopGradient) {
-					t.Errorf("search log %+v: want one fit stopped by the gradient test", tr)
+				// The fit must stop by the gradient test; in the badly
+				// conditioned case the line search may run out of float64
+				// decrease first (seen with libtorch 2.11 at C=0.001, gradient
+				// 1.2e-6): the checks above hold either way.
+				tr := p.SearchLog()
+				if len(tr) != 1 || !(tr[0].Stop == string(stopGradient) || fc.Name == "ill_conditioned" && atNoiseFloor(tr[0])) {
+					t.Errorf("search log %+v: want one fit stopped by the gradient test (or, ill-conditioned, at the noise floor)", tr)
 				}
 				if c, _ := p.Chosen(); c != ref.C {
 					t.Errorf("Chosen() C = %v, want the fixed %v", c, ref.C)
@@ -72,6 +77,16 @@ func TestFitMatchesSklearn(t *testing.T) {
 			})
 		}
 	}
+}
+
+// atNoiseFloor reports whether a tight fit ended at the optimum: by the
+// gradient test, or by the line search finding no decrease in float64 with
+// the gradient already below 1e-5. Which of the two a fit at a large C ends
+// with depends on the last bits of the BLAS's sums (it changed with the
+// machine's OpenBLAS build and with libtorch 2.x); fits stopped by the
+// iteration limit are not at the optimum.
+func atNoiseFloor(tr Trial) bool {
+	return tr.Converged || tr.Stop == string(stopLineSearch) && tr.GradMax < 1e-5
 }
 
 // TestDefaultsLikeSklearn fits with the default stopping rules (tol 1e-4,
@@ -307,7 +322,7 @@ func TestSearchMatchesSklearn(t *testing.T) {
 					switch {
 					case got == nil:
 						t.Errorf("fit %d: no fit at C=%.6g in round %d", i, want.C, want.Round)
-					case mode == "exact" && !got.Converged:
+					case mode == "exact" && !atNoiseFloor(*got):
 					case mode != "exact" && want.ValAcc != sc.Exact.Trials[i].ValAcc:
 					case got.ValAcc != want.ValAcc:
 						t.Errorf("round %d C=%.6g: val acc %v, sklearn %v", want.Round, want.C, got.ValAcc, want.ValAcc)

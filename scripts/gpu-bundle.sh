@@ -25,6 +25,10 @@ export GOMODCACHE="$tmp/modcache" GOFLAGS=-mod=mod GOWORK=off
 # files of the module graph, which go fetches on its own).
 go list -e -deps -test ./... >/dev/null
 go mod download github.com/sugarme/gotch
+# Workspace mode (the go.work that setup writes there) loads the replaced
+# gotch's own requirements unpruned: fetch what that needs too.
+[ -f go.work ] || { echo "gpu-bundle: run 'make setup' first (the workspace's module graph is needed)" >&2; exit 1; }
+GOWORK="$PWD/go.work" GOFLAGS= go list -e -deps -test ./... >/dev/null
 rm -rf "$GOMODCACHE/cache/download/sumdb"
 find "$GOMODCACHE/cache/download" -name '*.zip' -delete
 # gotch's examples and generator sources (90 MB) are not needed to build it.

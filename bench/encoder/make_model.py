@@ -2,10 +2,10 @@
 in the format of OpenAI's releases, for the encoder benchmark
 (bench/encoder/run.sh).
 
-    make_model.py OUT_DIR [--seed 0] [ARCH ...]      (ARCH: ViT-B/32, RN50)
+    make_model.py OUT_DIR [--seed 0] [ARCH ...]      (ARCH: ViT-B/32, ViT-B/16, ViT-L/14, RN50)
 
 Each model is written to OUT_DIR/<official file name> (ViT-B-32.pt,
-RN50.pt) unless that file exists already. The model code is the one of
+ViT-B-16.pt, ViT-L-14.pt, RN50.pt) unless that file exists already. The model code is the one of
 package clip's fixture generator (clip/testdata/gen.py): its
 architecture-generic CLIP implementation, random weights of a sensible
 scale, the released archives' fp16 tensors stored as fp16, traced with
@@ -28,6 +28,10 @@ import torch  # noqa: E402
 ARCHS = {
     "ViT-B/32": ("ViT-B-32.pt", dict(embed_dim=512, resolution=224, vision_layers=12, vision_width=768, patch=32,
                                      context=77, vocab=49408, text_width=512, text_layers=12)),
+    "ViT-B/16": ("ViT-B-16.pt", dict(embed_dim=512, resolution=224, vision_layers=12, vision_width=768, patch=16,
+                                     context=77, vocab=49408, text_width=512, text_layers=12)),
+    "ViT-L/14": ("ViT-L-14.pt", dict(embed_dim=768, resolution=224, vision_layers=24, vision_width=1024, patch=14,
+                                     context=77, vocab=49408, text_width=768, text_layers=12)),
     "RN50": ("RN50.pt", dict(embed_dim=1024, resolution=224, vision_layers=(3, 4, 6, 3), vision_width=64, patch=None,
                              context=77, vocab=49408, text_width=512, text_layers=12)),
 }

@@ -5,7 +5,7 @@
 # for full-size ViT-B/32 and RN50 with random weights.
 #
 #   bench/encoder/run.sh [-n 64] [-batch 16] [-threads 2] [-rounds 2] [-archs "ViT-B/32 RN50"]
-#                        [-device cpu|cuda] [-precision fp32|fp16] [-dir DIR]
+#                        [-device cpu|cuda] [-precision fp32|fp16] [-dir DIR] [-eager]
 #
 # Steps: make_model.py writes the random archives in the format of OpenAI's
 # releases (ViT-B-32.pt, RN50.pt: 350 and 260 MB), bench/data/gen_images.py
@@ -15,7 +15,9 @@
 #
 #   go:      clip encode-image -device D -precision P -batch B -threads T -timing ...
 #   pytorch: torch_encode.py --device D --precision P --batch B --threads T
-#            (torch.jit.load, PIL + CLIP's transform, torch.no_grad, encode_image)
+#            (torch.jit.load, PIL + CLIP's transform, torch.no_grad, encode_image;
+#            with -eager the archive's weights in eager.py's nn.Module instead,
+#            what clip.load(jit=False) runs: PyTorch eager)
 #
 # Both run with OMP_NUM_THREADS=T and OPENBLAS_NUM_THREADS=T, and both
 # time decoding + preprocessing + encoding after the model is loaded.
@@ -38,7 +40,7 @@
 # against the same libtorch (LIBTORCH=<its torch/ folder> make setup).
 set -euo pipefail
 
-n=64 batch=16 threads=2 rounds=2 archs="ViT-B/32 RN50" device=cpu precision=fp32 dir=""
+n=64 batch=16 threads=2 rounds=2 archs="ViT-B/32 RN50" device=cpu precision=fp32 dir="" eager=""
 while [ $# -gt 0 ]; do
 	case "$1" in
 	-n) n="$2"; shift 2 ;;
@@ -49,6 +51,7 @@ while [ $# -gt 0 ]; do
 	-device) device="$2"; shift 2 ;;
 	-precision) precision="$2"; shift 2 ;;
 	-dir) dir="$2"; shift 2 ;;
+	-eager) eager="--eager"; shift ;;
 	*) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
 	esac
 done
@@ -77,7 +80,7 @@ images=("$imgdir"/class_00/*.jpg)
 (cd "$repo" && go build -o "$dir/clip" ./cmd/clip)
 export OMP_NUM_THREADS="$threads" OPENBLAS_NUM_THREADS="$threads"
 torch_version="$("$python" -c 'import torch; print(torch.__version__)')"
-libtorch="$(cd "$repo" && sed -n 's/^const Libtorch = "\(.*\)"$/\1/p' internal/torch/libtorch_gen.go)"
+libtorch="$("$dir/clip" version)"
 echo "python torch $torch_version; go side: ${libtorch:-libtorch (unknown)}; $device $precision; $threads threads; ${#images[@]} images; batch $batch"
 
 # summarize LOG: "rate bestbatch cpu peak rssmin rssmax" from the -timing
@@ -117,7 +120,7 @@ for arch in $archs; do
 
 		echo "== $arch round $r: pytorch"
 		"$python" "$here/torch_encode.py" --model "$model" --batch "$batch" --threads "$threads" \
-			--device "$device" --precision "$precision" --out "$dir/py.npy" "${images[@]}" 2>&1 | grep -E '^(encode|load): ' | tee "$dir/py.log"
+			--device "$device" --precision "$precision" $eager --out "$dir/py.npy" "${images[@]}" 2>&1 | grep -E '^(encode|load): ' | tee "$dir/py.log"
 		read -r rate bb cpu peak lo hi < <(summarize "$dir/py.log")
 		py_rate="$(best "$py_rate" "$rate")" py_bb="$(best "$py_bb" "$bb")" py_cpu="$py_cpu $cpu"
 		py_mem="$py_mem peak $peak, after each batch $lo-$hi;"

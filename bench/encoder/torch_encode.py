@@ -3,11 +3,12 @@ image files with a CLIP TorchScript archive the way OpenAI's code does on a
 CPU, and reports the throughput.
 
     torch_encode.py --model FILE.pt --out FEATURES.npy [--batch 16] [--threads 2]
-                    [--device cpu|cuda] [--precision fp32|fp16] IMG...
+                    [--device cpu|cuda] [--precision fp32|fp16] [--eager] IMG...
 
 The archive is loaded with torch.jit.load onto --device and converted to
 fp32, or kept in fp16 with --precision fp16 on CUDA (what clip.load does
-on a CPU and on a GPU). Each image is opened with PIL and put through
+on a CPU and on a GPU). With --eager its weights run in the eager model of
+eager.py instead (what clip.load(jit=False) does: PyTorch eager). Each image is opened with PIL and put through
 CLIP's test transform, written here with PIL and numpy as torchvision
 computes it (Resize(R, bicubic) of the shorter side, CenterCrop(R), RGB,
 ToTensor, Normalize with CLIP's mean and std; R is the archive's
@@ -78,6 +79,8 @@ def main():
     ap.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: leave the default)")
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--precision", default="fp32", choices=["fp32", "fp16"], help="fp16 needs cuda")
+    ap.add_argument("--eager", action="store_true",
+                    help="run the eager model (eager.py: clip.load(jit=False)) instead of the TorchScript archive")
     ap.add_argument("images", nargs="+")
     a = ap.parse_args()
     if a.threads > 0:
@@ -85,11 +88,15 @@ def main():
     t0 = time.perf_counter()
     if a.precision == "fp16" and a.device == "cpu":
         sys.exit("torch_encode.py: --precision fp16 needs --device cuda")
-    model = torch.jit.load(a.model, map_location=a.device).eval()
-    model = model.half() if a.precision == "fp16" else model.float()
-    res = int(model.input_resolution.item())
+    if a.eager:
+        from eager import load_eager
+        model, res = load_eager(a.model, a.precision, torch.device(a.device))
+    else:
+        model = torch.jit.load(a.model, map_location=a.device).eval()
+        model = model.half() if a.precision == "fp16" else model.float()
+        res = int(model.input_resolution.item())
     print(f"load: {a.model} in {time.perf_counter() - t0:.2f} s, input {res}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, {a.device} {a.precision}", file=sys.stderr)
+          f"{torch.get_num_threads()} threads, {a.device} {a.precision}{' eager' if a.eager else ' torchscript'}", file=sys.stderr)
     tf = clip_transform(res)
 
     feats, rss = [], []

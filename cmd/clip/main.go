@@ -9,6 +9,7 @@
 //	clip encode-image -model M -out FILE.npy IMG...
 //	clip encode-text -model M -out FILE.npy TEXT...
 //	clip zeroshot -model M -classes "a,b,c" [-templates FILE] IMG...
+//	clip version
 //
 // tokenize prints {"tokens": [[id, ...], ...]}, one row of -context ids per
 // text (start token, the text's BPE ids, end token, zeros).
@@ -45,6 +46,9 @@
 // goes to stderr, and -timing adds the encoding time, the images (or texts)
 // per second and the resident memory after each batch.
 //
+// version prints the libtorch the build links against (as `make setup`
+// prepared it) and the gotch release.
+//
 // Usage errors exit with status 2, other errors with status 1.
 package main
 
@@ -58,6 +62,7 @@ import (
 	"syscall"
 
 	"github.com/clipadapter/clipgo/internal/cli"
+	"github.com/clipadapter/clipgo/internal/torch"
 )
 
 func main() {
@@ -80,6 +85,8 @@ commands:
         write the text features, float32 [N, D] (not normalized)
   zeroshot -model M -classes "a,b,c" [-templates FILE] IMG...
         print each image's five most probable classes
+  version
+        print the libtorch and gotch this build links against
 
 M is a model file, an official model name (RN50, ViT-B/32, ...) or
 random:ARCH (random weights). Run "clip <command> -h" for a command's flags.
@@ -92,6 +99,16 @@ var commands = map[string]func(ctx context.Context, args []string, stdout, stder
 	"encode-image": runEncodeImage,
 	"encode-text":  runEncodeText,
 	"zeroshot":     runZeroshot,
+	"version":      runVersion,
+}
+
+// runVersion prints the libtorch and gotch the build links against.
+func runVersion(_ context.Context, args []string, stdout, _ io.Writer) error {
+	if len(args) > 0 {
+		return cli.Usagef("version takes no arguments")
+	}
+	fmt.Fprintf(stdout, "%s; gotch %s (%d wrappers stubbed)\n", torch.Libtorch, torch.GotchVersion, torch.StubbedWrappers)
+	return nil
 }
 
 // run is the command: it returns the exit status. A panic (gotch reports

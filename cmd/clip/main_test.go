@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
@@ -629,5 +630,46 @@ func TestErrors(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestVersion checks that `clip version` names the libtorch the process
+// really runs on: the libc10 mapped into it (/proc/self/maps) must lie under
+// the root the printed description names.
+func TestVersion(t *testing.T) {
+	r := runCmd(t, "version")
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	m := regexp.MustCompile(`^libtorch (\d+\.\d+(\.\d+)?)(?: \([^)]*\))? at (\S+), (CPU|CUDA); gotch v\S+ \(\d+ wrappers stubbed\)\n$`).FindStringSubmatch(r.stdout)
+	if m == nil {
+		t.Fatalf("clip version printed %q", r.stdout)
+	}
+	root := m[3]
+	maps, err := os.ReadFile("/proc/self/maps")
+	if err != nil {
+		t.Skip(err)
+	}
+	var loaded string
+	libc10 := regexp.MustCompile(`/libc10\.so(\.[0-9.]+)?$`)
+	for _, line := range strings.Split(string(maps), "\n") {
+		if f := strings.Fields(line); len(f) == 6 && libc10.MatchString(f[5]) {
+			loaded = f[5]
+		}
+	}
+	if loaded == "" {
+		t.Fatal("libc10.so is not mapped into the test binary")
+	}
+	if real, err := filepath.EvalSymlinks(root); err == nil {
+		root = real
+	}
+	if real, err := filepath.EvalSymlinks(loaded); err == nil {
+		loaded = real
+	}
+	if !strings.HasPrefix(loaded, root+"/") {
+		t.Errorf("clip version names libtorch at %s, but the process loaded %s", m[3], loaded)
+	}
+	if r := runCmd(t, "version", "extra"); r.code != 2 {
+		t.Errorf("clip version extra: exit %d, want 2 (usage)", r.code)
 	}
 }

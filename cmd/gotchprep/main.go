@@ -6,7 +6,7 @@
 //
 // Usage:
 //
-//	go run ./cmd/gotchprep [-libtorch DIR] [-dest DIR] [-no-build]
+//	go run ./cmd/gotchprep [-libtorch DIR] [-dest DIR] [-work FILE] [-no-build]
 //
 // LIBTORCH (or -libtorch) names an official libtorch distribution or a
 // PyTorch installation's torch/ directory; without it the system libtorch
@@ -38,6 +38,7 @@ func main() {
 func run() error {
 	libtorchDir := flag.String("libtorch", os.Getenv("LIBTORCH"), "libtorch directory (default $LIBTORCH, else the system libtorch)")
 	dest := flag.String("dest", ".gotch/gotch", "where to write the prepared gotch copy")
+	work := flag.String("work", "go.work", "the go.work file to write (another name, used through GOWORK, keeps a second preparation beside the default one)")
 	noBuild := flag.Bool("no-build", false, "prepare only; do not build and link-check gotch")
 	flag.Parse()
 	start := time.Now()
@@ -61,23 +62,26 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	workAbs, err := filepath.Abs(*work)
+	if err != nil {
+		return err
+	}
 	ctx := context.Background()
 	res, err := gotchprep.Prepare(ctx, gotchprep.Options{
-		ProjectDir: project, Dest: destAbs, Source: src, Version: version, Libtorch: lt, Log: os.Stderr,
-		InfoFile: filepath.Join(project, "internal", "torch", "libtorch_gen.go"),
+		ProjectDir: project, Dest: destAbs, WorkFile: workAbs, Source: src, Version: version, Libtorch: lt, Log: os.Stderr,
 	})
 	if err != nil {
 		return err
 	}
 	if !*noBuild {
-		stubbed, err := buildAndLinkCheck(destAbs, lt)
+		stubbed, err := buildAndLinkCheck(destAbs, workAbs, lt)
 		if err != nil {
 			return err
 		}
 		if len(stubbed) > 0 {
 			res.Stubbed = append(res.Stubbed, stubbed...)
 			r, _ := gotchprep.Reprepare(destAbs)
-			if err := gotchprep.WriteInfo(filepath.Join(project, "internal", "torch", "libtorch_gen.go"), r); err != nil {
+			if err := gotchprep.WriteInfo(destAbs, r); err != nil {
 				return err
 			}
 		}
@@ -86,8 +90,12 @@ func run() error {
 	if res.Reused {
 		state = "up to date"
 	}
-	fmt.Printf("setup: %s; BLAS: %s; gotch %s %s in %s, %d wrappers stubbed (%s)\n",
-		lt.Describe(), blasInUse(lt), version, state, *dest, len(res.Stubbed), time.Since(start).Round(time.Second))
+	abi := "pre-C++11 string ABI"
+	if lt.CXX11ABI {
+		abi = "C++11 string ABI"
+	}
+	fmt.Printf("setup: %s, %s; BLAS: %s; gotch %s %s in %s, %d wrappers stubbed (%s)\n",
+		lt.Describe(), abi, blasInUse(lt), version, state, *dest, len(res.Stubbed), time.Since(start).Round(time.Second))
 	return nil
 }
 
@@ -95,22 +103,30 @@ func run() error {
 // as required by go.mod (ignoring any go.work).
 func gotchSource() (dir, version string, err error) {
 	env := append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=mod")
+	list := func() (string, string, error) {
+		cmd := exec.Command("go", "list", "-m", "-f", "{{.Dir}} {{.Version}}", gotchprep.Module)
+		cmd.Env = env
+		out, err := cmd.Output()
+		if err != nil {
+			return "", "", fmt.Errorf("go list -m %s: %w", gotchprep.Module, err)
+		}
+		f := strings.Fields(string(out))
+		if len(f) != 2 || f[0] == "" {
+			return "", "", fmt.Errorf("go list -m %s: not in the module cache (%q)", gotchprep.Module, out)
+		}
+		return f[0], f[1], nil
+	}
+	// Already extracted (also on a machine without network, with a carried
+	// module cache): no download needed.
+	if dir, version, err := list(); err == nil {
+		return dir, version, nil
+	}
 	dl := exec.Command("go", "mod", "download", gotchprep.Module)
 	dl.Env = env
 	if out, err := dl.CombinedOutput(); err != nil {
 		return "", "", fmt.Errorf("go mod download %s: %v\n%s", gotchprep.Module, err, out)
 	}
-	cmd := exec.Command("go", "list", "-m", "-f", "{{.Dir}} {{.Version}}", gotchprep.Module)
-	cmd.Env = env
-	out, err := cmd.Output()
-	if err != nil {
-		return "", "", fmt.Errorf("go list -m %s: %w", gotchprep.Module, err)
-	}
-	f := strings.Fields(string(out))
-	if len(f) != 2 || f[0] == "" {
-		return "", "", fmt.Errorf("go list -m %s: unexpected output %q", gotchprep.Module, out)
-	}
-	return f[0], f[1], nil
+	return list()
 }
 
 const linkCheckSrc = `// Command linkcheck is written by gotchprep: it proves that gotch links
@@ -139,7 +155,7 @@ func main() {
 // buildAndLinkCheck compiles gotch (the slow, cached first build) and links
 // a small program against libtorch, stubbing wrappers that reference symbols
 // the library does not export.
-func buildAndLinkCheck(dest string, lt *gotchprep.Libtorch) ([]string, error) {
+func buildAndLinkCheck(dest, work string, lt *gotchprep.Libtorch) ([]string, error) {
 	dir := filepath.Join(dest, "internal", "linkcheck")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
@@ -153,6 +169,7 @@ func buildAndLinkCheck(dest string, lt *gotchprep.Libtorch) ([]string, error) {
 		fmt.Fprintln(os.Stderr, "gotchprep: building gotch (the first build takes a few minutes)...")
 		start := time.Now()
 		cmd := exec.Command("go", "build", "-o", bin, gotchprep.Module+"/internal/linkcheck")
+		cmd.Env = append(os.Environ(), "GOWORK="+work)
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &out
 		if err := cmd.Run(); err != nil {

@@ -1,11 +1,15 @@
 package gotchprep
 
 import (
+	"bytes"
 	"context"
+	"debug/elf"
+	"encoding/binary"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -93,6 +97,7 @@ func fakeTree(t *testing.T) (gotchDir, libtorchDir string) {
 	// except libc10.so, which nm inspects: build a real tiny shared library.
 	lib := filepath.Join(libtorchDir, "lib")
 	write(filepath.Join(lib, "libtorch.so"), "")
+	write(filepath.Join(lib, "libtorch_cpu.so"), "")
 	src := filepath.Join(root, "c10.cpp")
 	write(src, "#include <string>\nstd::string c10_name() { return \"c10\"; }\n")
 	cxx, err := findCXX("")
@@ -117,12 +122,16 @@ func TestPrepareStubsFailingWrappers(t *testing.T) {
 	project := t.TempDir()
 	os.WriteFile(filepath.Join(project, "go.mod"), []byte("module example.com/p\n\ngo 1.22\n"), 0o644)
 	dest := filepath.Join(project, ".gotch", "gotch")
-	infoFile := filepath.Join(project, "libtorch_gen.go")
-	opts := Options{ProjectDir: project, Dest: dest, Source: gotchDir, Version: "v0.9.1", Libtorch: lt, InfoFile: infoFile}
+	infoFile := filepath.Join(dest, InfoFileName)
+	var logBuf bytes.Buffer
+	opts := Options{ProjectDir: project, Dest: dest, Source: gotchDir, Version: "v0.9.1", Libtorch: lt, Log: &logBuf}
 
 	res, err := Prepare(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if !strings.Contains(logBuf.String(), "warning: hand-written wrappers stubbed") || !strings.Contains(logBuf.String(), "at_broken") {
+		t.Errorf("no warning naming the stubbed hand-written wrapper at_broken:\n%s", logBuf.String())
 	}
 	want := []string{"at_broken", "atg_gone", "atg_wrong_args"}
 	if !reflect.DeepEqual(res.Stubbed, want) {
@@ -155,7 +164,7 @@ func TestPrepareStubsFailingWrappers(t *testing.T) {
 		t.Errorf("lib.go still links CUDA for a CPU libtorch:\n%s", libGo)
 	}
 	info, _ := os.ReadFile(infoFile)
-	if !strings.Contains(string(info), "const StubbedWrappers = 3") || !strings.Contains(string(info), "libtorch 9.8.7") {
+	if !strings.Contains(string(info), "const PreparedStubbedWrappers = 3") || !strings.Contains(string(info), "libtorch 9.8.7") {
 		t.Errorf("info file:\n%s", info)
 	}
 	gen2, _ := os.ReadFile(filepath.Join(dest, "ts", "tensor-generated.go"))
@@ -165,6 +174,18 @@ func TestPrepareStubsFailingWrappers(t *testing.T) {
 	work, _ := os.ReadFile(filepath.Join(project, "go.work"))
 	if !strings.Contains(string(work), "replace github.com/sugarme/gotch v0.9.1 => ./.gotch/gotch") || !strings.Contains(string(work), "go 1.22") {
 		t.Errorf("go.work:\n%s", work)
+	}
+
+	// A second preparation beside the first, with its own go.work (GOWORK).
+	work2 := filepath.Join(project, ".gotch", "torch-x", "go.work")
+	opts2 := opts
+	opts2.Dest, opts2.WorkFile = filepath.Join(project, ".gotch", "torch-x", "gotch"), work2
+	if _, err := Prepare(context.Background(), opts2); err != nil {
+		t.Fatal(err)
+	}
+	work2src, _ := os.ReadFile(work2)
+	if !strings.Contains(string(work2src), "use ../..\n") || !strings.Contains(string(work2src), "=> ./gotch\n") {
+		t.Errorf("side-by-side go.work:\n%s", work2src)
 	}
 
 	// Idempotent: a second run reuses the copy and keeps the stub list.
@@ -208,28 +229,169 @@ func TestPatchOutputBuffers(t *testing.T) {
 	}
 }
 
-func TestCgoFlagsCUDA(t *testing.T) {
-	lt := &Libtorch{IncludeDirs: []string{"/x/include", "/x/include/torch/csrc/api/include"}, LibDir: "/x/lib", CUDA: true}
-	flags, err := lt.CgoFlags()
-	if err != nil {
-		t.Fatal(err)
+func TestPatchKeepAlive(t *testing.T) {
+	src := "package ts\n\nimport(\n  \"unsafe\"\n)\n\n" +
+		"func(ts *Tensor) Matmul(other *Tensor, del bool)(retVal *Tensor, err error) { \n  lib.AtgMatmul(ptr, ts.ctensor, other.ctensor)\n}\n" +
+		"func Cat(tensors []*Tensor, dim int64)(retVal *Tensor, err error) { \n}\n" +
+		"func(ts *Tensor) AddScalar(other *Scalar, alpha *Scalar)(retVal *Tensor, err error) {\n}\n" +
+		"func Arange(end *Scalar, optionsKind gotch.DType)(retVal *Tensor, err error) { \n}\n" +
+		"func Zeros(size []int64, optionsKind gotch.DType)(retVal *Tensor, err error) { \n}\n" +
+		"func (ts *Tensor) Long(\n\tdel bool) *Tensor {\n}\n"
+	out, n := PatchKeepAlive(src)
+	if n != 5 {
+		t.Errorf("patched %d functions, want 5:\n%s", n, out)
 	}
-	for _, s := range []string{"-ltorch_cuda", "-lc10_cuda", "-D_GLIBCXX_USE_CXX11_ABI=0", "-Wl,--no-as-needed"} {
-		if !strings.Contains(flags, s) {
-			t.Errorf("flags lack %q:\n%s", s, flags)
+	for _, want := range []string{
+		"import(\n  \"runtime\"\n  \"unsafe\"",
+		"(retVal *Tensor, err error) { \n\tdefer runtime.KeepAlive([]any{ts, other})\n  lib.AtgMatmul",
+		"defer runtime.KeepAlive([]any{tensors})",
+		"defer runtime.KeepAlive([]any{ts, other, alpha})",
+		"defer runtime.KeepAlive([]any{end})",
+		"func (ts *Tensor) Long(\n\tdel bool) *Tensor {\n\tdefer runtime.KeepAlive([]any{ts})",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("patched source lacks %q:\n%s", want, out)
 		}
 	}
-	lt.LibDir = "/path with space/lib"
-	if _, err := lt.CgoFlags(); err == nil {
+	if strings.Contains(out, "[]any{size") || strings.Count(out, "KeepAlive") != 5 {
+		t.Errorf("a function without tensor arguments was patched:\n%s", out)
+	}
+	// Already importing runtime: no second import.
+	again, _ := PatchKeepAlive(out)
+	if strings.Count(again, "\"runtime\"") != 1 {
+		t.Errorf("runtime imported twice:\n%s", again)
+	}
+}
+
+func TestPatchOptionalMasks(t *testing.T) {
+	src := "  auto outputs__ = torch::scaled_dot_product_attention(*query, *key, *value, (attn_mask ? *attn_mask : torch::Tensor()), dropout_p);\n" +
+		"  auto o = torch::linear(*input, *weight, (bias ? *bias : torch::Tensor()));\n"
+	out, n := PatchOptionalMasks(src)
+	if n != 1 {
+		t.Fatalf("patched %d sites, want 1", n)
+	}
+	want := "(attn_mask ? c10::optional<torch::Tensor>(*attn_mask) : c10::nullopt), dropout_p);"
+	if !strings.Contains(out, want) || !strings.Contains(out, "(bias ? *bias : torch::Tensor())") {
+		t.Errorf("patched source:\n%s", out)
+	}
+}
+
+func TestCgoFlags(t *testing.T) {
+	cpu := &Libtorch{IncludeDirs: []string{"/x/include", "/x/include/torch/csrc/api/include"}, LibDir: "/x/lib"}
+	cuda := &Libtorch{IncludeDirs: cpu.IncludeDirs, LibDir: "/x/lib", CUDA: true, LinkDirs: []string{"/s/nvidia/cu13/lib"}}
+	for _, tc := range []struct {
+		name      string
+		lt        *Libtorch
+		want, not []string
+	}{
+		// CPU: libtorch_cpu and libc10 only (a pip wheel's libtorch.so needs libtorch_cuda).
+		{"cpu", cpu, []string{"-ltorch_cpu", "-lc10", "-Wl,-rpath,/x/lib", "-D_GLIBCXX_USE_CXX11_ABI=0"}, []string{"-ltorch ", "cuda", "rpath-link"}},
+		{"cuda", cuda, []string{"-ltorch_cpu", "-ltorch ", "-ltorch_cuda", "-lc10_cuda", "-Wl,--no-as-needed", "-Wl,-rpath-link,/s/nvidia/cu13/lib"}, nil},
+	} {
+		flags, err := tc.lt.CgoFlags()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range tc.want {
+			if !strings.Contains(flags, s) {
+				t.Errorf("%s: flags lack %q:\n%s", tc.name, s, flags)
+			}
+		}
+		for _, s := range tc.not {
+			if strings.Contains(flags, s) {
+				t.Errorf("%s: flags have %q:\n%s", tc.name, s, flags)
+			}
+		}
+	}
+	cpu.LibDir = "/path with space/lib"
+	if _, err := cpu.CgoFlags(); err == nil {
 		t.Error("a path with a space was accepted")
 	}
 }
 
 func TestFindErrors(t *testing.T) {
-	dir := t.TempDir()
-	_, err := Find(dir)
-	if err == nil || !strings.Contains(err.Error(), "is not a libtorch directory") || !strings.Contains(err.Error(), "torch.h") {
-		t.Errorf("Find(empty dir) error = %v", err)
+	_, good := fakeTree(t)
+	mk := func(t *testing.T, files map[string]string) string {
+		dir := t.TempDir()
+		for name, content := range files {
+			p := filepath.Join(dir, name)
+			os.MkdirAll(filepath.Dir(p), 0o755)
+			os.WriteFile(p, []byte(content), 0o644)
+		}
+		return dir
+	}
+	copyGood := func(t *testing.T, edit func(dir string)) string {
+		dir := filepath.Join(t.TempDir(), "torch")
+		if out, err := exec.Command("cp", "-a", good, dir).CombinedOutput(); err != nil {
+			t.Fatalf("cp: %v %s", err, out)
+		}
+		edit(dir)
+		return dir
+	}
+	for _, tc := range []struct {
+		name string
+		dir  func(t *testing.T) string
+		want []string
+	}{
+		{"missing", func(t *testing.T) string { return filepath.Join(t.TempDir(), "nope") }, []string{"no such directory"}},
+		{"empty", func(t *testing.T) string { return t.TempDir() }, []string{"is not a libtorch directory", "torch.h"}},
+		{"wheel", func(t *testing.T) string {
+			return mk(t, map[string]string{"torch-2.11.0-cp312-cp312-manylinux_2_28_x86_64.whl": "PK"})
+		}, []string{"holds a wheel", "fetch-libtorch.sh"}},
+		{"site-packages", func(t *testing.T) string {
+			dir := t.TempDir()
+			exec.Command("cp", "-a", good, filepath.Join(dir, "torch")).Run()
+			return dir
+		}, []string{"the folder above libtorch", "/torch"}},
+		{"macos", func(t *testing.T) string { return mk(t, map[string]string{"lib/libc10.dylib": ""}) }, []string{"macOS libtorch"}},
+		{"half-extracted", func(t *testing.T) string {
+			return copyGood(t, func(d string) { os.Remove(filepath.Join(d, "lib", "libtorch_cpu.so")) })
+		}, []string{"only part of one", "libtorch_cpu.so"}},
+		{"truncated libc10", func(t *testing.T) string {
+			return copyGood(t, func(d string) { os.Truncate(filepath.Join(d, "lib", "libc10.so"), 100) })
+		}, []string{"cannot read", "libc10.so", "truncated"}},
+		{"cuda without libc10_cuda", func(t *testing.T) string {
+			return copyGood(t, func(d string) { os.WriteFile(filepath.Join(d, "lib", "libtorch_cuda.so"), nil, 0o644) })
+		}, []string{"libc10_cuda.so is missing"}},
+		{"other architecture", func(t *testing.T) string {
+			return copyGood(t, func(d string) {
+				// A bare ELF64 header for another machine stands in for a
+				// libc10.so from a wheel of the wrong platform.
+				machine := elf.EM_AARCH64
+				if runtime.GOARCH == "arm64" {
+					machine = elf.EM_X86_64
+				}
+				h := make([]byte, 64)
+				copy(h, "\x7fELF\x02\x01\x01")
+				binary.LittleEndian.PutUint16(h[16:], uint16(elf.ET_DYN))
+				binary.LittleEndian.PutUint16(h[18:], uint16(machine))
+				binary.LittleEndian.PutUint32(h[20:], 1)
+				binary.LittleEndian.PutUint16(h[52:], 64)
+				os.WriteFile(filepath.Join(d, "lib", "libc10.so"), h, 0o644)
+			})
+		}, []string{"libc10.so is built for", "use a libtorch (or wheel) for"}},
+		{"no version.h", func(t *testing.T) string {
+			return copyGood(t, func(d string) {
+				os.Remove(filepath.Join(d, "include", "torch", "csrc", "api", "include", "torch", "version.h"))
+			})
+		}, []string{"version.h not found"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := tc.dir(t)
+			_, err := Find(dir)
+			if err == nil {
+				t.Fatalf("Find(%s) accepted it", dir)
+			}
+			msg := err.Error()
+			if strings.Contains(msg, "\n") {
+				t.Errorf("error is not one line: %q", msg)
+			}
+			for _, w := range append(tc.want, "LIBTORCH=") {
+				if !strings.Contains(msg, w) {
+					t.Errorf("error %q lacks %q", msg, w)
+				}
+			}
+		})
 	}
 }
 

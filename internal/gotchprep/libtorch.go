@@ -11,7 +11,7 @@
 package gotchprep
 
 import (
-	"bufio"
+	"debug/elf"
 	"errors"
 	"fmt"
 	"os"
@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"sort"
 	"strings"
 )
 
@@ -36,6 +37,9 @@ type Libtorch struct {
 	// Package is the distribution package version when the system libtorch
 	// comes from a package manager (for example "1.13.1+dfsg-4"), else "".
 	Package string
+	// LinkDirs are extra folders the linker searches for the libraries that
+	// libtorch's own libraries need (the nvidia-* wheels of a pip install).
+	LinkDirs []string
 	// CUDA reports whether libtorch_cuda is present.
 	CUDA bool
 	// CXX11ABI reports whether the libraries use the C++11 std::string ABI.
@@ -63,15 +67,32 @@ func findDir(dir string) (*Libtorch, error) {
 	if err != nil {
 		return nil, fmt.Errorf("libtorch %s: %w", dir, err)
 	}
+	if st, err := os.Stat(abs); err != nil || !st.IsDir() {
+		return nil, fmt.Errorf("LIBTORCH=%s: no such directory (point it at a libtorch distribution, a PyTorch installation's torch/ directory, or run scripts/fetch-libtorch.sh)", dir)
+	}
+	// A site-packages folder or the folder scripts/fetch-libtorch.sh writes
+	// holds torch/: say so rather than "not a libtorch".
+	if _, err := os.Stat(filepath.Join(abs, "torch", "lib", "libc10.so")); err == nil {
+		return nil, fmt.Errorf("LIBTORCH=%s is the folder above libtorch: use LIBTORCH=%s", dir, filepath.Join(dir, "torch"))
+	}
+	if m, _ := filepath.Glob(filepath.Join(abs, "*.whl")); len(m) > 0 {
+		return nil, fmt.Errorf("LIBTORCH=%s holds a wheel (%s), not an unpacked libtorch: run scripts/fetch-libtorch.sh, which unpacks one", dir, filepath.Base(m[0]))
+	}
 	inc := filepath.Join(abs, "include")
 	lib := filepath.Join(abs, "lib")
+	if m, _ := filepath.Glob(filepath.Join(lib, "*.dylib")); len(m) > 0 {
+		return nil, fmt.Errorf("LIBTORCH=%s is a macOS libtorch (%s): this machine needs the Linux one", dir, filepath.Base(m[0]))
+	}
+	if m, _ := filepath.Glob(filepath.Join(lib, "*.dll")); len(m) > 0 {
+		return nil, fmt.Errorf("LIBTORCH=%s is a Windows libtorch (%s): this machine needs the Linux one", dir, filepath.Base(m[0]))
+	}
 	for _, p := range []string{
 		filepath.Join(inc, "torch", "csrc", "api", "include", "torch", "torch.h"),
-		filepath.Join(lib, "libtorch.so"),
+		filepath.Join(lib, "libtorch_cpu.so"),
 		filepath.Join(lib, "libc10.so"),
 	} {
 		if _, err := os.Stat(p); err != nil {
-			return nil, fmt.Errorf("LIBTORCH=%s is not a libtorch directory: missing %s (expected an official libtorch distribution or a PyTorch installation's torch/ directory, with include/ and lib/)", dir, p)
+			return nil, fmt.Errorf("LIBTORCH=%s is not a libtorch directory, or only part of one: missing %s (expected an official libtorch distribution or a PyTorch installation's torch/ directory, with include/ and lib/; scripts/fetch-libtorch.sh fetches one)", dir, p)
 		}
 	}
 	lt := &Libtorch{
@@ -79,7 +100,32 @@ func findDir(dir string) (*Libtorch, error) {
 		IncludeDirs: []string{inc, filepath.Join(inc, "torch", "csrc", "api", "include")},
 		LibDir:      lib,
 	}
-	return lt, lt.inspect()
+	if err := lt.inspect(); err != nil {
+		return nil, fmt.Errorf("LIBTORCH=%s: %w", dir, err)
+	}
+	if lt.CUDA {
+		lt.LinkDirs = pipCUDALibDirs(abs)
+	}
+	return lt, nil
+}
+
+// pipCUDALibDirs returns the library folders of the nvidia-* wheels installed
+// beside a pip torch/ directory (site-packages/nvidia/*/lib and
+// nvidia/cu13/lib). libtorch_cuda finds them at run time through its own
+// $ORIGIN-relative RPATH; the linker is told them as well, so that linking
+// does not depend on whether it expands $ORIGIN.
+func pipCUDALibDirs(torchDir string) []string {
+	var dirs []string
+	for _, pattern := range []string{"*/lib", "*/*/lib"} {
+		m, _ := filepath.Glob(filepath.Join(filepath.Dir(torchDir), "nvidia", pattern))
+		for _, d := range m {
+			if st, err := os.Stat(d); err == nil && st.IsDir() {
+				dirs = append(dirs, d)
+			}
+		}
+	}
+	sort.Strings(dirs)
+	return dirs
 }
 
 func findSystem() (*Libtorch, error) {
@@ -156,6 +202,13 @@ func (lt *Libtorch) inspect() error {
 	if _, err := os.Stat(filepath.Join(lt.LibDir, "libtorch_cuda.so")); err == nil {
 		lt.CUDA = true
 	}
+	if lt.CUDA {
+		for _, name := range []string{"libtorch.so", "libc10_cuda.so"} {
+			if _, err := os.Stat(filepath.Join(lt.LibDir, name)); err != nil {
+				return fmt.Errorf("libtorch_cuda.so is present but %s is missing: a partial copy of a CUDA libtorch", name)
+			}
+		}
+	}
 	abi, err := usesCXX11ABI(filepath.Join(lt.LibDir, "libc10.so"))
 	if err != nil {
 		return err
@@ -166,57 +219,66 @@ func (lt *Libtorch) inspect() error {
 
 var versionDefine = regexp.MustCompile(`#define\s+TORCH_VERSION_(MAJOR|MINOR|PATCH)\s+(\d+)`)
 
+// readVersion reads TORCH_VERSION_MAJOR/MINOR/PATCH from torch/version.h
+// (libtorch 1.x to 2.8) or torch/headeronly/version.h, which the former
+// only includes from 2.9 on.
 func readVersion(includeDirs []string) (string, error) {
+	var seen []string
 	for _, inc := range includeDirs {
-		p := filepath.Join(inc, "torch", "version.h")
-		b, err := os.ReadFile(p)
-		if err != nil {
-			continue
+		for _, rel := range []string{"torch/version.h", "torch/headeronly/version.h"} {
+			p := filepath.Join(inc, rel)
+			b, err := os.ReadFile(p)
+			if err != nil {
+				continue
+			}
+			seen = append(seen, p)
+			parts := map[string]string{}
+			for _, m := range versionDefine.FindAllStringSubmatch(string(b), -1) {
+				parts[m[1]] = m[2]
+			}
+			if parts["MAJOR"] == "" || parts["MINOR"] == "" {
+				continue
+			}
+			v := parts["MAJOR"] + "." + parts["MINOR"]
+			if parts["PATCH"] != "" {
+				v += "." + parts["PATCH"]
+			}
+			return v, nil
 		}
-		parts := map[string]string{}
-		for _, m := range versionDefine.FindAllStringSubmatch(string(b), -1) {
-			parts[m[1]] = m[2]
-		}
-		if parts["MAJOR"] == "" || parts["MINOR"] == "" {
-			return "", fmt.Errorf("read %s: no TORCH_VERSION_MAJOR/MINOR", p)
-		}
-		v := parts["MAJOR"] + "." + parts["MINOR"]
-		if parts["PATCH"] != "" {
-			v += "." + parts["PATCH"]
-		}
-		return v, nil
+	}
+	if len(seen) > 0 {
+		return "", fmt.Errorf("no TORCH_VERSION_MAJOR/MINOR in %s", strings.Join(seen, ", "))
 	}
 	return "", fmt.Errorf("torch/version.h not found in %s", strings.Join(includeDirs, ", "))
 }
 
 // usesCXX11ABI reports whether a shared library exports symbols of the C++11
 // std::string ABI (names containing "__cxx11"). libc10 always exports
-// functions taking std::string, so the answer is reliable for it.
+// functions taking std::string, so the answer is reliable for it. It also
+// checks that the library is an ELF file for this machine's architecture.
 func usesCXX11ABI(lib string) (bool, error) {
-	nm, err := exec.LookPath("nm")
+	f, err := elf.Open(lib)
 	if err != nil {
-		return false, fmt.Errorf("nm not found (install binutils): needed to inspect %s", lib)
+		return false, fmt.Errorf("cannot read %s (truncated, half-extracted or not a Linux library?): %w", lib, err)
 	}
-	cmd := exec.Command(nm, "-D", "--defined-only", lib)
-	out, err := cmd.StdoutPipe()
+	defer f.Close()
+	if want, ok := elfMachines[runtime.GOARCH]; ok && f.Machine != want {
+		return false, fmt.Errorf("%s is built for %s, this machine is %s: use a libtorch (or wheel) for %s", lib, f.Machine, runtime.GOARCH, runtime.GOARCH)
+	}
+	syms, err := f.DynamicSymbols()
 	if err != nil {
-		return false, err
+		return false, fmt.Errorf("cannot read the symbols of %s (truncated or corrupt?): %w", lib, err)
 	}
-	if err := cmd.Start(); err != nil {
-		return false, fmt.Errorf("nm %s: %w", lib, err)
-	}
-	found := false
-	sc := bufio.NewScanner(out)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		if strings.Contains(sc.Text(), "__cxx11") {
-			found = true
+	for _, s := range syms {
+		if s.Section != elf.SHN_UNDEF && strings.Contains(s.Name, "__cxx11") {
+			return true, nil
 		}
 	}
-	if err := cmd.Wait(); err != nil {
-		return false, fmt.Errorf("nm %s: %w", lib, err)
-	}
-	return found, nil
+	return false, nil
+}
+
+var elfMachines = map[string]elf.Machine{
+	"amd64": elf.EM_X86_64, "arm64": elf.EM_AARCH64, "ppc64le": elf.EM_PPC64, "s390x": elf.EM_S390, "riscv64": elf.EM_RISCV,
 }
 
 // Describe returns a short human description, such as
@@ -238,7 +300,7 @@ func (lt *Libtorch) Describe() string {
 // CgoFlags returns the body of the cgo preamble (the "#cgo" lines) that
 // builds gotch's libtch package against this libtorch.
 func (lt *Libtorch) CgoFlags() (string, error) {
-	for _, p := range append(append([]string{}, lt.IncludeDirs...), lt.LibDir) {
+	for _, p := range append(append(append([]string{}, lt.IncludeDirs...), lt.LibDir), lt.LinkDirs...) {
 		if strings.ContainsAny(p, " \t\"'") {
 			return "", fmt.Errorf("libtorch path %q contains a space or quote, which cgo flags cannot carry; move or link it to a plain path", p)
 		}
@@ -256,9 +318,18 @@ func (lt *Libtorch) CgoFlags() (string, error) {
 	fmt.Fprintf(&b, "// #cgo CPPFLAGS: %s\n", strings.Join(cpp, " "))
 	b.WriteString("// #cgo CFLAGS: -O2 -w\n")
 	b.WriteString("// #cgo CXXFLAGS: -std=c++17 -O1 -w\n")
-	libs := []string{"-L" + lt.LibDir, "-Wl,-rpath," + lt.LibDir, "-Wl,--no-as-needed", "-ltorch", "-ltorch_cpu", "-lc10"}
+	libs := []string{"-L" + lt.LibDir, "-Wl,-rpath," + lt.LibDir}
+	for _, d := range lt.LinkDirs {
+		libs = append(libs, "-Wl,-rpath-link,"+d)
+	}
+	// The CPU operators live in libtorch_cpu; libtorch.so only adds the
+	// CUDA ones (and, in a pip wheel, needs libtorch_cuda), so it is linked
+	// for CUDA alone. --no-as-needed keeps the CUDA libraries, which
+	// register their operators when loaded, although no symbol of theirs is
+	// referenced.
+	libs = append(libs, "-Wl,--no-as-needed", "-ltorch_cpu", "-lc10")
 	if lt.CUDA {
-		libs = append(libs, "-ltorch_cuda", "-lc10_cuda")
+		libs = append(libs, "-ltorch", "-ltorch_cuda", "-lc10_cuda")
 	}
 	libs = append(libs, "-Wl,--as-needed", "-lstdc++")
 	fmt.Fprintf(&b, "// #cgo LDFLAGS: %s\n", strings.Join(libs, " "))

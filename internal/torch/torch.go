@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 
@@ -27,9 +28,17 @@ import (
 )
 
 // NoGrad runs fn with gradient tracking disabled and then restores the
-// previous mode (gotch's own ts.NoGrad always turns tracking back on). The
-// caller's goroutine should be locked to its OS thread.
+// previous mode (gotch's own ts.NoGrad always turns tracking back on).
+// libtorch's grad mode is per OS thread, so NoGrad locks the calling
+// goroutine to its thread for the duration (locks nest): without that, the
+// goroutine could move to another thread between turning tracking off and
+// running fn. (Seen: a test subtest, whose goroutine was not locked, had a
+// parameter copy inside NoGrad run with tracking on, about one run in six
+// on a GPU machine.) Callers that drive a model across several calls
+// should still lock their goroutine, so that the mode they set stays.
 func NoGrad(fn func() error) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	prev, err := SetGradEnabled(false)
 	if err != nil {
 		return err
