@@ -42,6 +42,9 @@ type Libtorch struct {
 	LinkDirs []string
 	// CUDA reports whether libtorch_cuda is present.
 	CUDA bool
+	// CXXStd is the C++ standard its headers need: "c++17", or "c++20" for
+	// releases whose ATen.h requires C++20 (2.15 does).
+	CXXStd string
 	// CXX11ABI reports whether the libraries use the C++11 std::string ABI.
 	CXX11ABI bool
 	// System reports whether this is the distribution's libtorch.
@@ -209,6 +212,15 @@ func (lt *Libtorch) inspect() error {
 			}
 		}
 	}
+	lt.CXXStd = "c++17"
+	for _, inc := range lt.IncludeDirs {
+		if b, err := os.ReadFile(filepath.Join(inc, "ATen", "ATen.h")); err == nil {
+			if strings.Contains(string(b), "C++20 or later") {
+				lt.CXXStd = "c++20"
+			}
+			break
+		}
+	}
 	abi, err := usesCXX11ABI(filepath.Join(lt.LibDir, "libc10.so"))
 	if err != nil {
 		return err
@@ -297,6 +309,13 @@ func (lt *Libtorch) Describe() string {
 	return s
 }
 
+func (lt *Libtorch) cxxStd() string {
+	if lt.CXXStd == "" {
+		return "c++17"
+	}
+	return lt.CXXStd
+}
+
 // CgoFlags returns the body of the cgo preamble (the "#cgo" lines) that
 // builds gotch's libtch package against this libtorch.
 func (lt *Libtorch) CgoFlags() (string, error) {
@@ -317,7 +336,7 @@ func (lt *Libtorch) CgoFlags() (string, error) {
 	cpp = append(cpp, "-D_GLIBCXX_USE_CXX11_ABI="+abi)
 	fmt.Fprintf(&b, "// #cgo CPPFLAGS: %s\n", strings.Join(cpp, " "))
 	b.WriteString("// #cgo CFLAGS: -O2 -w\n")
-	b.WriteString("// #cgo CXXFLAGS: -std=c++17 -O1 -w\n")
+	fmt.Fprintf(&b, "// #cgo CXXFLAGS: -std=%s -O1 -w\n", lt.cxxStd())
 	libs := []string{"-L" + lt.LibDir, "-Wl,-rpath," + lt.LibDir}
 	for _, d := range lt.LinkDirs {
 		libs = append(libs, "-Wl,-rpath-link,"+d)

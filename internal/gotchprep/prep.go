@@ -218,7 +218,7 @@ func compileArgs(libtch string, lt *Libtorch) []string {
 	if lt.CXX11ABI {
 		abi = "1"
 	}
-	args := []string{"-fsyntax-only", "-w", "-std=c++17", "-fmax-errors=0", "-D_GLIBCXX_USE_CXX11_ABI=" + abi, "-I" + libtch}
+	args := []string{"-fsyntax-only", "-w", "-std=" + lt.cxxStd(), "-fmax-errors=0", "-D_GLIBCXX_USE_CXX11_ABI=" + abi, "-I" + libtch}
 	for _, inc := range lt.IncludeDirs {
 		args = append(args, "-I"+inc)
 	}
