@@ -3,6 +3,7 @@ package clip
 import (
 	"archive/zip"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"reflect"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"testing"
 
@@ -626,5 +628,90 @@ func TestPromptStepMemoryIsFlat(t *testing.T) {
 	t.Logf("resident %.1f MiB; growth over %d forward/backward steps: %.2f MiB", float64(after)/(1<<20), steps, float64(growth)/(1<<20))
 	if growth > 8<<20 {
 		t.Errorf("resident memory grew by %.1f MiB over %d steps; want < 8 MiB", float64(growth)/(1<<20), steps)
+	}
+}
+
+// TestTextCutAfterLastEOTIsExact compares the text tower cut after the
+// batch's last end-of-text token (the default) with the full 77 positions
+// (WithFullTextContext), for batches of prompts of different lengths (the
+// fixture rows end at positions 6, 4, 11 and 76): features within 2e-6
+// relative (fp32 rounding of products of other lengths; 8.1e-7 measured
+// on libtorch 1.13 and 2.11), and the gradients reaching the token
+// embeddings within 2e-6 relative, zero after the last end-of-text token
+// in both.
+func TestTextCutAfterLastEOTIsExact(t *testing.T) {
+	lockThread(t)
+	all := tensorFrom(t, mustNpy(t, "vit_tokens"), true)
+	for _, file := range []string{"vit.pt", "rn.pt"} {
+		cut := loadModel(t, filepath.Join("testdata", file))
+		full, err := Load(filepath.Join("testdata", file), gotch.CPU, WithFullTextContext())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(full.Drop)
+		for _, rows := range [][]int64{{1}, {0, 1, 2}, {2, 0}, {0, 1, 2, 3}} {
+			name := fmt.Sprintf("%s/rows%v", file, rows)
+			tokens := all.MustIndexSelect(0, ts.MustOfSlice(rows), false)
+			fc, err := cut.EncodeText(tokens)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ff, err := full.EncodeText(tokens)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, want := valuesOf(t, ff)
+			_, got := valuesOf(t, fc)
+			d := relDiff(got, want)
+			t.Logf("%s: features differ by %.3g relative", name, d)
+			if d > 2e-6 {
+				t.Errorf("%s: features differ by %.3g relative (> 2e-6)", name, d)
+			}
+
+			grad := func(m *Model) []float64 {
+				e, err := m.TokenEmbedding(tokens)
+				if err != nil {
+					t.Fatal(err)
+				}
+				x := e.MustSetRequiresGrad(true, true)
+				eot, err := m.EOTPositions(tokens)
+				if err != nil {
+					t.Fatal(err)
+				}
+				h, err := m.EncodeTextEmbeddings(x, eot)
+				if err != nil {
+					t.Fatal(err)
+				}
+				// A fixed weight per output, so that every feature counts.
+				n := h.MustSize()
+				w := make([]float32, n[0]*n[1])
+				for i := range w {
+					w[i] = float32(i%13) - 6
+				}
+				wt := ts.MustOfSlice(w).MustView(n, true)
+				loss := h.MustMul(wt, true).MustSum(gotch.Double, true)
+				loss.MustBackward()
+				_, g := valuesOf(t, x.MustGrad(false))
+				return g
+			}
+			gc, gf := grad(cut), grad(full)
+			dg := relDiff(gc, gf)
+			t.Logf("%s: gradients differ by %.3g relative", name, dg)
+			if dg > 2e-6 {
+				t.Errorf("%s: gradients differ by %.3g relative (> 2e-6)", name, dg)
+			}
+			eot, _ := cut.EOTPositions(tokens)
+			last := slices.Max(eot)
+			width := len(gc) / (len(rows) * 77)
+			for r := range rows {
+				for p := last + 1; p < 77; p++ {
+					for k := 0; k < width; k++ {
+						if i := (r*77+int(p))*width + k; gc[i] != 0 || gf[i] != 0 {
+							t.Fatalf("%s: gradient at row %d position %d (after the last end-of-text %d) is %g cut, %g full", name, r, p, last, gc[i], gf[i])
+						}
+					}
+				}
+			}
+		}
 	}
 }

@@ -251,15 +251,27 @@ func (m *Model) encodeTextEmbeddings(x *ts.Tensor, eot []int64) (*ts.Tensor, err
 	if int64(len(eot)) != n {
 		return nil, fmt.Errorf("clip: %d end-of-text positions for %d sequences", len(eot), n)
 	}
-	rows := make([]int64, n)
+	last := int64(0)
 	for i, p := range eot {
 		if p < 0 || p >= l {
 			return nil, fmt.Errorf("clip: end-of-text position %d of row %d is outside [0, %d)", p, i, l)
 		}
-		rows[i] = int64(i)*l + p
+		last = max(last, p)
 	}
 	var s scope
 	defer s.drop()
+	// The mask is causal and the output is read at the end-of-text tokens:
+	// the positions after the last one cannot change any result.
+	if !m.fullTextContext && last+1 < l {
+		l = last + 1
+		if x, err = s.op("cut after the last end-of-text token")(x.Narrow(1, 0, l, false)); err != nil {
+			return nil, err
+		}
+	}
+	rows := make([]int64, n)
+	for i, p := range eot {
+		rows[i] = int64(i)*l + p
+	}
 	h, err := m.toModel(&s, x, m.dtype)
 	if err != nil {
 		return nil, err

@@ -36,6 +36,7 @@ func New(cfg Config, device gotch.Device, seed uint64, opts ...Option) (*Model, 
 		return nil, err
 	}
 	m.precision = o.precision
+	m.fullTextContext = o.fullTextContext
 	rng := rand.New(rand.NewPCG(seed, 0x636c6970)) // "clip"
 	for _, q := range m.params.List() {
 		if err := fill(m.params, q, initDist(q.Name, q.Shape, cfg), rng); err != nil {

@@ -75,6 +75,7 @@ func Load(path string, device gotch.Device, opts ...Option) (*Model, error) {
 		return nil, fmt.Errorf("clip: load %s: %w", path, err)
 	}
 	m.precision = o.precision
+	m.fullTextContext = o.fullTextContext
 	if err := copyWeights(a, m.params); err != nil {
 		m.Drop()
 		return nil, fmt.Errorf("clip: load %s: %w", path, err)

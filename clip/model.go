@@ -49,10 +49,21 @@ func (p Precision) String() string {
 // Option adjusts New and Load.
 type Option func(*options)
 
-type options struct{ precision Precision }
+type options struct {
+	precision       Precision
+	fullTextContext bool
+}
 
 // WithPrecision selects FP32 (the default) or FP16 (CUDA only).
 func WithPrecision(p Precision) Option { return func(o *options) { o.precision = p } }
+
+// WithFullTextContext makes the text tower run over every position it is
+// given. By default it stops after the batch's last end-of-text token: the
+// transformer is causal and its output is read at the end-of-text tokens,
+// so the positions after the longest prompt's cannot change any result, and
+// prompts of a few tokens padded to 77 cost a fraction of the work. The two
+// agree to float rounding; this option is there to compare them.
+func WithFullTextContext() Option { return func(o *options) { o.fullTextContext = true } }
 
 // Model is a CLIP model with frozen weights. It is not safe for concurrent
 // use: serialise calls. Drop releases its tensors.
@@ -60,8 +71,10 @@ type Model struct {
 	cfg       Config
 	device    gotch.Device
 	precision Precision
-	dtype     gotch.DType // dtype of activations (weights of linear layers)
-	params    *nn.Params
+	// fullTextContext turns off the cut after the last end-of-text token.
+	fullTextContext bool
+	dtype           gotch.DType // dtype of activations (weights of linear layers)
+	params          *nn.Params
 
 	vit *visionTransformer
 	rn  *modifiedResNet

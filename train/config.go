@@ -37,6 +37,10 @@ type ModelConfig struct {
 	CacheDir string `toml:"cache_dir"`
 	// Seed seeds random initialization for "random:" models.
 	Seed uint64 `toml:"seed"`
+	// FullTextContext runs the text transformer over all 77 positions
+	// instead of stopping after the batch's last end-of-text token (the
+	// default, which gives the same features to float rounding).
+	FullTextContext bool `toml:"full_text_context"`
 }
 
 // DataConfig selects the dataset and the few-shot split.

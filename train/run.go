@@ -390,12 +390,16 @@ func LoadModel(ctx context.Context, mc ModelConfig, device gotch.Device, progres
 	if mc.Precision == "fp16" {
 		prec = clip.FP16
 	}
+	opts := []clip.Option{clip.WithPrecision(prec)}
+	if mc.FullTextContext {
+		opts = append(opts, clip.WithFullTextContext())
+	}
 	if arch, ok := strings.CutPrefix(mc.Name, "random:"); ok {
 		c, err := clip.ArchConfig(arch)
 		if err != nil {
 			return nil, "", err
 		}
-		m, err := clip.New(c, device, mc.Seed, clip.WithPrecision(prec))
+		m, err := clip.New(c, device, mc.Seed, opts...)
 		return m, fmt.Sprintf("random:%s:%d:%s", arch, mc.Seed, prec), err
 	}
 	path, err := weights.Resolve(ctx, mc.Name, weights.Options{CacheDir: mc.CacheDir, Progress: progressOut})
@@ -406,7 +410,7 @@ func LoadModel(ctx context.Context, mc ModelConfig, device gotch.Device, progres
 	if err != nil {
 		return nil, "", err
 	}
-	m, err := clip.Load(path, device, clip.WithPrecision(prec))
+	m, err := clip.Load(path, device, opts...)
 	if err != nil {
 		return nil, "", err
 	}

@@ -8,6 +8,7 @@ fp16 is what clip.load does on a GPU: Conv, Linear, attention and
 projection weights in fp16 (as the archive stores them), LayerNorm computed
 in fp32; fp32 converts everything to fp32.
 """
+import contextlib
 import os
 import sys
 
@@ -39,7 +40,10 @@ def load_eager(path, precision, device):
     else:
         counts = tuple(len({k.split(".")[2] for k in sd if k.startswith("visual.layer%d." % i)}) for i in range(1, 5))
         cfg.update(vision_layers=counts, vision_width=sd["visual.layer1.0.conv1.weight"].shape[0], patch=None)
-    with torch.device(device):  # initialising on the GPU is much faster for the large models
+    # Initialising on the GPU is much faster for the large models; torch 1.x
+    # cannot use a device as a context.
+    where = torch.device(device) if hasattr(torch.device, "__enter__") else contextlib.nullcontext()
+    with where:
         model = clipgen.TinyCLIP(**cfg).eval()
     model.load_state_dict({k: v.float() for k, v in sd.items()})
     if precision == "fp16":

@@ -38,6 +38,11 @@
 # the Go side links against), else python3. On a GPU (-device cuda) the
 # PyTorch side is that Python's torch, and the Go side should be set up
 # against the same libtorch (LIBTORCH=<its torch/ folder> make setup).
+# For libtorch 2.x on both sides: make setup-torch2 python-deps-torch2, then
+#   GOWORK=$PWD/.gotch/torch-2.11.0/go.work \
+#   PYTHON=$PWD/.libtorch/venv-torch-2.11.0/bin/python bench/encoder/run.sh -eager ...
+# (archives written by torch 2.x cannot be read by torch 1.13's jit.load:
+# use another -dir for each PyTorch version).
 set -euo pipefail
 
 n=64 batch=16 threads=2 rounds=2 archs="ViT-B/32 RN50" device=cpu precision=fp32 dir="" eager=""
