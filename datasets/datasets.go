@@ -214,7 +214,11 @@ func Load(name, root string) (*Dataset, error) {
 		return nil, fmt.Errorf("unknown dataset %q; valid names (case-insensitive): %s", name, strings.Join(valid, ", "))
 	}
 	if err := checkDir(root, "data root"); err != nil {
-		return nil, err
+		inside := ""
+		if s.imageDir != "" {
+			inside = " with " + s.imageDir + "/ inside"
+		}
+		return nil, fmt.Errorf("%w: data.root must be the folder that holds the datasets in CoOp's layout (for %s: %s/%s/%s); the README's \"Datasets\" section gives each dataset's layout", err, s.name, root, s.folder, inside)
 	}
 	dir := filepath.Join(root, s.folder)
 	if _, err := os.Stat(dir); err != nil {

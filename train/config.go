@@ -3,6 +3,7 @@ package train
 import (
 	"bytes"
 	"fmt"
+	"math"
 	"os"
 	"reflect"
 	"sort"
@@ -305,8 +306,18 @@ func (c *Config) validate() error {
 	if c.Train.Epochs < 0 || c.Train.BatchSize <= 0 || c.Train.EvalBatchSize <= 0 {
 		errs = append(errs, "train.epochs must be >= 0 and train.batch_size, train.eval_batch_size > 0")
 	}
-	if c.Train.LR < 0 {
-		errs = append(errs, "train.lr must be >= 0")
+	for _, f := range []struct {
+		key string
+		v   float64
+	}{
+		{"train.lr", c.Train.LR}, {"train.momentum", c.Train.Momentum}, {"train.weight_decay", c.Train.WeightDecay},
+		{"train.adam_beta1", c.Train.AdamBeta1}, {"train.adam_beta2", c.Train.AdamBeta2}, {"train.adam_eps", c.Train.AdamEps},
+		{"train.warmup_lr", c.Train.WarmupLR},
+	} {
+		// NaN fails every comparison, so "< 0" alone let nan and inf through.
+		if math.IsNaN(f.v) || math.IsInf(f.v, 0) || f.v < 0 {
+			errs = append(errs, fmt.Sprintf("%s = %v: want a finite value >= 0", f.key, f.v))
+		}
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%s", strings.Join(errs, "; "))

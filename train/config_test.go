@@ -66,6 +66,11 @@ func TestParseConfigErrors(t *testing.T) {
 		{"missing method", strings.Replace(baseConfig, `name = "clip-adapter"`, "", 1), nil, []string{"method.name is required"}},
 		{"bad override", baseConfig, []string{"lr=1"}, []string{"want section.key=value"}},
 		{"bad toml", "[model\n", nil, []string{"line"}},
+		{"lr nan", baseConfig, []string{"train.lr=nan"}, []string{"train.lr = NaN: want a finite value >= 0"}},
+		{"lr inf", baseConfig, []string{"train.lr=inf"}, []string{"train.lr = +Inf: want a finite value >= 0"}},
+		{"lr negative", baseConfig, []string{"train.lr=-0.1"}, []string{"train.lr = -0.1: want a finite value >= 0"}},
+		{"weight decay nan", baseConfig, []string{"train.weight_decay=nan"}, []string{"train.weight_decay = NaN"}},
+		{"adam eps -inf", baseConfig, []string{"train.adam_eps=-inf"}, []string{"train.adam_eps = -Inf"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -89,8 +89,14 @@ func Run(ctx context.Context, o RunOptions) (res *Result, err error) {
 		return nil, fmt.Errorf("%s: %w (delete it to run again)", dir, ErrFinished)
 	}
 	ckpt := filepath.Join(dir, CheckpointFile)
-	if _, err := os.Stat(ckpt); err == nil && !o.Resume {
+	_, ckptErr := os.Stat(ckpt)
+	if ckptErr == nil && !o.Resume {
 		return nil, fmt.Errorf("%s has a checkpoint of an unfinished run: continue it with -resume %s, or delete it", dir, dir)
+	}
+	if ckptErr != nil && o.Resume {
+		// Starting over here would append a second copy of the epochs to
+		// metrics.jsonl.
+		return nil, fmt.Errorf("%s: nothing to resume: %s is missing (the run stopped before its first checkpoint, or the directory is not a run's); start it again with -config %s -out %s after deleting the directory", dir, CheckpointFile, filepath.Join(dir, ConfigFile), dir)
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("run directory: %w", err)
@@ -124,6 +130,13 @@ func Run(ctx context.Context, o RunOptions) (res *Result, err error) {
 	}
 	log.Info("run", "dir", dir, "method", cfg.MethodName(), "dataset", cfg.Data.Dataset, "shots", cfg.Data.Shots, "seed", cfg.Data.Seed, "device", torch.DeviceName(device))
 
+	// The data first: a wrong data.root should not wait for a model
+	// download.
+	ds, split, err := LoadData(cfg.Data)
+	if err != nil {
+		return nil, err
+	}
+	log.Info("data", "dataset", ds.Name, "classes", len(ds.ClassNames), "train", len(split.Train), "val", len(split.Val), "test", len(ds.Test), "split", split.Source)
 	model, modelID, err := LoadModel(ctx, cfg.Model, device, out)
 	if err != nil {
 		return nil, err
@@ -133,11 +146,6 @@ func Run(ctx context.Context, o RunOptions) (res *Result, err error) {
 	if err != nil {
 		return nil, err
 	}
-	ds, split, err := LoadData(cfg.Data)
-	if err != nil {
-		return nil, err
-	}
-	log.Info("data", "dataset", ds.Name, "classes", len(ds.ClassNames), "train", len(split.Train), "val", len(split.Val), "test", len(ds.Test), "split", split.Source)
 
 	enc := &extractor{model: model, modelID: modelID, ds: ds, cfg: cfg, device: device, out: out,
 		cache: FeatureCache{Dir: filepath.Join(cfg.Output.Dir, ".features")}}

@@ -137,12 +137,14 @@ func demo(ctx context.Context, sets []string, stdout, stderr io.Writer, log *slo
 	start := time.Now()
 	fmt.Fprintln(stdout, "demo: every method on a synthetic dataset with a small random CLIP (configs/demo.toml)")
 	var results []*train.Result
+	outDir := ""
 	for _, m := range demoMethods {
 		overrides := append(append([]string{"method.name=" + m}, demoOverrides[m]...), sets...)
 		cfg, err := train.ParseConfig(configs.Demo, overrides)
 		if err != nil {
 			return fmt.Errorf("demo config: %w", err)
 		}
+		outDir = cfg.Output.Dir
 		dir := filepath.Join(cfg.Output.Dir, train.RunName(cfg))
 		os.RemoveAll(dir) // the demo always runs afresh
 		res, err := runOne(ctx, cfg, dir, false, stdout, stderr, log)
@@ -162,6 +164,6 @@ func demo(ctx context.Context, sets []string, stdout, stderr io.Writer, log *slo
 	}
 	fmt.Fprintln(stdout)
 	tw.Flush()
-	fmt.Fprintf(stdout, "\ndemo: done in %s; run directories under %s\n", time.Since(start).Round(time.Second), filepath.Dir(filepath.Join("runs", "demo", "x")))
+	fmt.Fprintf(stdout, "\ndemo: done in %s; run directories under %s\n", time.Since(start).Round(time.Second), outDir)
 	return nil
 }

@@ -227,3 +227,83 @@ func params(t *testing.T, path string) map[string][]float64 {
 	}
 	return out
 }
+
+// TestResumeWithoutCheckpointIsAnError: -resume on a directory whose
+// last.ckpt is missing must not start over (which appended a second copy of
+// the epochs to metrics.jsonl) but say there is nothing to resume, and
+// leave the directory as it was.
+func TestResumeWithoutCheckpointIsAnError(t *testing.T) {
+	cfgText, err := os.ReadFile(testConfig(t, "clip-adapter", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	metrics := filepath.Join(dir, "metrics.jsonl")
+	before := "{\"epoch\":1}\n"
+	for name, content := range map[string]string{train.ConfigFile: string(cfgText), "metrics.jsonl": before} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, _, stderr := runCmd(t, "-resume", dir)
+	if code != 1 || !strings.Contains(stderr, "nothing to resume") || !strings.Contains(stderr, train.CheckpointFile) || strings.Contains(stderr, "goroutine") {
+		t.Errorf("exit %d, stderr %q; want exit 1 and \"nothing to resume ... %s\"", code, stderr, train.CheckpointFile)
+	}
+	if b, _ := os.ReadFile(metrics); string(b) != before {
+		t.Errorf("metrics.jsonl changed to %q", b)
+	}
+	if _, err := os.Stat(filepath.Join(dir, train.ResultFile)); err == nil {
+		t.Error("a run was started: result.json written")
+	}
+}
+
+// TestMissingDataRootBeforeModelDownload: a data.root that does not exist
+// is reported, with the expected layout, before any model is fetched (the
+// model here is an official name whose download would be attempted into an
+// empty cache folder).
+func TestMissingDataRootBeforeModelDownload(t *testing.T) {
+	cfg := testConfig(t, "clip-adapter", "")
+	cache := t.TempDir()
+	missing := filepath.Join(t.TempDir(), "no-such-data")
+	code, _, stderr := runCmd(t, "-config", cfg, "-set", "data.dataset=caltech101", "-set", "data.root="+missing,
+		"-set", "model.name=ViT-B/32", "-set", "model.cache_dir="+cache)
+	for _, want := range []string{"data root " + missing + " not found", "caltech-101/", "101_ObjectCategories/", `"Datasets" section`} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr %q lacks %q", stderr, want)
+		}
+	}
+	if code != 1 || strings.Contains(stderr, "goroutine") {
+		t.Errorf("exit %d, stderr %q; want exit 1 without a stack trace", code, stderr)
+	}
+	if entries, _ := os.ReadDir(cache); len(entries) != 0 {
+		t.Errorf("the model cache was touched before the data was checked: %v", entries)
+	}
+}
+
+// TestDemoNamesItsOutputFolder runs the demo, shrunk, with output.dir
+// overridden: its closing line must name that folder, which holds the run
+// directories (it used to print runs/demo whatever the setting).
+func TestDemoNamesItsOutputFolder(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "demo-out")
+	code, stdout, stderr := runCmd(t, "-set", "output.dir="+out, "-set", "data.root="+filepath.Join(t.TempDir(), "data"),
+		"-set", "train.epochs=1", "-set", "data.synth_classes=3", "-set", "data.synth_per_class=8", "-set", "data.shots=2")
+	if code != 0 {
+		t.Fatalf("demo: exit %d: %s", code, stderr)
+	}
+	if !strings.Contains(stdout, "run directories under "+out+"\n") {
+		t.Errorf("demo output does not name %s:\n%s", out, stdout)
+	}
+	entries, err := os.ReadDir(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var runs []string
+	for _, e := range entries {
+		if e.IsDir() && !strings.HasPrefix(e.Name(), ".") { // .features is the feature cache
+			runs = append(runs, e.Name())
+		}
+	}
+	if len(runs) != len(demoMethods) {
+		t.Errorf("%s holds run directories %v, want one per method (%d)", out, runs, len(demoMethods))
+	}
+}
