@@ -85,6 +85,16 @@ func Run(ctx context.Context, o RunOptions) (res *Result, err error) {
 		}
 		dir = filepath.Join(cfg.Output.Dir, name)
 	}
+	// Lock first: a second process in the same directory is refused before
+	// it reads the state the first one is writing.
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("run directory: %w", err)
+	}
+	unlock, err := LockRunDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	if _, err := os.Stat(filepath.Join(dir, ResultFile)); err == nil {
 		return nil, fmt.Errorf("%s: %w (delete it to run again)", dir, ErrFinished)
 	}
@@ -97,9 +107,6 @@ func Run(ctx context.Context, o RunOptions) (res *Result, err error) {
 		// Starting over here would append a second copy of the epochs to
 		// metrics.jsonl.
 		return nil, fmt.Errorf("%s: nothing to resume: %s is missing (the run stopped before its first checkpoint, or the directory is not a run's); start it again with -config %s -out %s after deleting the directory", dir, CheckpointFile, filepath.Join(dir, ConfigFile), dir)
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("run directory: %w", err)
 	}
 
 	factory, ok := o.Methods[cfg.MethodName()]

@@ -2,6 +2,7 @@ package train
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -10,6 +11,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/clipadapter/clipgo/internal/fsutil"
@@ -24,7 +26,42 @@ const (
 	ResultFile     = "result.json"
 	CheckpointFile = "last.ckpt"
 	BestFile       = "best.ckpt"
+	// LockFile is held (flock) by the process running in the directory; it
+	// holds that process's id.
+	LockFile = ".lock"
 )
+
+// LockRunDir takes the run directory's lock (an exclusive flock on
+// DIR/.lock, released by the returned function or when the process ends,
+// however it ends) and writes this process's id into it. When another
+// process holds it, the error names that process: two runs in one
+// directory (a resubmitted Slurm array task, say) would interleave
+// metrics.jsonl and checkpoints.
+func LockRunDir(dir string) (unlock func(), err error) {
+	path := filepath.Join(dir, LockFile)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("lock run directory: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		holder, _ := os.ReadFile(path)
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			who := strings.TrimSpace(string(holder))
+			if who == "" {
+				who = "another process"
+			} else {
+				who = "process " + who
+			}
+			return nil, fmt.Errorf("%s is in use by %s (its lock %s is held); wait for it to end or stop it", dir, who, path)
+		}
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	if err := f.Truncate(0); err == nil {
+		fmt.Fprintf(f, "%d\n", os.Getpid())
+	}
+	return func() { f.Close() }, nil
+}
 
 // Versions records what produced a run.
 type Versions struct {

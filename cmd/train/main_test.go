@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -305,5 +306,35 @@ func TestDemoNamesItsOutputFolder(t *testing.T) {
 	}
 	if len(runs) != len(demoMethods) {
 		t.Errorf("%s holds run directories %v, want one per method (%d)", out, runs, len(demoMethods))
+	}
+}
+
+// TestConcurrentRunInOneDirectoryIsRefused holds a run directory's lock as
+// a running train process does, and starts a second run there: it must be
+// refused with a message naming the holder, and write nothing.
+func TestConcurrentRunInOneDirectoryIsRefused(t *testing.T) {
+	cfg := testConfig(t, "clip-adapter", "")
+	dir := filepath.Join(t.TempDir(), "run")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	unlock, err := train.LockRunDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr := runCmd(t, "-config", cfg, "-out", dir)
+	want := fmt.Sprintf("is in use by process %d", os.Getpid())
+	if code != 1 || !strings.Contains(stderr, want) {
+		t.Errorf("second run: exit %d, stderr %q; want exit 1 and %q", code, stderr, want)
+	}
+	for _, f := range []string{train.MetricsFile, train.ConfigFile, train.VersionsFile} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
+			t.Errorf("the refused run wrote %s", f)
+		}
+	}
+	unlock()
+	// Released: the run goes ahead (a short one).
+	if code, _, stderr := runCmd(t, "-config", cfg, "-out", dir, "-set", "train.epochs=1"); code != 0 {
+		t.Errorf("after unlock: exit %d: %s", code, stderr)
 	}
 }
