@@ -458,3 +458,25 @@ func (f Filter) Apply(cells []Cell) []Cell {
 	}
 	return out
 }
+
+// CheckCells checks every cell's method configuration as its run would
+// (train.CheckMethod): an unknown method name or a per-method key that the
+// method rejects fails the whole sweep before the first cell starts,
+// instead of when that cell's turn comes. The error lists up to ten cells.
+func CheckCells(cells []Cell, methods map[string]train.MethodFactory) error {
+	var errs []string
+	for _, c := range cells {
+		if err := train.CheckMethod(c.Config, methods); err != nil {
+			errs = append(errs, fmt.Sprintf("cell %d (%s): %v", c.Index, c, err))
+		}
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	n, more := len(errs), ""
+	if n > 10 {
+		more = fmt.Sprintf("; and %d more", n-10)
+		errs = errs[:10]
+	}
+	return fmt.Errorf("%d of %d cells have a bad method configuration: %s%s", n, len(cells), strings.Join(errs, "; "), more)
+}

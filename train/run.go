@@ -109,9 +109,9 @@ func Run(ctx context.Context, o RunOptions) (res *Result, err error) {
 		return nil, fmt.Errorf("%s: nothing to resume: %s is missing (the run stopped before its first checkpoint, or the directory is not a run's); start it again with -config %s -out %s after deleting the directory", dir, CheckpointFile, filepath.Join(dir, ConfigFile), dir)
 	}
 
-	factory, ok := o.Methods[cfg.MethodName()]
-	if !ok {
-		return nil, fmt.Errorf("unknown method %q (want one of %s)", cfg.MethodName(), strings.Join(methodNames(o.Methods), ", "))
+	factory, err := lookupFactory(cfg, o.Methods)
+	if err != nil {
+		return nil, err
 	}
 	method, methodOpts, needs, err := factory(cfg)
 	if err != nil {
@@ -299,6 +299,32 @@ func Run(ctx context.Context, o RunOptions) (res *Result, err error) {
 	}
 	log.Info("result", "method", res.Method, "test_top1", fmt.Sprintf("%.2f", testM.Top1), "test_top5", fmt.Sprintf("%.2f", testM.Top5), "val_top1", fmt.Sprintf("%.2f", valM.Top1), "dir", dir)
 	return res, nil
+}
+
+// lookupFactory returns the factory of cfg's method.name.
+func lookupFactory(cfg *Config, methods map[string]MethodFactory) (MethodFactory, error) {
+	factory, ok := methods[cfg.MethodName()]
+	if !ok {
+		return nil, fmt.Errorf("unknown method %q (want one of %s)", cfg.MethodName(), strings.Join(methodNames(methods), ", "))
+	}
+	return factory, nil
+}
+
+// CheckMethod reports the errors Run would give for cfg's [method] table
+// (an unknown method name, a key or value its options reject) without
+// loading a model or data: it builds the method and drops it. Sweeps call
+// it on every cell before the first one starts.
+func CheckMethod(cfg *Config, methods map[string]MethodFactory) error {
+	factory, err := lookupFactory(cfg, methods)
+	if err != nil {
+		return err
+	}
+	m, _, _, err := factory(cfg)
+	if err != nil {
+		return err
+	}
+	m.Drop()
+	return nil
 }
 
 func methodNames(m map[string]MethodFactory) []string {

@@ -147,7 +147,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		fmt.Fprintf(stderr, "sweep: %d cells\n", len(cells))
 		return 0
-	case *slurm:
+	}
+	// Every cell's method configuration, before the first cell starts.
+	if err := sweep.CheckCells(cells, methods.Factories()); err != nil {
+		fmt.Fprintf(stderr, "sweep: %s: %v\n", *config, err)
+		return 1
+	}
+	if *slurm {
 		return writeSlurm(f, *config, cells, *trainBin, *submit, stdout, stderr)
 	}
 	if *retain {

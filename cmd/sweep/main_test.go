@@ -55,3 +55,49 @@ func TestErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestBadMethodConfigFailsBeforeAnyCell: an unknown method name and a
+// per-method key that the method rejects are reported, naming the cells,
+// before the first cell runs (they used to fail only when their cell's turn
+// came); nothing is written under sweep.out.
+func TestBadMethodConfigFailsBeforeAnyCell(t *testing.T) {
+	wd, _ := os.Getwd()
+	if err := os.Chdir("../.."); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Chdir(wd)
+	base, err := os.ReadFile("configs/sweeps/demo.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, from, to string
+		want           []string
+	}{
+		{"unknown method", `"tip-adapter-f"]`, `"tip-adapter-f", "tip-adaptr"]`, []string{`unknown method "tip-adaptr"`, "cells have a bad method configuration"}},
+		{"bad per-method key", `set = ["method.alpha=0.8"`, `set = ["method.alfa=0.8"`, []string{"clip-adapter", `"method.alfa"`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if !strings.Contains(string(base), tc.from) {
+				t.Fatalf("configs/sweeps/demo.toml no longer contains %q", tc.from)
+			}
+			out := t.TempDir()
+			file := filepath.Join(t.TempDir(), "sweep.toml")
+			if err := os.WriteFile(file, []byte(strings.Replace(string(base), tc.from, tc.to, 1)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			code, _, stderr := runCmd("-config", file, "-out", out, "-seeds", "1", "-shots", "1")
+			if code != 1 {
+				t.Errorf("exit %d, want 1", code)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(stderr, w) {
+					t.Errorf("stderr %q lacks %q", stderr, w)
+				}
+			}
+			if entries, _ := os.ReadDir(out); len(entries) != 0 {
+				t.Errorf("cells ran before the check: %s holds %d entries", out, len(entries))
+			}
+		})
+	}
+}
