@@ -2,6 +2,8 @@ package train
 
 import (
 	"bufio"
+	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -19,10 +21,18 @@ import (
 	"github.com/clipadapter/clipgo/internal/torch"
 )
 
-// checkpointMagic starts every checkpoint file. The layout is: magic, an
-// 8-byte little-endian header length, a JSON header, then the tensors' raw
-// little-endian bytes in header order.
-const checkpointMagic = "CLIPGO-CKPT-1\n"
+// checkpointMagic starts every checkpoint (and feature cache) file. The
+// layout is: magic, an 8-byte little-endian header length, a JSON header,
+// the tensors' raw little-endian bytes in header order, then the SHA-256 of
+// everything before it (32 bytes), which ReadTensors verifies. Files of the
+// first version (checkpointMagicV1) have no checksum and are still read.
+const (
+	checkpointMagic   = "CLIPGO-CKPT-2\n"
+	checkpointMagicV1 = "CLIPGO-CKPT-1\n"
+)
+
+// ErrCorrupt marks a file whose checksum does not match its contents.
+var ErrCorrupt = errors.New("checksum mismatch: the file is corrupt")
 
 type tensorEntry struct {
 	Name  string  `json:"name"`
@@ -70,7 +80,8 @@ func WriteTensors(path string, meta any, tensors []Param) error {
 		return fmt.Errorf("checkpoint: %w", err)
 	}
 	defer f.Abort()
-	w := bufio.NewWriterSize(f, 1<<20)
+	sum := sha256.New()
+	w := bufio.NewWriterSize(io.MultiWriter(f, sum), 1<<20)
 	w.WriteString(checkpointMagic)
 	binary.Write(w, binary.LittleEndian, uint64(len(hj)))
 	w.Write(hj)
@@ -86,6 +97,9 @@ func WriteTensors(path string, meta any, tensors []Param) error {
 		}
 	}
 	if err := w.Flush(); err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	if _, err := f.Write(sum.Sum(nil)); err != nil {
 		return fmt.Errorf("checkpoint: %w", err)
 	}
 	if err := f.Commit(); err != nil {
@@ -123,22 +137,31 @@ func tensorBytes(p Param) (tensorEntry, struct {
 // ReadTensors reads a file written by WriteTensors, decoding its meta into
 // meta (when non-nil) and creating the tensors on device.
 func ReadTensors(path string, meta any, device gotch.Device) (map[string]*ts.Tensor, error) {
-	f, err := os.Open(path)
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	r := bufio.NewReaderSize(f, 1<<20)
 	bad := func(what string, err error) error {
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 			return fmt.Errorf("read checkpoint %s: truncated %s", path, what)
 		}
 		return fmt.Errorf("read checkpoint %s: %s: %v", path, what, err)
 	}
-	magic := make([]byte, len(checkpointMagic))
-	if _, err := io.ReadFull(r, magic); err != nil || string(magic) != checkpointMagic {
+	switch {
+	case bytes.HasPrefix(b, []byte(checkpointMagic)):
+		if len(b) < len(checkpointMagic)+sha256.Size {
+			return nil, fmt.Errorf("read checkpoint %s: truncated file", path)
+		}
+		body, want := b[:len(b)-sha256.Size], b[len(b)-sha256.Size:]
+		if got := sha256.Sum256(body); !bytes.Equal(got[:], want) {
+			return nil, fmt.Errorf("read checkpoint %s: %w", path, ErrCorrupt)
+		}
+		b = body
+	case bytes.HasPrefix(b, []byte(checkpointMagicV1)):
+	default:
 		return nil, fmt.Errorf("read checkpoint %s: not a clipgo checkpoint", path)
 	}
+	r := bytes.NewReader(b[len(checkpointMagic):])
 	var hlen uint64
 	if err := binary.Read(r, binary.LittleEndian, &hlen); err != nil {
 		return nil, bad("header length", err)
@@ -167,6 +190,9 @@ func ReadTensors(path string, meta any, device gotch.Device) (map[string]*ts.Ten
 				return nil, fmt.Errorf("read checkpoint %s: tensor %s has a corrupt shape %v", path, e.Name, e.Shape)
 			}
 			n *= s
+		}
+		if size := map[string]int64{"float32": 4, "int64": 8}[e.DType]; size > 0 && n*size > int64(r.Len()) {
+			return nil, fmt.Errorf("read checkpoint %s: tensor %s (%v %s) is larger than the rest of the file: truncated or corrupt", path, e.Name, e.Shape, e.DType)
 		}
 		var t *ts.Tensor
 		switch e.DType {
@@ -228,8 +254,21 @@ func SaveCheckpoint(path string, l *Loop, info any) error {
 			return err
 		}
 	}
+	// Keep the checkpoint being replaced as path.prev (a hard link, so
+	// that path itself is never missing): if the new one is later found
+	// corrupt, the previous epoch's is still there.
+	if _, err := os.Stat(path); err == nil {
+		prev := path + PrevSuffix
+		os.Remove(prev)
+		if err := os.Link(path, prev); err != nil {
+			return fmt.Errorf("keep the previous checkpoint: %w", err)
+		}
+	}
 	return WriteTensors(path, st, tensors)
 }
+
+// PrevSuffix names the previous checkpoint kept beside a checkpoint.
+const PrevSuffix = ".prev"
 
 // LoadCheckpoint restores a checkpoint written by SaveCheckpoint into l: the
 // method's parameters are copied in place, the optimizer's state and the
@@ -244,6 +283,12 @@ func LoadCheckpoint(path string, l *Loop) (*LoopState, error) {
 	var st LoopState
 	tensors, err := ReadTensors(path, &st, dev)
 	if err != nil {
+		prev := path + PrevSuffix
+		if errors.Is(err, ErrCorrupt) {
+			if _, perr := ReadTensors(prev, nil, gotch.CPU); perr == nil {
+				return nil, fmt.Errorf("%w; the previous checkpoint %s is intact: to resume from the epoch before, rename it to %s", err, prev, path)
+			}
+		}
 		return nil, err
 	}
 	if err := CopyParameters(l.Method.Parameters(), tensors, "param."); err != nil {

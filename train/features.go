@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
@@ -134,8 +135,10 @@ func (c FeatureCache) path(k FeatureKey) string {
 }
 
 // Load returns the cached features for k on device, or ok == false when
-// there are none. A corrupt cache file is reported and ignored.
-func (c FeatureCache) Load(k FeatureKey, device gotch.Device) (*Features, bool, error) {
+// there are none. labels are the items' labels in order: the file must hold
+// one row per item with exactly these labels. A file that fails its
+// checksum or these checks is an error naming it (the caller recomputes).
+func (c FeatureCache) Load(k FeatureKey, labels []int64, device gotch.Device) (*Features, bool, error) {
 	if c.Dir == "" {
 		return nil, false, nil
 	}
@@ -146,17 +149,22 @@ func (c FeatureCache) Load(k FeatureKey, device gotch.Device) (*Features, bool, 
 	var stored FeatureKey
 	t, err := ReadTensors(p, &stored, device)
 	if err != nil {
-		return nil, false, fmt.Errorf("feature cache: %w (delete the file to recompute)", err)
+		return nil, false, fmt.Errorf("feature cache: %w (recomputing)", err)
 	}
 	x, lab := t["x"], t["labels"]
 	if x == nil || lab == nil || stored.Hash() != k.Hash() {
-		return nil, false, fmt.Errorf("feature cache %s does not match its key (delete it to recompute)", p)
+		return nil, false, fmt.Errorf("feature cache %s does not match its key (recomputing)", p)
 	}
+	drop := func() { x.MustDrop(); lab.MustDrop() }
 	y, err := torch.Values[int64](lab)
 	if err != nil {
-		x.MustDrop()
-		lab.MustDrop()
+		drop()
 		return nil, false, fmt.Errorf("feature cache %s: labels: %w", p, err)
+	}
+	shape, err := x.Size()
+	if err != nil || len(shape) != 2 || shape[0] != int64(len(labels)) || !slices.Equal(y, labels) {
+		drop()
+		return nil, false, fmt.Errorf("feature cache %s holds features of shape %v with %d labels, want %d rows with the items' labels (recomputing)", p, shape, len(y), len(labels))
 	}
 	return &Features{X: x, Labels: lab, Y: y}, true, nil
 }

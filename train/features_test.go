@@ -1,6 +1,7 @@
 package train
 
 import (
+	"bytes"
 	"io"
 	"testing"
 
@@ -53,13 +54,14 @@ func TestEncodeImagesAndCache(t *testing.T) {
 	}
 	cache := FeatureCache{Dir: t.TempDir()}
 	key := FeatureKey{Model: "m", Dataset: "d", Split: "train", Items: ItemsHash([]string{"a", "b", "c"}, []int64{0, 1, 1}), View: 2}
-	if _, ok, err := cache.Load(key, gotch.CPU); ok || err != nil {
+	labels := []int64{0, 1, 1}
+	if _, ok, err := cache.Load(key, labels, gotch.CPU); ok || err != nil {
 		t.Fatalf("empty cache: ok=%v err=%v", ok, err)
 	}
 	if err := cache.Store(key, f); err != nil {
 		t.Fatal(err)
 	}
-	g, ok, err := cache.Load(key, gotch.CPU)
+	g, ok, err := cache.Load(key, labels, gotch.CPU)
 	if !ok || err != nil {
 		t.Fatalf("cached load: ok=%v err=%v", ok, err)
 	}
@@ -68,7 +70,34 @@ func TestEncodeImagesAndCache(t *testing.T) {
 	}
 	other := key
 	other.View = 3
-	if _, ok, _ := cache.Load(other, gotch.CPU); ok {
+	if _, ok, _ := cache.Load(other, labels, gotch.CPU); ok {
 		t.Error("a different view hit the cache")
+	}
+
+	// Fault injection: every kind of damage is reported by path, never
+	// used, never a crash.
+	path := cache.path(key)
+	good := mustRead(t, path)
+	for _, tc := range []struct {
+		name   string
+		damage func([]byte) []byte
+		labels []int64
+		want   string
+	}{
+		{"float bytes changed", func(b []byte) []byte { b[len(b)-40] ^= 0x01; return b }, labels, "corrupt"},
+		{"shape in the header changed", func(b []byte) []byte {
+			return bytes.Replace(b, []byte(`"shape":[3,3]`), []byte(`"shape":[9,3]`), 1)
+		}, labels, "corrupt"},
+		{"truncated", func(b []byte) []byte { return b[:len(b)/2] }, labels, "corrupt"},
+		{"labels of other items", func(b []byte) []byte { return b }, []int64{0, 1, 0}, "want 3 rows with the items' labels"},
+		{"fewer items", func(b []byte) []byte { return b }, []int64{0, 1}, "want 2 rows"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			mustWrite(t, path, tc.damage(append([]byte(nil), good...)))
+			f, ok, err := cache.Load(key, tc.labels, gotch.CPU)
+			if ok || f != nil || err == nil || !contains(err.Error(), path) || !contains(err.Error(), tc.want) {
+				t.Errorf("ok=%v err=%v; want an error naming %s and %q", ok, err, path, tc.want)
+			}
+		})
 	}
 }

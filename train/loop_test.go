@@ -184,8 +184,8 @@ func TestCheckpointErrors(t *testing.T) {
 	b := mustRead(t, path)
 	bad := filepath.Join(dir, "bad.ckpt")
 	mustWrite(t, bad, b[:len(b)-4])
-	if _, err := ReadTensors(bad, nil, gotch.CPU); err == nil || !contains(err.Error(), "truncated") {
-		t.Errorf("truncated checkpoint: err = %v", err)
+	if _, err := ReadTensors(bad, nil, gotch.CPU); !errors.Is(err, ErrCorrupt) || !contains(err.Error(), bad) {
+		t.Errorf("truncated checkpoint: err = %v, want the checksum error naming the file", err)
 	}
 	mustWrite(t, bad, []byte("not a checkpoint at all"))
 	if _, err := ReadTensors(bad, nil, gotch.CPU); err == nil || !contains(err.Error(), "not a clipgo checkpoint") {
@@ -194,6 +194,47 @@ func TestCheckpointErrors(t *testing.T) {
 	m := newLinear(4, 8, 1)
 	if err := CopyParameters(m.Parameters(), map[string]*ts.Tensor{"w": x}, ""); err == nil || !contains(err.Error(), "shape") {
 		t.Errorf("shape mismatch: err = %v", err)
+	}
+}
+
+// TestCorruptCheckpointIsDetected saves checkpoints after each of three
+// epochs, flips one bit in the last one (in a tensor, then in the header)
+// and resumes: the error must name the file, say it is corrupt and point at
+// the previous checkpoint, which is kept intact; a checkpoint of the first
+// format (no checksum) is still read.
+func TestCorruptCheckpointIsDetected(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	views := []*Features{blobs(50, 4, 8, 3)}
+	ckpt := filepath.Join(t.TempDir(), "last.ckpt")
+	l := newTestLoop(3, views)
+	l.Hooks.Epoch = append(l.Hooks.Epoch, func(l *Loop, e EpochInfo) error { return SaveCheckpoint(ckpt, l, nil) })
+	if err := l.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	good := mustRead(t, ckpt)
+	prev := ckpt + PrevSuffix
+	var prevState LoopState
+	if _, err := ReadTensors(prev, &prevState, gotch.CPU); err != nil || prevState.Epoch != 2 {
+		t.Fatalf("previous checkpoint: epoch %d, err %v; want the one after epoch 2", prevState.Epoch, err)
+	}
+	for _, at := range []struct {
+		what string
+		off  int
+	}{{"a tensor", len(good) - 40}, {"the header", len(checkpointMagic) + 12}} {
+		b := append([]byte(nil), good...)
+		b[at.off] ^= 0x10
+		mustWrite(t, ckpt, b)
+		_, err := LoadCheckpoint(ckpt, newTestLoop(3, views))
+		if !errors.Is(err, ErrCorrupt) || !contains(err.Error(), ckpt) || !contains(err.Error(), prev+" is intact") {
+			t.Errorf("bit flipped in %s: err = %v; want the corrupt file named and %s offered", at.what, err, prev)
+		}
+	}
+	// The first format: magic v1, no checksum.
+	v1 := append([]byte(checkpointMagicV1), good[len(checkpointMagic):len(good)-32]...)
+	mustWrite(t, ckpt, v1)
+	if _, err := LoadCheckpoint(ckpt, newTestLoop(3, views)); err != nil {
+		t.Errorf("a first-format checkpoint: %v", err)
 	}
 }
 

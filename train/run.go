@@ -522,7 +522,7 @@ func (e *extractor) features(split string, items []datasets.Item, needs Needs, v
 		Transform: trName, Seed: uint64(e.cfg.Data.Seed), View: view}
 	useCache := e.cfg.Train.CacheFeatures
 	if useCache {
-		if f, ok, err := e.cache.Load(key, e.device); err != nil {
+		if f, ok, err := e.cache.Load(key, labels, e.device); err != nil {
 			slog.Warn("ignoring feature cache", "err", err)
 		} else if ok {
 			return f, nil
