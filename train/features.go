@@ -1,6 +1,7 @@
 package train
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -41,8 +42,9 @@ type BatchIterator interface {
 
 // EncodeImages runs every batch of it through enc without gradients and
 // returns the features on device. resolution is the images' side; total
-// (the number of images, for progress) may be 0. bar may be nil.
-func EncodeImages(enc ImageEncoder, it BatchIterator, resolution int, device gotch.Device, bar *progress.Bar) (*Features, error) {
+// (the number of images, for progress) may be 0. bar may be nil. When ctx
+// is cancelled it stops before the next batch with ErrInterrupted.
+func EncodeImages(ctx context.Context, enc ImageEncoder, it BatchIterator, resolution int, device gotch.Device, bar *progress.Bar) (*Features, error) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	var parts []*ts.Tensor
@@ -54,6 +56,10 @@ func EncodeImages(enc ImageEncoder, it BatchIterator, resolution int, device got
 	}()
 	err := torch.NoGrad(func() error {
 		for {
+			// Ctrl-C and SIGTERM are honoured between batches.
+			if ctx.Err() != nil {
+				return fmt.Errorf("encoding images: %w", ErrInterrupted)
+			}
 			b, err := it.Next()
 			if errors.Is(err, io.EOF) {
 				return nil

@@ -2,6 +2,7 @@ package train
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"testing"
 
@@ -42,7 +43,7 @@ func TestEncodeImagesAndCache(t *testing.T) {
 	}
 	enc := &meanEncoder{}
 	it := &sliceBatches{batches: []*ImageBatch{mk([]float32{1, 2}, []int64{0, 1}), mk([]float32{3}, []int64{1})}}
-	f, err := EncodeImages(enc, it, r, gotch.CPU, nil)
+	f, err := EncodeImages(context.Background(), enc, it, r, gotch.CPU, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

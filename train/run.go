@@ -154,7 +154,7 @@ func Run(ctx context.Context, o RunOptions) (res *Result, err error) {
 		return nil, err
 	}
 
-	enc := &extractor{model: model, modelID: modelID, ds: ds, cfg: cfg, device: device, out: out,
+	enc := &extractor{ctx: ctx, model: model, modelID: modelID, ds: ds, cfg: cfg, device: device, out: out,
 		cache: FeatureCache{Dir: filepath.Join(cfg.Output.Dir, ".features")}}
 	text := &TextSide{Model: model, Tokenizer: tok, Device: device}
 	mctx := &Context{
@@ -490,6 +490,8 @@ func LoadData(dc DataConfig) (*datasets.Dataset, *datasets.Split, error) {
 
 // extractor encodes image sets, through the feature cache.
 type extractor struct {
+	// ctx stops encoding between batches (Ctrl-C, SIGTERM).
+	ctx     context.Context
 	model   *clip.Model
 	modelID string
 	ds      *datasets.Dataset
@@ -541,7 +543,7 @@ func (e *extractor) features(split string, items []datasets.Item, needs Needs, v
 		label = fmt.Sprintf("%s view %d", split, view+1)
 	}
 	bar := progress.New(e.out, "encode "+label, len(items), "img")
-	f, err := EncodeImages(e.model, loaderBatches{loader}, tr.Size(), e.device, bar)
+	f, err := EncodeImages(e.ctx, e.model, loaderBatches{loader}, tr.Size(), e.device, bar)
 	if err != nil {
 		return nil, fmt.Errorf("encode %s images: %w", split, err)
 	}
@@ -573,7 +575,9 @@ func (e *extractor) onlineFeatures(items []datasets.Item, needs Needs) func(epoc
 			return nil, err
 		}
 		defer loader.Close()
-		f, err := EncodeImages(e.model, loaderBatches{loader}, tr.Size(), e.device, nil)
+		// Inside a training step: the loop itself stops between steps and
+		// checkpoints, so this encoding is not cut short.
+		f, err := EncodeImages(context.WithoutCancel(e.ctx), e.model, loaderBatches{loader}, tr.Size(), e.device, nil)
 		if err != nil {
 			return nil, err
 		}

@@ -75,8 +75,22 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 			return 1
 		}
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	// Ctrl-C (SIGINT) and SIGTERM stop the run cleanly; the exit status is
+	// then 128 + the signal's number (130, 143), as a shell reports it.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	caught := make(chan syscall.Signal, 1)
+	go func() {
+		select {
+		case s := <-sigs:
+			caught <- s.(syscall.Signal)
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 
 	var err error
 	switch {
@@ -94,7 +108,12 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 	if err != nil {
 		fmt.Fprintln(stderr, "train:", cli.FirstLine(err))
 		if errors.Is(err, train.ErrInterrupted) {
-			return 130
+			select {
+			case s := <-caught:
+				return 128 + int(s)
+			default:
+				return 130
+			}
 		}
 		return 1
 	}

@@ -338,3 +338,38 @@ func TestConcurrentRunInOneDirectoryIsRefused(t *testing.T) {
 		t.Errorf("after unlock: exit %d: %s", code, stderr)
 	}
 }
+
+// TestSIGTERMDuringEncodingStopsAtOnce sends SIGTERM while the augmented
+// views of the train set are being encoded (40 views; the signal goes once
+// the first view's features are cached): the run must stop before encoding
+// the rest (it used to encode every view first), exit with 143, and leave
+// no result.
+func TestSIGTERMDuringEncodingStopsAtOnce(t *testing.T) {
+	const views = 40
+	cfg := testConfig(t, "clip-adapter", "")
+	out := t.TempDir()
+	dir := filepath.Join(out, "run")
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < 4000; i++ {
+			if m, _ := filepath.Glob(filepath.Join(out, ".features", "train-*.feat")); len(m) > 0 {
+				syscall.Kill(os.Getpid(), syscall.SIGTERM)
+				return
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+	code, _, stderr := runCmd(t, "-config", cfg, "-out", dir, "-set", "output.dir="+out, "-set", fmt.Sprintf("train.augment_views=%d", views))
+	<-done
+	if code != 143 || !strings.Contains(stderr, "interrupted") || strings.Contains(stderr, "goroutine") {
+		t.Fatalf("exit %d (want 143 for SIGTERM)\n%s", code, stderr)
+	}
+	cached, _ := filepath.Glob(filepath.Join(out, ".features", "train-*.feat"))
+	if len(cached) >= views {
+		t.Errorf("all %d views were encoded after SIGTERM", len(cached))
+	}
+	if _, err := os.Stat(filepath.Join(dir, train.ResultFile)); err == nil {
+		t.Error("an interrupted run wrote result.json")
+	}
+}
