@@ -222,8 +222,11 @@ func ReadTensors(path string, meta any, device gotch.Device) (map[string]*ts.Ten
 
 // LoopState is the loop's position and RNG in a checkpoint.
 type LoopState struct {
-	Epoch         int                `json:"epoch"`
-	StepInEpoch   int                `json:"step_in_epoch,omitempty"`
+	Epoch       int `json:"epoch"`
+	StepInEpoch int `json:"step_in_epoch,omitempty"`
+	// Partial holds the sums of the steps already run in Epoch when
+	// StepInEpoch > 0.
+	Partial       *EpochSums         `json:"partial,omitempty"`
 	GlobalStep    int                `json:"global_step"`
 	RNG           []byte             `json:"rng"`
 	OptimizerStep int64              `json:"optimizer_step"`
@@ -236,6 +239,10 @@ type LoopState struct {
 // the loop's position and RNG to path, atomically. info is stored as is.
 func SaveCheckpoint(path string, l *Loop, info any) error {
 	st := LoopState{Epoch: l.Epoch, StepInEpoch: l.StepInEpoch, GlobalStep: l.GlobalStep}
+	if l.StepInEpoch > 0 {
+		p := l.partial
+		st.Partial = &p
+	}
 	var err error
 	if st.RNG, err = l.RNGState(); err != nil {
 		return err
@@ -314,6 +321,10 @@ func LoadCheckpoint(path string, l *Loop) (*LoopState, error) {
 		return nil, fmt.Errorf("checkpoint %s: rng: %w", path, err)
 	}
 	l.Epoch, l.StepInEpoch, l.GlobalStep = st.Epoch, st.StepInEpoch, st.GlobalStep
+	l.partial = EpochSums{}
+	if st.Partial != nil && st.StepInEpoch > 0 {
+		l.partial = *st.Partial
+	}
 	return &st, nil
 }
 

@@ -84,6 +84,16 @@ type Loop struct {
 	// inEpoch says that permutation has been drawn.
 	epochRNG []byte
 	inEpoch  bool
+	// partial holds the running sums of the epoch in progress, so that an
+	// epoch interrupted and resumed reports all its steps.
+	partial EpochSums
+}
+
+// EpochSums are the running sums of an epoch's steps.
+type EpochSums struct {
+	LossSum float64 `json:"loss_sum"`
+	Correct int     `json:"correct"`
+	Seen    int     `json:"seen"`
 }
 
 // NewLoop returns a loop whose shuffling is seeded with seed.
@@ -147,8 +157,9 @@ func (l *Loop) Run(ctx context.Context) (err error) {
 		}
 		perm := rng.Perm(view.Len())
 		l.inEpoch = true
-		var lossSum float64
-		correct, seen := 0, 0
+		if l.StepInEpoch == 0 {
+			l.partial = EpochSums{}
+		}
 		var lr float64
 		first := l.StepInEpoch
 		for s := first; s < steps; s++ {
@@ -163,9 +174,9 @@ func (l *Loop) Run(ctx context.Context) (err error) {
 				return err
 			}
 			l.GlobalStep++
-			lossSum += loss
-			correct += nCorrect
-			seen += hi - lo
+			l.partial.LossSum += loss
+			l.partial.Correct += nCorrect
+			l.partial.Seen += hi - lo
 			for _, h := range l.Hooks.Step {
 				if err := h(l, StepInfo{Epoch: l.Epoch, Step: s, StepsPerEpoch: steps, GlobalStep: l.GlobalStep, LR: lr, Loss: loss}); err != nil {
 					return err
@@ -173,7 +184,11 @@ func (l *Loop) Run(ctx context.Context) (err error) {
 			}
 		}
 		l.inEpoch = false
-		info := EpochInfo{Epoch: l.Epoch, Epochs: l.Epochs, LR: lr, MeanLoss: lossSum / float64(max(steps-first, 1)), TrainTop1: 100 * float64(correct) / float64(max(seen, 1))}
+		// The sums cover the whole epoch, also when it was resumed mid-way
+		// (they are restored from the checkpoint).
+		ps := l.partial
+		info := EpochInfo{Epoch: l.Epoch, Epochs: l.Epochs, LR: lr, MeanLoss: ps.LossSum / float64(max(steps, 1)), TrainTop1: 100 * float64(ps.Correct) / float64(max(ps.Seen, 1))}
+		l.partial = EpochSums{}
 		// The epoch is complete: hooks see l.Epoch as the next one to run,
 		// so a checkpoint written by a hook resumes after it.
 		l.Epoch++

@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"testing"
 
@@ -254,6 +255,8 @@ func testInterruptResumes(t *testing.T, atEpochEnd bool) {
 	defer runtime.UnlockOSThread()
 	views := []*Features{blobs(50, 4, 8, 8)}
 	straight := newTestLoop(4, views)
+	var wantInfo []EpochInfo
+	straight.Hooks.Epoch = append(straight.Hooks.Epoch, func(_ *Loop, e EpochInfo) error { wantInfo = append(wantInfo, e); return nil })
 	if err := straight.Run(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -290,8 +293,16 @@ func testInterruptResumes(t *testing.T, atEpochEnd bool) {
 	if st.Epoch != 1 || st.StepInEpoch != wantStep {
 		t.Fatalf("checkpoint at epoch %d step %d, want 1 and %d", st.Epoch, st.StepInEpoch, wantStep)
 	}
+	var gotInfo []EpochInfo
+	resumed.Hooks.Epoch = append(resumed.Hooks.Epoch, func(_ *Loop, e EpochInfo) error { gotInfo = append(gotInfo, e); return nil })
 	if err := resumed.Run(context.Background()); err != nil {
 		t.Fatal(err)
+	}
+	// The resumed epochs report what the uninterrupted run reported,
+	// the interrupted one included (its mean loss and accuracy cover all
+	// its steps, not only those after the resume).
+	if !reflect.DeepEqual(gotInfo, wantInfo[1:]) {
+		t.Errorf("epoch infos after the resume %+v, uninterrupted %+v", gotInfo, wantInfo[1:])
 	}
 	got := resumed.Method.Parameters()[0].Tensor.Float64Values()
 	for i := range want {
