@@ -5,7 +5,7 @@ import (
 	"strings"
 )
 
-// archTable holds the architectures of the released models (models.md §2)
+// archTable holds the architectures of the released models (docs/models.md §2)
 // and a tiny one for demos and tests. Fields follow Config's order.
 func archTable() []struct {
 	name string

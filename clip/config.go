@@ -110,7 +110,7 @@ func (c Config) Validate() error {
 }
 
 // InferConfig derives the hyper-parameters from a state dict's tensor shapes
-// exactly as OpenAI's build_model does (models.md §2): a ViT iff visual.proj
+// exactly as OpenAI's build_model does (docs/models.md §2): a ViT iff visual.proj
 // exists; widths, patch size, vocabulary and context from the shapes of
 // specific tensors; depths from the number of distinct block indices.
 func InferConfig(shapes map[string][]int64) (Config, error) {

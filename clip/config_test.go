@@ -12,7 +12,7 @@ import (
 )
 
 // officialShapes writes down the state-dict keys and shapes of a released
-// CLIP model as models.md §3 lists them (independently of the model code),
+// CLIP model as docs/models.md §3 lists them (independently of the model code),
 // including the archives' three extra scalars.
 func officialShapes(embed, res int, vision []int, vw, patch, tw, tl int) map[string][]int64 {
 	s := map[string][]int64{}
@@ -104,7 +104,7 @@ func officialShapes(embed, res int, vision []int, vw, patch, tw, tl int) map[str
 	return s
 }
 
-// official is the architecture table of models.md §2.
+// official is the architecture table of docs/models.md §2.
 var official = []struct {
 	name    string
 	cfg     Config
@@ -161,7 +161,7 @@ func TestInferConfigOfficialModels(t *testing.T) {
 				delete(shapes, name)
 			}
 			if d := diffKeys(declared, shapes); d != "" {
-				t.Errorf("declared parameters differ from models.md: %s", d)
+				t.Errorf("declared parameters differ from docs/models.md: %s", d)
 			}
 			if tc.nParams != 0 && params != tc.nParams {
 				t.Errorf("%d parameters, want %d", params, tc.nParams)

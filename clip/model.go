@@ -1,6 +1,6 @@
 // Package clip is OpenAI's CLIP model on gotch: the ViT and ModifiedResNet
 // image towers and the causal text transformer, numerically matching the
-// PyTorch reference (models.md, methods.md §1).
+// PyTorch reference (docs/models.md).
 //
 // Load reads the released checkpoints (TorchScript archives) and plain
 // torch.save state dicts; the architecture is inferred from the tensor

@@ -2,10 +2,10 @@ package nn
 
 import (
 	"fmt"
-	"strings"
-	"sync/atomic"
 
 	"github.com/sugarme/gotch/ts"
+
+	"github.com/clipadapter/clipgo/internal/torch"
 )
 
 // splitHeads reshapes x [N, L, H·d] to [N, H, L, d].
@@ -32,34 +32,16 @@ func splitHeads(x *ts.Tensor, heads int64) (*ts.Tensor, error) {
 // Where libtorch has scaled_dot_product_attention (2.0 and later) it is one
 // call, which libtorch runs as a fused kernel where it has one (flash or
 // memory-efficient attention on CUDA, a fused CPU kernel), as PyTorch's
-// nn.MultiheadAttention does in inference; against libtorch 1.13, whose
-// gotch wrapper is a stub, the product, mask, softmax and product are
-// written out. Both compute the same function; they differ by rounding.
+// nn.MultiheadAttention does in inference; against libtorch 1.13, where
+// setup replaced gotch's wrapper by a stub, the product, mask, softmax and
+// product are written out. Both compute the same function; they differ by
+// rounding.
 func Attend(q, k, v, mask *ts.Tensor) (*ts.Tensor, error) {
-	if fusedAttention.Load() != fusedMissing {
-		y, err := attendFused(q, k, v, mask)
-		if err == nil {
-			fusedAttention.Store(fusedPresent)
-			return y, nil
-		}
-		if !strings.Contains(err.Error(), "is not available in libtorch") {
-			return nil, err
-		}
-		fusedAttention.Store(fusedMissing)
+	if torch.Stubbed("atg_scaled_dot_product_attention") {
+		return attendExplicit(q, k, v, mask)
 	}
-	return attendExplicit(q, k, v, mask)
+	return attendFused(q, k, v, mask)
 }
-
-// fusedAttention records whether the linked libtorch has
-// scaled_dot_product_attention: a property of the library, learnt on the
-// first call.
-var fusedAttention atomic.Int32
-
-const (
-	fusedUnknown int32 = iota
-	fusedPresent
-	fusedMissing
-)
 
 // queryShape returns q's shape, which must be [N, H, L, d].
 func queryShape(q *ts.Tensor) ([]int64, error) {

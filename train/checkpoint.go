@@ -136,8 +136,8 @@ func tensorBytes(p Param) (tensorEntry, struct {
 
 // ReadTensors reads a file written by WriteTensors, decoding its meta into
 // meta (when non-nil) and creating the tensors on device.
-func ReadTensors(path string, meta any, device gotch.Device) (map[string]*ts.Tensor, error) {
-	b, err := os.ReadFile(path)
+func ReadTensors(path string, meta any, device gotch.Device) (tensors map[string]*ts.Tensor, err error) {
+	b, err := readChecked(path)
 	if err != nil {
 		return nil, err
 	}
@@ -146,20 +146,6 @@ func ReadTensors(path string, meta any, device gotch.Device) (map[string]*ts.Ten
 			return fmt.Errorf("read checkpoint %s: truncated %s", path, what)
 		}
 		return fmt.Errorf("read checkpoint %s: %s: %v", path, what, err)
-	}
-	switch {
-	case bytes.HasPrefix(b, []byte(checkpointMagic)):
-		if len(b) < len(checkpointMagic)+sha256.Size {
-			return nil, fmt.Errorf("read checkpoint %s: truncated file", path)
-		}
-		body, want := b[:len(b)-sha256.Size], b[len(b)-sha256.Size:]
-		if got := sha256.Sum256(body); !bytes.Equal(got[:], want) {
-			return nil, fmt.Errorf("read checkpoint %s: %w", path, ErrCorrupt)
-		}
-		b = body
-	case bytes.HasPrefix(b, []byte(checkpointMagicV1)):
-	default:
-		return nil, fmt.Errorf("read checkpoint %s: not a clipgo checkpoint", path)
 	}
 	r := bytes.NewReader(b[len(checkpointMagic):])
 	var hlen uint64
@@ -183,6 +169,13 @@ func ReadTensors(path string, meta any, device gotch.Device) (map[string]*ts.Ten
 		}
 	}
 	out := make(map[string]*ts.Tensor, len(hdr.Tensors))
+	defer func() {
+		if err != nil { // free what was read before the error
+			for _, t := range out {
+				t.MustDrop()
+			}
+		}
+	}()
 	for _, e := range hdr.Tensors {
 		n := int64(1)
 		for _, s := range e.Shape {
@@ -214,10 +207,39 @@ func ReadTensors(path string, meta any, device gotch.Device) (map[string]*ts.Ten
 		if err != nil {
 			return nil, fmt.Errorf("read checkpoint %s: tensor %s: %w", path, e.Name, err)
 		}
-		t = t.MustView(e.Shape, true).MustTo(device, true)
+		if t, err = t.View(e.Shape, true); err == nil {
+			t, err = t.To(device, true)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read checkpoint %s: tensor %s: %w", path, e.Name, torch.Err("to "+torch.DeviceName(device), err))
+		}
 		out[e.Name] = t
 	}
 	return out, nil
+}
+
+// readChecked reads a file written by WriteTensors and verifies its
+// checksum (first-format files have none); it returns the bytes without the
+// checksum.
+func readChecked(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case bytes.HasPrefix(b, []byte(checkpointMagic)):
+		if len(b) < len(checkpointMagic)+sha256.Size {
+			return nil, fmt.Errorf("read checkpoint %s: truncated file", path)
+		}
+		body, want := b[:len(b)-sha256.Size], b[len(b)-sha256.Size:]
+		if got := sha256.Sum256(body); !bytes.Equal(got[:], want) {
+			return nil, fmt.Errorf("read checkpoint %s: %w", path, ErrCorrupt)
+		}
+		return body, nil
+	case bytes.HasPrefix(b, []byte(checkpointMagicV1)):
+		return b, nil
+	}
+	return nil, fmt.Errorf("read checkpoint %s: not a clipgo checkpoint", path)
 }
 
 // LoopState is the loop's position and RNG in a checkpoint.
@@ -292,7 +314,7 @@ func LoadCheckpoint(path string, l *Loop) (*LoopState, error) {
 	if err != nil {
 		prev := path + PrevSuffix
 		if errors.Is(err, ErrCorrupt) {
-			if _, perr := ReadTensors(prev, nil, gotch.CPU); perr == nil {
+			if _, perr := readChecked(prev); perr == nil {
 				return nil, fmt.Errorf("%w; the previous checkpoint %s is intact: to resume from the epoch before, rename it to %s", err, prev, path)
 			}
 		}

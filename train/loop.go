@@ -188,7 +188,6 @@ func (l *Loop) Run(ctx context.Context) (err error) {
 		// (they are restored from the checkpoint).
 		ps := l.partial
 		info := EpochInfo{Epoch: l.Epoch, Epochs: l.Epochs, LR: lr, MeanLoss: ps.LossSum / float64(max(steps, 1)), TrainTop1: 100 * float64(ps.Correct) / float64(max(ps.Seen, 1))}
-		l.partial = EpochSums{}
 		// The epoch is complete: hooks see l.Epoch as the next one to run,
 		// so a checkpoint written by a hook resumes after it.
 		l.Epoch++

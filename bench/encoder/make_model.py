@@ -12,7 +12,7 @@ scale, the released archives' fp16 tensors stored as fp16, traced with
 torch.jit.trace_module (forward, encode_image, encode_text) and saved with
 the input_resolution, context_length and vocab_size buffers. Only the
 hyper-parameters differ from the fixtures: these are the released
-models' (shared/reference/models.md), full vocabulary included.
+models' (docs/models.md section 2), full vocabulary included.
 """
 import argparse
 import os
@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "..", "clip", "testdata"))
 import gen as clipgen  # noqa: E402  (re-executes under a Python with torch)
 import torch  # noqa: E402
 
-# The released architectures (models.md section 2), in gen.TinyCLIP's terms.
+# The released architectures (docs/models.md section 2), in gen.TinyCLIP's terms.
 ARCHS = {
     "ViT-B/32": ("ViT-B-32.pt", dict(embed_dim=512, resolution=224, vision_layers=12, vision_width=768, patch=32,
                                      context=77, vocab=49408, text_width=512, text_layers=12)),

@@ -2,12 +2,12 @@
 OpenAI's released checkpoints, and what PyTorch computes with them.
 
 The models are a small PyTorch implementation of the CLIP architecture written
-for this script from the facts in shared/reference/models.md (it is not
+for this script from the facts in docs/models.md (it is not
 OpenAI's code): pre-LayerNorm residual attention blocks with torch's
 nn.MultiheadAttention, a ViT and a ModifiedResNet image tower, a causal text
 transformer. Weights are random (with non-trivial LayerNorm/BatchNorm
 statistics), converted to fp16 where the released checkpoints are fp16
-(models.md section 4), and the reference outputs are computed in fp32 from
+(docs/models.md section 4), and the reference outputs are computed in fp32 from
 those fp16-rounded weights, which is what loading a checkpoint on a CPU does.
 
 Files (all in this directory):
@@ -303,7 +303,7 @@ def randomize(model, gen):
 
 def fp16_names(model):
     """Names of the tensors the released checkpoints store in fp16
-    (models.md section 4): weight and bias of every Conv/Linear layer, the
+    (docs/models.md section 4): weight and bias of every Conv/Linear layer, the
     packed attention in_proj_weight/in_proj_bias, text_projection and
     visual.proj."""
     names = set()

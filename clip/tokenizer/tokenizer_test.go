@@ -83,7 +83,7 @@ func row(ids ...int64) []int64 {
 }
 
 // TestKnownAnswers checks hand-recorded CLIP outputs (the brief's known answer
-// and the test vectors of shared/reference/models.md §6).
+// and the test vectors of docs/models.md §6).
 func TestKnownAnswers(t *testing.T) {
 	tok := newTestTokenizer(t)
 
@@ -204,7 +204,7 @@ func TestDecodeSkipsUnknownIDs(t *testing.T) {
 	}
 }
 
-// TestVocabulary checks the vocabulary layout of models.md §6 and that the
+// TestVocabulary checks the vocabulary layout of docs/models.md §6 and that the
 // embedded file is the one the fixture was generated from.
 func TestVocabulary(t *testing.T) {
 	sum := sha256.Sum256(embeddedVocab)

@@ -9,7 +9,7 @@ import (
 	"testing"
 )
 
-// The facts below are typed in from /work/shared/reference/models.md §1–2
+// The facts below are typed in from docs/models.md §1–2
 // (OpenAI's clip.py and model table), independently of registry.go.
 var wantRegistry = []struct {
 	name, file, sha string

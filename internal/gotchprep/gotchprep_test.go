@@ -164,7 +164,8 @@ func TestPrepareStubsFailingWrappers(t *testing.T) {
 		t.Errorf("lib.go still links CUDA for a CPU libtorch:\n%s", libGo)
 	}
 	info, _ := os.ReadFile(infoFile)
-	if !strings.Contains(string(info), "const PreparedStubbedWrappers = 3") || !strings.Contains(string(info), "libtorch 9.8.7") {
+	if !strings.Contains(string(info), "const PreparedStubbedWrappers = 3") || !strings.Contains(string(info), "libtorch 9.8.7") ||
+		!strings.Contains(string(info), `func PreparedStubs() []string { return []string{"at_broken", "atg_gone", "atg_wrong_args"} }`) {
 		t.Errorf("info file:\n%s", info)
 	}
 	gen2, _ := os.ReadFile(filepath.Join(dest, "ts", "tensor-generated.go"))

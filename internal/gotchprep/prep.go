@@ -156,11 +156,21 @@ const PreparedGotchVersion = %q
 
 // PreparedStubbedWrappers is the number of wrappers replaced by stubs.
 const PreparedStubbedWrappers = %d
-`, r.Libtorch, r.Version, len(r.Stubbed))
+
+// PreparedStubs returns the names of the C wrappers replaced by stubs
+// (operations this libtorch lacks), sorted.
+func PreparedStubs() []string { return %#v }
+`, r.Libtorch, r.Version, len(r.Stubbed), sortedCopy(r.Stubbed))
 	if old, err := os.ReadFile(path); err == nil && string(old) == src {
 		return nil
 	}
 	return fsutil.WriteFile(path, []byte(src), 0o644)
+}
+
+func sortedCopy(xs []string) []string {
+	out := append([]string{}, xs...)
+	sort.Strings(out)
+	return out
 }
 
 // toolRevision changes whenever the preparation logic changes in a way that

@@ -13,7 +13,7 @@ when none can.
 
 This is an independent Python implementation of the algorithm of OpenAI CLIP's
 `simple_tokenizer.py` / `clip.tokenize`, written from the description in
-shared/reference/models.md section 6, with one deliberate difference that the
+docs/models.md section 6, with one deliberate difference that the
 Go package shares: CLIP first runs `ftfy.fix_text`, which has no Go
 counterpart; both implementations replace it by Unicode NFC normalisation only
 (ftfy's default run also NFC-normalises, but in addition repairs mojibake,
@@ -58,7 +58,7 @@ N_MERGES = 48894  # 49152 - 256 - 2
 
 
 # ---------------------------------------------------------------------------
-# Reference tokenizer (models.md section 6)
+# Reference tokenizer (docs/models.md section 6)
 # ---------------------------------------------------------------------------
 
 

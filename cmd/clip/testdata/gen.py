@@ -40,7 +40,7 @@ MODELS = os.path.join(ROOT, "clip", "testdata")
 IMAGES_DIR = os.path.join(ROOT, "clip", "preprocess", "testdata", "img")
 IMAGES = ["a_37x53.png", "b_211x157.png", "png_rgb.png"]
 
-# CLIP's normalization constants (models.md).
+# CLIP's normalization constants (docs/models.md §5).
 MEAN = (0.48145466, 0.4578275, 0.40821073)
 STD = (0.26862954, 0.26130258, 0.27577711)
 
