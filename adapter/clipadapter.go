@@ -30,30 +30,30 @@ const (
 type CLIPAdapterOptions struct {
 	// Variant is VariantVisual (also when empty), VariantText or
 	// VariantBoth.
-	Variant string
+	Variant string `toml:"variant"`
 	// Reduction sets the bottleneck width to D/Reduction (rounded down, as
 	// the reference's integer division). 0 means 4.
-	Reduction int64
+	Reduction int64 `toml:"reduction"`
 	// Alpha is the visual residual ratio in [0, 1]:
 	// f' = α·A_v(f) + (1−α)·f. The released code hard-codes 0.2.
-	Alpha float64
+	Alpha float64 `toml:"alpha"`
 	// Beta is the text residual ratio in [0, 1]:
 	// W' = β·A_t(W) + (1−β)·W.
-	Beta float64
+	Beta float64 `toml:"beta"`
 	// LearnRatios makes the ratios of the adapted sides learnable. Each is
 	// then sigmoid(logit) of a learned scalar logit ("alpha_logit",
 	// "beta_logit", shape [1]), initialized to logit(Alpha) and
 	// logit(Beta), so it stays in (0, 1); Alpha and Beta must then lie in
 	// (0, 1).
-	LearnRatios bool
+	LearnRatios bool `toml:"learn_ratios"`
 	// ReLUAfterSecond applies a ReLU after the adapter's second layer, as
 	// the released code does; false follows the paper's formula
 	// A(x) = ReLU(x W1) W2.
-	ReLUAfterSecond bool
+	ReLUAfterSecond bool `toml:"relu_after_second"`
 	// Templates is how many of Context.Templates build the text classifier,
 	// from the first (the dataset's single template); 0 uses all of them
 	// (prompt ensembling). The released code uses 1.
-	Templates int
+	Templates int `toml:"templates"`
 }
 
 // DefaultCLIPAdapterOptions returns the released code's settings: visual
@@ -526,4 +526,15 @@ func mix(a, x *ts.Tensor, ratio float64, logit *ts.Tensor) (*ts.Tensor, error) {
 		return nil, torch.Err("add residual", err)
 	}
 	return out, nil
+}
+
+// BuildCLIPAdapter is CLIP-Adapter's constructor for the method registry:
+// it checks the variant and trains on augmented features of the train set.
+func BuildCLIPAdapter(o CLIPAdapterOptions) (train.Method, train.Needs, error) {
+	switch o.Variant {
+	case VariantVisual, VariantText, VariantBoth:
+	default:
+		return nil, train.Needs{}, fmt.Errorf("method.variant = %q: want visual, text or both", o.Variant)
+	}
+	return NewCLIPAdapter(o), train.Needs{TrainFeatures: true, Augment: true}, nil
 }

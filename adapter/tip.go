@@ -18,24 +18,28 @@ import (
 type TipOptions struct {
 	// InitAlpha is the residual ratio α (weight of the cache logits) used
 	// before tuning and while training Tip-Adapter-F (config init_alpha).
-	InitAlpha float64
+	InitAlpha float64 `toml:"init_alpha"`
 	// InitBeta is the sharpness β (config init_beta).
-	InitBeta float64
+	InitBeta float64 `toml:"init_beta"`
 	// SearchScale is [β_max, α_max] of the grid search (config
 	// search_scale); both must be positive unless NoSearch is set.
-	SearchScale [2]float64
+	SearchScale [2]float64 `toml:"search_scale"`
 	// SearchSteps is [β steps, α steps] (config search_step); zero entries
 	// mean 200 and 20.
-	SearchSteps [2]int
+	SearchSteps [2]int `toml:"search_steps"`
 	// NoSearch makes Tune keep the initial α and β (config search_hp off).
-	NoSearch bool
+	NoSearch bool `toml:"no_search"`
 	// UseLogitScale multiplies the CLIP term by the checkpoint's
 	// exp(logit_scale) instead of Tip-Adapter's hard-coded 100.
-	UseLogitScale bool
+	UseLogitScale bool `toml:"use_logit_scale"`
 	// Templates is how many of Context.Templates build the text classifier
 	// (0: all, ensembled; Tip-Adapter uses the single template except on
 	// ImageNet, where it ensembles 7).
-	Templates int
+	Templates int `toml:"templates"`
+	// AugmentViews is the number of augmented views of the train set whose
+	// features are averaged into the cache keys (Tip-Adapter's
+	// augment_epoch, 10); Tip-Adapter-F trains on the same views.
+	AugmentViews int `toml:"augment_views"`
 }
 
 // DefaultTipOptions returns Tip-Adapter's common settings with the
@@ -43,7 +47,7 @@ type TipOptions struct {
 // α = 1.17, β = 1, search scale [7, 3], steps [200, 20]. The per-dataset
 // values are the configuration's business.
 func DefaultTipOptions() TipOptions {
-	return TipOptions{InitAlpha: 1.17, InitBeta: 1, SearchScale: [2]float64{7, 3}, SearchSteps: [2]int{200, 20}}
+	return TipOptions{InitAlpha: 1.17, InitBeta: 1, SearchScale: [2]float64{7, 3}, SearchSteps: [2]int{200, 20}, AugmentViews: 10}
 }
 
 // TipAdapter is Tip-Adapter, or Tip-Adapter-F when built by NewTipAdapterF.
@@ -646,4 +650,21 @@ func (m *TipAdapter) Drop() {
 		}
 	}
 	m.classifier, m.keys, m.values = nil, nil, nil
+}
+
+// tipNeeds are Tip-Adapter's cache views: AugmentViews views with
+// RandomResizedCrop scale (0.5, 1), averaged into the keys.
+func tipNeeds(o TipOptions) train.Needs {
+	return train.Needs{TrainFeatures: true, Augment: true, Views: o.AugmentViews, MinScale: 0.5}
+}
+
+// BuildTipAdapter is Tip-Adapter's constructor for the method registry.
+func BuildTipAdapter(o TipOptions) (train.Method, train.Needs, error) {
+	return NewTipAdapter(o), tipNeeds(o), nil
+}
+
+// BuildTipAdapterF is Tip-Adapter-F's constructor for the method
+// registry: it trains the cache keys on the same views.
+func BuildTipAdapterF(o TipOptions) (train.Method, train.Needs, error) {
+	return NewTipAdapterF(o), tipNeeds(o), nil
 }

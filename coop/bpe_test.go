@@ -14,7 +14,7 @@ import (
 )
 
 // TestWithCLIPTokenizer runs CoOp through the toolkit's production text
-// side (train.TextSide: CLIP's BPE tokenizer and a clip.Model) on a small
+// side (clip.TextSide: CLIP's BPE tokenizer and a clip.Model) on a small
 // randomly initialized model with CLIP's full vocabulary, and checks the
 // skeleton facts against the tokenizer itself.
 func TestWithCLIPTokenizer(t *testing.T) {
@@ -31,7 +31,7 @@ func TestWithCLIPTokenizer(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer model.Drop()
-	text := &train.TextSide{Model: model, Tokenizer: tok, Device: cpu}
+	text := &clip.TextSide{Model: model, Tokenizer: tok, Device: cpu}
 	classes := []string{"golden retriever", "hot-air balloon", "Abyssinian", "rock beauty"}
 	var nameLens []int64
 	for _, c := range classes {

@@ -81,21 +81,21 @@ type Options struct {
 	// NCtx is M, the number of context vectors for random initialization;
 	// 0 means 16. It is ignored with CtxInit, where M is the number of
 	// words.
-	NCtx int
+	NCtx int `toml:"n_ctx"`
 	// CtxInit, when not empty, initializes the context from words ("_"
 	// stands for a space), e.g. "a photo of a": M is the number of words
 	// and the context is the frozen token embedding of the words, one
 	// token each. The context is then always shared by all classes.
-	CtxInit string
+	CtxInit string `toml:"ctx_init"`
 	// ClassSpecific learns one context per class (CSC) instead of one
 	// shared by all. Ignored with CtxInit.
-	ClassSpecific bool
+	ClassSpecific bool `toml:"class_specific"`
 	// ClassTokenPosition is PositionEnd (also when empty), PositionMiddle
 	// or PositionFront.
-	ClassTokenPosition string
+	ClassTokenPosition string `toml:"class_token_position"`
 	// InitStd is the standard deviation of the random initialization;
 	// 0 means 0.02.
-	InitStd float64
+	InitStd float64 `toml:"init_std"`
 }
 
 // DefaultOptions returns CoOp's defaults: 16 random context vectors
@@ -741,4 +741,10 @@ func prod(s []int64) int64 {
 		p *= v
 	}
 	return p
+}
+
+// Build is CoOp's constructor for the method registry: it trains on
+// augmented features of the train set.
+func Build(o Options) (train.Method, train.Needs, error) {
+	return New(o), train.Needs{TrainFeatures: true, Augment: true}, nil
 }

@@ -1,141 +1,140 @@
-// Package methods is the table of few-shot methods the toolkit runs: it
-// maps each method.name of a run configuration to the package that
-// implements it and decodes that method's own [method] keys. cmd/train and
-// cmd/sweep share it, so a sweep runs exactly what train runs.
+// Package methods is the registry of few-shot methods: each method is
+// registered once, in All, with its name (method.name), its label as the
+// paper writes it, its keys (the options struct with toml tags, defaults
+// and doc comments) and its constructor. Everything that lists methods
+// derives from it: the experiment's lookup and error messages, the sweep's
+// checks, the demo, the generated configurations, and, through the label
+// and rank each run records, the report's order, labels and colours.
+//
+// Adding a method is one package (Options with toml tags, DefaultOptions,
+// and a constructor returning train.Method and train.Needs) and one
+// Register line in All.
 package methods
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/clipadapter/clipgo/adapter"
+	"github.com/clipadapter/clipgo/config"
 	"github.com/clipadapter/clipgo/coop"
+	"github.com/clipadapter/clipgo/internal/suggest"
 	"github.com/clipadapter/clipgo/probe"
 	"github.com/clipadapter/clipgo/train"
 	"github.com/clipadapter/clipgo/zeroshot"
 )
 
-// Factories maps method.name to the package that implements it. Adding a
-// method is one package and one entry here.
-func Factories() map[string]train.MethodFactory {
-	return map[string]train.MethodFactory{
-		"zeroshot":      newZeroShot,
-		"linear-probe":  newProbe,
-		"coop":          newCoOp,
-		"clip-adapter":  newCLIPAdapter,
-		"tip-adapter":   func(c *train.Config) (train.Method, any, train.Needs, error) { return newTip(c, false) },
-		"tip-adapter-f": func(c *train.Config) (train.Method, any, train.Needs, error) { return newTip(c, true) },
+// All returns the registered methods in the order of the paper's tables:
+// the baselines first, then the adapters.
+func All() Registry {
+	return Registry{
+		Register("zeroshot", "Zero-shot CLIP", zeroshot.DefaultOptions, zeroshot.Build),
+		Register("linear-probe", "Linear probe", probe.DefaultOptions, probe.Build),
+		Register("coop", "CoOp", coop.DefaultOptions, coop.Build),
+		Register("clip-adapter", "CLIP-Adapter", adapter.DefaultCLIPAdapterOptions, adapter.BuildCLIPAdapter),
+		Register("tip-adapter", "Tip-Adapter", adapter.DefaultTipOptions, adapter.BuildTipAdapter),
+		Register("tip-adapter-f", "Tip-Adapter-F", adapter.DefaultTipOptions, adapter.BuildTipAdapterF),
 	}
 }
 
-// Names returns the method names of Factories in the order of the paper's
-// tables: the baselines first, then the adapters.
-func Names() []string {
-	return []string{"zeroshot", "linear-probe", "coop", "clip-adapter", "tip-adapter", "tip-adapter-f"}
+// Spec is one registered method.
+type Spec struct {
+	// Name is the method's method.name.
+	Name string
+	// Label is the method's name as the paper's tables write it.
+	Label string
+	// Defaults returns a pointer to a new keys struct holding the
+	// method's defaults; config.Method.Decode decodes [method] into it.
+	Defaults func() any
+	// New builds the method from its keys (a pointer Defaults returned)
+	// and says what it needs prepared.
+	New func(keys any) (train.Method, train.Needs, error)
 }
 
-// The [method] keys of each method, with their defaults.
-
-type zeroShotKeys struct {
-	// Templates: how many of the data.templates to ensemble (0: all).
-	Templates int `toml:"templates"`
-}
-
-func newZeroShot(c *train.Config) (train.Method, any, train.Needs, error) {
-	var k zeroShotKeys
-	if err := c.DecodeMethod(&k); err != nil {
-		return nil, nil, train.Needs{}, err
+// Register makes the Spec of a method from its package's typed defaults
+// and constructor.
+func Register[K any](name, label string, defaults func() K, build func(K) (train.Method, train.Needs, error)) Spec {
+	return Spec{
+		Name:     name,
+		Label:    label,
+		Defaults: func() any { k := defaults(); return &k },
+		New: func(keys any) (train.Method, train.Needs, error) {
+			k, ok := keys.(*K)
+			if !ok {
+				return nil, train.Needs{}, fmt.Errorf("method %s: keys are %T, want %T", name, keys, k)
+			}
+			return build(*k)
+		},
 	}
-	return zeroshot.New(zeroshot.Options{Templates: k.Templates}), &k, train.Needs{}, nil
 }
 
-type probeKeys struct {
-	Normalize   bool      `toml:"normalize"`
-	MaxIter     int       `toml:"max_iter"`
-	Tol         float64   `toml:"tol"`
-	Cs          []float64 `toml:"cs"`
-	SearchSteps int       `toml:"search_steps"`
-	C           float64   `toml:"c"`
-}
+// Registry is an ordered list of methods.
+type Registry []Spec
 
-func newProbe(c *train.Config) (train.Method, any, train.Needs, error) {
-	d := probe.DefaultOptions()
-	k := probeKeys{Normalize: d.Normalize, MaxIter: d.MaxIter, Tol: d.Tol, Cs: d.Cs, SearchSteps: d.SearchSteps, C: d.C}
-	if err := c.DecodeMethod(&k); err != nil {
-		return nil, nil, train.Needs{}, err
+// Names returns the method names in registry order.
+func (r Registry) Names() []string {
+	names := make([]string, len(r))
+	for i, s := range r {
+		names[i] = s.Name
 	}
-	o := probe.Options{Normalize: k.Normalize, MaxIter: k.MaxIter, Tol: k.Tol, Cs: k.Cs, SearchSteps: k.SearchSteps, C: k.C}
-	// The probe fits on test-transform features of the train set.
-	return probe.New(o), &k, train.Needs{TrainFeatures: true}, nil
+	return names
 }
 
-type coopKeys struct {
-	NCtx               int     `toml:"n_ctx"`
-	CtxInit            string  `toml:"ctx_init"`
-	ClassSpecific      bool    `toml:"class_specific"`
-	ClassTokenPosition string  `toml:"class_token_position"`
-	InitStd            float64 `toml:"init_std"`
-}
-
-func newCoOp(c *train.Config) (train.Method, any, train.Needs, error) {
-	d := coop.DefaultOptions()
-	k := coopKeys{NCtx: d.NCtx, CtxInit: d.CtxInit, ClassSpecific: d.ClassSpecific, ClassTokenPosition: d.ClassTokenPosition, InitStd: d.InitStd}
-	if err := c.DecodeMethod(&k); err != nil {
-		return nil, nil, train.Needs{}, err
+// Lookup returns the method called name and its rank (index in r); an
+// unknown name is an error listing the methods, with the nearest one.
+func (r Registry) Lookup(name string) (Spec, int, error) {
+	for i, s := range r {
+		if s.Name == name {
+			return s, i, nil
+		}
 	}
-	o := coop.Options{NCtx: k.NCtx, CtxInit: k.CtxInit, ClassSpecific: k.ClassSpecific, ClassTokenPosition: k.ClassTokenPosition, InitStd: k.InitStd}
-	return coop.New(o), &k, train.Needs{TrainFeatures: true, Augment: true}, nil
+	names := r.Names()
+	msg := fmt.Sprintf("unknown method %q (want one of %s)", name, strings.Join(names, ", "))
+	if i, d := suggest.Nearest(strings.ToLower(name), names); i >= 0 && d <= max(2, len(name)/3) {
+		msg = fmt.Sprintf("unknown method %q (did you mean %q? methods: %s)", name, names[i], strings.Join(names, ", "))
+	}
+	return Spec{}, -1, fmt.Errorf("%s", msg)
 }
 
-type clipAdapterKeys struct {
-	Variant         string  `toml:"variant"`
-	Reduction       int64   `toml:"reduction"`
-	Alpha           float64 `toml:"alpha"`
-	Beta            float64 `toml:"beta"`
-	LearnRatios     bool    `toml:"learn_ratios"`
-	ReLUAfterSecond bool    `toml:"relu_after_second"`
-	Templates       int     `toml:"templates"`
+// Built is a method built from a configuration.
+type Built struct {
+	Spec Spec
+	// Rank is the method's place in the registry.
+	Rank   int
+	Method train.Method
+	// Keys are the decoded keys (defaults filled in), for the resolved
+	// config.toml.
+	Keys  any
+	Needs train.Needs
 }
 
-func newCLIPAdapter(c *train.Config) (train.Method, any, train.Needs, error) {
-	d := adapter.DefaultCLIPAdapterOptions()
-	k := clipAdapterKeys{Variant: d.Variant, Reduction: d.Reduction, Alpha: d.Alpha, Beta: d.Beta, LearnRatios: d.LearnRatios, ReLUAfterSecond: d.ReLUAfterSecond, Templates: d.Templates}
-	if err := c.DecodeMethod(&k); err != nil {
-		return nil, nil, train.Needs{}, err
+// Build looks up cfg's method.name, decodes its [method] keys strictly
+// over the method's defaults and builds it. The caller drops the method.
+func (r Registry) Build(cfg *config.Config) (*Built, error) {
+	spec, rank, err := r.Lookup(cfg.Method.Name)
+	if err != nil {
+		return nil, err
 	}
-	switch k.Variant {
-	case adapter.VariantVisual, adapter.VariantText, adapter.VariantBoth:
-	default:
-		return nil, nil, train.Needs{}, fmt.Errorf("method.variant = %q: want visual, text or both", k.Variant)
+	keys := spec.Defaults()
+	if err := cfg.Method.Decode(keys); err != nil {
+		return nil, err
 	}
-	o := adapter.CLIPAdapterOptions{Variant: k.Variant, Reduction: k.Reduction, Alpha: k.Alpha, Beta: k.Beta, LearnRatios: k.LearnRatios, ReLUAfterSecond: k.ReLUAfterSecond, Templates: k.Templates}
-	return adapter.NewCLIPAdapter(o), &k, train.Needs{TrainFeatures: true, Augment: true}, nil
+	m, needs, err := spec.New(keys)
+	if err != nil {
+		return nil, fmt.Errorf("method %s: %w", spec.Name, err)
+	}
+	return &Built{Spec: spec, Rank: rank, Method: m, Keys: keys, Needs: needs}, nil
 }
 
-type tipKeys struct {
-	InitAlpha     float64    `toml:"init_alpha"`
-	InitBeta      float64    `toml:"init_beta"`
-	SearchScale   [2]float64 `toml:"search_scale"`
-	SearchSteps   [2]int     `toml:"search_steps"`
-	NoSearch      bool       `toml:"no_search"`
-	UseLogitScale bool       `toml:"use_logit_scale"`
-	Templates     int        `toml:"templates"`
-	// AugmentViews is the number of augmented views averaged into the
-	// cache keys (Tip-Adapter's augment_epoch).
-	AugmentViews int `toml:"augment_views"`
-}
-
-func newTip(c *train.Config, finetune bool) (train.Method, any, train.Needs, error) {
-	d := adapter.DefaultTipOptions()
-	k := tipKeys{InitAlpha: d.InitAlpha, InitBeta: d.InitBeta, SearchScale: d.SearchScale, SearchSteps: d.SearchSteps, NoSearch: d.NoSearch, UseLogitScale: d.UseLogitScale, Templates: d.Templates, AugmentViews: 10}
-	if err := c.DecodeMethod(&k); err != nil {
-		return nil, nil, train.Needs{}, err
+// Check reports the errors Build would give for cfg's [method] table (an
+// unknown method name, a key or value the method rejects) without
+// loading a model or data: it builds the method and drops it. Sweeps call
+// it on every cell before the first one starts.
+func (r Registry) Check(cfg *config.Config) error {
+	b, err := r.Build(cfg)
+	if err != nil {
+		return err
 	}
-	o := adapter.TipOptions{InitAlpha: k.InitAlpha, InitBeta: k.InitBeta, SearchScale: k.SearchScale, SearchSteps: k.SearchSteps, NoSearch: k.NoSearch, UseLogitScale: k.UseLogitScale, Templates: k.Templates}
-	// Tip-Adapter's cache: augment_views views with RandomResizedCrop
-	// scale (0.5, 1), averaged; Tip-Adapter-F trains on the same views.
-	needs := train.Needs{TrainFeatures: true, Augment: true, Views: k.AugmentViews, MinScale: 0.5}
-	if finetune {
-		return adapter.NewTipAdapterF(o), &k, needs, nil
-	}
-	return adapter.NewTipAdapter(o), &k, needs, nil
+	b.Method.Drop()
+	return nil
 }

@@ -98,24 +98,24 @@ import (
 type Options struct {
 	// Normalize L2-normalizes every feature row before fitting and in
 	// Logits. CoOp's lpclip uses raw features (false).
-	Normalize bool
+	Normalize bool `toml:"normalize"`
 	// MaxIter is the L-BFGS iteration limit per fit (default 1000).
-	MaxIter int
+	MaxIter int `toml:"max_iter"`
 	// Tol is the tolerance on max |gradient| of Σ CE + ‖W‖²/(2C)
 	// (scikit-learn's tol, default 1e-4).
-	Tol float64
+	Tol float64 `toml:"tol"`
 	// Cs is the coarse grid, in the order whose first best accuracy wins
 	// (default 1e6, 1e4, 1e2, 1, 1e-2, 1e-4, 1e-6).
-	Cs []float64
+	Cs []float64 `toml:"cs"`
 	// SearchSteps is the number of refinement rounds (default 8); a
 	// negative value skips refinement and keeps the coarse peak.
-	SearchSteps int
+	SearchSteps int `toml:"search_steps"`
 	// C, when positive, is used as is and no search is run (validation
 	// features are then optional).
-	C float64
+	C float64 `toml:"c"`
 	// ColdStart starts every fit from zero instead of from the nearest
 	// solution found so far.
-	ColdStart bool
+	ColdStart bool `toml:"-"`
 }
 
 // DefaultGrid is CoOp's coarse grid of C values, in its order.
@@ -544,4 +544,10 @@ func (s *search) lookup(c float64) (*fitted, error) {
 		}
 	}
 	return nil, fmt.Errorf("C=%g was not fitted", c)
+}
+
+// Build is the linear probe's constructor for the method registry: it
+// fits on test-transform features of the train set.
+func Build(o Options) (train.Method, train.Needs, error) {
+	return New(o), train.Needs{TrainFeatures: true}, nil
 }

@@ -18,31 +18,37 @@ import (
 	"gonum.org/v1/plot/vg/vgimg"
 	"gonum.org/v1/plot/vg/vgsvg"
 
-	"github.com/clipadapter/clipgo/train"
+	"github.com/clipadapter/clipgo/rundir"
 )
 
 // plotFormats are the formats WritePlots writes.
 var plotFormats = []string{"png", "svg"}
 
-// methodColors are fixed per method, so every panel reads the same.
-var methodColors = map[string]color.RGBA{
-	"zeroshot":      {R: 0x33, G: 0x33, B: 0x33, A: 0xff},
-	"linear-probe":  {R: 0x8c, G: 0x56, B: 0x4b, A: 0xff},
-	"coop":          {R: 0x1f, G: 0x77, B: 0xb4, A: 0xff},
-	"clip-adapter":  {R: 0xd6, G: 0x27, B: 0x28, A: 0xff},
-	"tip-adapter":   {R: 0x2c, G: 0xa0, B: 0x2c, A: 0xff},
-	"tip-adapter-f": {R: 0xff, G: 0x7f, B: 0x0e, A: 0xff},
+// rankColors colour methods by their registry rank, so a method has the
+// same colour in every panel and every report; unranked methods take
+// otherColors in order of appearance.
+var rankColors = []color.RGBA{
+	{R: 0x33, G: 0x33, B: 0x33, A: 0xff}, // zero-shot CLIP
+	{R: 0x8c, G: 0x56, B: 0x4b, A: 0xff}, // linear probe
+	{R: 0x1f, G: 0x77, B: 0xb4, A: 0xff}, // CoOp
+	{R: 0xd6, G: 0x27, B: 0x28, A: 0xff}, // CLIP-Adapter
+	{R: 0x2c, G: 0xa0, B: 0x2c, A: 0xff}, // Tip-Adapter
+	{R: 0xff, G: 0x7f, B: 0x0e, A: 0xff}, // Tip-Adapter-F
+	{R: 0x94, G: 0x67, B: 0xbd, A: 0xff},
+	{R: 0xe3, G: 0x77, B: 0xc2, A: 0xff},
+	{R: 0x17, G: 0xbe, B: 0xcf, A: 0xff},
+	{R: 0xbc, G: 0xbd, B: 0x22, A: 0xff},
 }
 
-var otherColors = []color.RGBA{{R: 0x94, G: 0x67, B: 0xbd, A: 0xff}, {R: 0xe3, G: 0x77, B: 0xc2, A: 0xff}, {R: 0x17, G: 0xbe, B: 0xcf, A: 0xff}}
+var otherColors = []color.RGBA{{R: 0x7f, G: 0x7f, B: 0x7f, A: 0xff}, {R: 0xae, G: 0xc7, B: 0xe8, A: 0xff}, {R: 0xff, G: 0xbb, B: 0x78, A: 0xff}}
 
-func methodColor(m string, others *[]string) color.RGBA {
-	if c, ok := methodColors[m]; ok {
-		return c
+func methodColor(m MethodInfo, others *[]string) color.RGBA {
+	if m.Rank >= 0 && m.Rank < len(rankColors) {
+		return rankColors[m.Rank]
 	}
-	i := slices.Index(*others, m)
+	i := slices.Index(*others, m.Name)
 	if i < 0 {
-		*others = append(*others, m)
+		*others = append(*others, m.Name)
 		i = len(*others) - 1
 	}
 	return otherColors[i%len(otherColors)]
@@ -165,8 +171,9 @@ func accuracyPlot(stats []Stat, axis []int, title string) (*plot.Plot, error) {
 	p.Add(plotter.NewGrid())
 	p.Legend.TextStyle.Font.Size = 9
 	var others []string
-	for _, m := range methodsOf(stats) {
-		col := methodColor(m, &others)
+	for _, mi := range methodsOf(stats) {
+		m := mi.Name
+		col := methodColor(mi, &others)
 		var ours, pub errPoints
 		var oursZero, pubZero plotter.XYs
 		for _, s := range stats {
@@ -192,7 +199,7 @@ func accuracyPlot(stats []Stat, axis []int, title string) (*plot.Plot, error) {
 				}
 			}
 		}
-		label := MethodLabel(m)
+		label := mi.Label
 		if len(ours.XYs) > 0 {
 			line, pts, err := plotter.NewLinePoints(ours.XYs)
 			if err != nil {
@@ -301,5 +308,5 @@ func saveFigure(plots [][]*plot.Plot, widths []float64, height float64, format, 
 	if _, err := canvas.WriteTo(&buf); err != nil {
 		return fmt.Errorf("plot %s: %w", path, err)
 	}
-	return train.WriteFileAtomic(path, buf.Bytes())
+	return rundir.WriteFileAtomic(path, buf.Bytes())
 }

@@ -20,7 +20,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/clipadapter/clipgo/datasets"
-	"github.com/clipadapter/clipgo/train"
+	"github.com/clipadapter/clipgo/rundir"
 )
 
 // Run is one finished run directory.
@@ -36,7 +36,7 @@ type Run struct {
 	Seed     int
 	// Top1 is the test top-1 accuracy in percent.
 	Top1   float64
-	Result train.Result
+	Result rundir.Result
 }
 
 // Collect finds the run directories under root (any depth; directories
@@ -52,7 +52,7 @@ func Collect(root string) ([]Run, error) {
 		if d.IsDir() && path != root && strings.HasPrefix(d.Name(), ".") {
 			return filepath.SkipDir
 		}
-		if d.IsDir() || d.Name() != train.ResultFile {
+		if d.IsDir() || d.Name() != rundir.ResultFile {
 			return nil
 		}
 		r, err := readRun(filepath.Dir(path))
@@ -69,13 +69,13 @@ func Collect(root string) ([]Run, error) {
 }
 
 func readRun(dir string) (Run, error) {
-	var res train.Result
-	b, err := os.ReadFile(filepath.Join(dir, train.ResultFile))
+	var res rundir.Result
+	b, err := os.ReadFile(filepath.Join(dir, rundir.ResultFile))
 	if err != nil {
 		return Run{}, err
 	}
 	if err := json.Unmarshal(b, &res); err != nil {
-		return Run{}, fmt.Errorf("%s: %w", filepath.Join(dir, train.ResultFile), err)
+		return Run{}, fmt.Errorf("%s: %w", filepath.Join(dir, rundir.ResultFile), err)
 	}
 	// Only data.dataset is needed; the rest of the file is not checked, so
 	// runs of other toolkit versions can be reported.
@@ -84,7 +84,7 @@ func readRun(dir string) (Run, error) {
 			Dataset string `toml:"dataset"`
 		} `toml:"data"`
 	}
-	cpath := filepath.Join(dir, train.ConfigFile)
+	cpath := filepath.Join(dir, rundir.ConfigFile)
 	if _, err := toml.DecodeFile(cpath, &cfg); err != nil {
 		return Run{}, fmt.Errorf("%s: %w", cpath, err)
 	}
@@ -96,7 +96,7 @@ func readRun(dir string) (Run, error) {
 		ds = c
 	}
 	if res.Method == "" || res.Backbone == "" {
-		return Run{}, fmt.Errorf("%s: no method or backbone", filepath.Join(dir, train.ResultFile))
+		return Run{}, fmt.Errorf("%s: no method or backbone", filepath.Join(dir, rundir.ResultFile))
 	}
 	return Run{Dir: dir, Dataset: ds, Method: res.Method, Backbone: res.Backbone, Shots: res.Shots, Seed: res.Seed, Top1: res.Test.Top1, Result: res}, nil
 }
@@ -111,6 +111,8 @@ type Stat struct {
 	// Dataset is a dataset name or AverageDataset.
 	Dataset string
 	Method  string
+	// MethodInfo labels and ranks Method.
+	MethodInfo MethodInfo
 	// Shots is 0 for shot-free methods (zero-shot CLIP).
 	Shots int
 	// Seeds are the seeds of the runs, ascending (with repeats for a
@@ -153,21 +155,37 @@ type Table struct {
 var paperDatasets = []string{"ImageNet", "Caltech101", "OxfordPets", "StanfordCars", "OxfordFlowers", "Food101",
 	"FGVCAircraft", "SUN397", "DescribableTextures", "EuroSAT", "UCF101"}
 
-// methodOrder is the paper's method order; methodLabels their names there.
-var (
-	methodOrder  = []string{"zeroshot", "linear-probe", "coop", "clip-adapter", "tip-adapter", "tip-adapter-f"}
-	methodLabels = map[string]string{
-		"zeroshot": "Zero-shot CLIP", "linear-probe": "Linear probe", "coop": "CoOp",
-		"clip-adapter": "CLIP-Adapter", "tip-adapter": "Tip-Adapter", "tip-adapter-f": "Tip-Adapter-F",
-	}
-)
+// MethodInfo is how a report names and orders a method: the label and
+// rank its runs recorded from the method registry (result.json's
+// method_label and method_rank), or the bare name, after the ranked ones,
+// for runs that recorded neither.
+type MethodInfo struct {
+	Name  string
+	Label string
+	// Rank is the method's place in the registry, -1 when unknown.
+	Rank int
+}
 
-// MethodLabel returns the method's name as the paper writes it.
-func MethodLabel(m string) string {
-	if l, ok := methodLabels[m]; ok {
-		return l
+func methodInfoOf(r Run) MethodInfo {
+	mi := MethodInfo{Name: r.Method, Label: r.Result.MethodLabel, Rank: -1}
+	if mi.Label == "" {
+		mi.Label = r.Method
 	}
-	return m
+	if r.Result.MethodRank != nil {
+		mi.Rank = *r.Result.MethodRank
+	}
+	return mi
+}
+
+// less orders ranked methods by rank, then the others by name.
+func (a MethodInfo) less(b MethodInfo) bool {
+	switch {
+	case a.Rank != b.Rank && a.Rank >= 0 && b.Rank >= 0:
+		return a.Rank < b.Rank
+	case (a.Rank >= 0) != (b.Rank >= 0):
+		return a.Rank >= 0
+	}
+	return a.Name < b.Name
 }
 
 type cellKey struct {
@@ -203,7 +221,7 @@ func Aggregate(runs []Run, published []Published) *Table {
 		seen[sk] = true
 		s := cells[k]
 		if s == nil {
-			s = &Stat{Backbone: k.backbone, Dataset: k.dataset, Method: k.method, Shots: k.shots, Datasets: 1}
+			s = &Stat{Backbone: k.backbone, Dataset: k.dataset, Method: k.method, MethodInfo: methodInfoOf(r), Shots: k.shots, Datasets: 1}
 			cells[k] = s
 		}
 		s.Seeds = append(s.Seeds, r.Seed)
@@ -240,7 +258,7 @@ func Aggregate(runs []Run, published []Published) *Table {
 			continue
 		}
 		sort.Slice(ss, func(i, j int) bool { return datasetLess(ss[i].Dataset, ss[j].Dataset) })
-		a := &Stat{Backbone: k.backbone, Dataset: AverageDataset, Method: k.method, Shots: k.shots, Datasets: len(ss)}
+		a := &Stat{Backbone: k.backbone, Dataset: AverageDataset, Method: k.method, MethodInfo: ss[0].MethodInfo, Shots: k.shots, Datasets: len(ss)}
 		for _, s := range ss {
 			a.Values = append(a.Values, s.Mean)
 		}
@@ -335,21 +353,6 @@ func datasetLess(a, b string) bool {
 	return a < b
 }
 
-func methodRank(m string) int {
-	if i := slices.Index(methodOrder, m); i >= 0 {
-		return i
-	}
-	return len(methodOrder)
-}
-
-func methodLess(a, b string) bool {
-	ra, rb := methodRank(a), methodRank(b)
-	if ra != rb {
-		return ra < rb
-	}
-	return a < b
-}
-
 func statLess(a, b Stat) bool {
 	switch {
 	case a.Backbone != b.Backbone:
@@ -357,7 +360,7 @@ func statLess(a, b Stat) bool {
 	case a.Dataset != b.Dataset:
 		return datasetLess(a.Dataset, b.Dataset)
 	case a.Method != b.Method:
-		return methodLess(a.Method, b.Method)
+		return a.MethodInfo.less(b.MethodInfo)
 	}
 	return a.Shots < b.Shots
 }

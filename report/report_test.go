@@ -15,7 +15,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/clipadapter/clipgo/train"
+	"github.com/clipadapter/clipgo/metrics"
+	"github.com/clipadapter/clipgo/rundir"
 )
 
 func TestPublishedResults(t *testing.T) {
@@ -107,6 +108,13 @@ func TestParsePublishedErrors(t *testing.T) {
 	}
 }
 
+// registryOrder and registryLabels are what the method registry records in
+// result.json for the paper's methods (method_rank, method_label).
+var (
+	registryOrder  = []string{"zeroshot", "linear-probe", "coop", "clip-adapter", "tip-adapter", "tip-adapter-f"}
+	registryLabels = []string{"Zero-shot CLIP", "Linear probe", "CoOp", "CLIP-Adapter", "Tip-Adapter", "Tip-Adapter-F"}
+)
+
 // writeRun writes a run directory as train does: config.toml (only the
 // data.dataset matters) and result.json.
 func writeRun(t *testing.T, dir, dataset, method, backbone string, shots, seed int, top1 float64) {
@@ -115,12 +123,16 @@ func writeRun(t *testing.T, dir, dataset, method, backbone string, shots, seed i
 		t.Fatal(err)
 	}
 	cfg := fmt.Sprintf("[model]\nname = %q\n[data]\ndataset = %q\nshots = %d\nseed = %d\n[method]\nname = %q\n", backbone, dataset, shots, seed, method)
-	if err := os.WriteFile(filepath.Join(dir, train.ConfigFile), []byte(cfg), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, rundir.ConfigFile), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	res := train.Result{Method: method, Dataset: "as loaded", Backbone: backbone, Shots: shots, Seed: seed, Test: train.Metrics{Top1: top1, Top5: 99, N: 100}}
+	res := rundir.Result{Method: method, Dataset: "as loaded", Backbone: backbone, Shots: shots, Seed: seed, Test: metrics.Metrics{Top1: top1, Top5: 99, N: 100}}
+	// The label and rank train records from the method registry.
+	if i := slices.Index(registryOrder, method); i >= 0 {
+		res.MethodLabel, res.MethodRank = registryLabels[i], &i
+	}
 	b, _ := json.Marshal(res)
-	if err := os.WriteFile(filepath.Join(dir, train.ResultFile), b, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, rundir.ResultFile), b, 0o644); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -144,10 +156,10 @@ func testRuns(t *testing.T) string {
 	writeRun(t, filepath.Join(root, "demo", "syn"), "synthetic", "coop", "random:tiny", 4, 1, 30)
 	// Hidden folders (the feature cache) are not searched.
 	os.MkdirAll(filepath.Join(root, ".features", "x"), 0o755)
-	os.WriteFile(filepath.Join(root, ".features", "x", train.ResultFile), []byte("not json"), 0o644)
+	os.WriteFile(filepath.Join(root, ".features", "x", rundir.ResultFile), []byte("not json"), 0o644)
 	// Unfinished runs (no result.json) are not runs.
 	os.MkdirAll(filepath.Join(a, "unfinished"), 0o755)
-	os.WriteFile(filepath.Join(a, "unfinished", train.ConfigFile), []byte("[data]\ndataset = \"dtd\"\n"), 0o644)
+	os.WriteFile(filepath.Join(a, "unfinished", rundir.ConfigFile), []byte("[data]\ndataset = \"dtd\"\n"), 0o644)
 	return root
 }
 
@@ -320,7 +332,7 @@ func TestWritePlots(t *testing.T) {
 	if !slices.Equal(names, want) {
 		t.Errorf("wrote %q, want %q", names, want)
 	}
-	red := methodColors["clip-adapter"]
+	red := rankColors[slices.Index(registryOrder, "clip-adapter")]
 	for _, p := range paths {
 		f, err := os.Open(p)
 		if err != nil {

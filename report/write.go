@@ -12,7 +12,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/clipadapter/clipgo/train"
+	"github.com/clipadapter/clipgo/rundir"
 )
 
 // Files written by Write.
@@ -65,7 +65,8 @@ func (t *Table) WriteMarkdown(w io.Writer, source string) error {
 			b.WriteString("\n|---|")
 			b.WriteString(strings.Repeat("--:|", len(shots)))
 			b.WriteString("\n")
-			for _, m := range methodsOf(stats) {
+			for _, mi := range methodsOf(stats) {
+				m := mi.Name
 				ours := make([]string, len(shots))
 				pub := make([]string, len(shots))
 				delta := make([]string, len(shots))
@@ -88,7 +89,7 @@ func (t *Table) WriteMarkdown(w io.Writer, source string) error {
 						delta[i] = fmt.Sprintf("%+.2f", s.Delta())
 					}
 				}
-				fmt.Fprintf(&b, "| %s | %s |\n", MethodLabel(m), strings.Join(ours, " | "))
+				fmt.Fprintf(&b, "| %s | %s |\n", mi.Label, strings.Join(ours, " | "))
 				if hasPub {
 					fmt.Fprintf(&b, "| ↳ published | %s |\n", strings.Join(pub, " | "))
 					fmt.Fprintf(&b, "| ↳ Δ | %s |\n", strings.Join(delta, " | "))
@@ -131,19 +132,20 @@ func shotColumns(stats []Stat) []int {
 	return out
 }
 
-// methodsOf returns the methods of stats in the paper's order.
-func methodsOf(stats []Stat) []string {
-	var out []string
+// methodsOf returns the methods of stats in the registry's order (see
+// MethodInfo).
+func methodsOf(stats []Stat) []MethodInfo {
+	var out []MethodInfo
 	for _, s := range stats {
-		if !slices.Contains(out, s.Method) {
-			out = append(out, s.Method)
+		if !slices.ContainsFunc(out, func(m MethodInfo) bool { return m.Name == s.Method }) {
+			out = append(out, s.MethodInfo)
 		}
 	}
-	slices.SortStableFunc(out, func(a, b string) int {
-		if methodLess(a, b) {
+	slices.SortStableFunc(out, func(a, b MethodInfo) int {
+		switch {
+		case a.less(b):
 			return -1
-		}
-		if methodLess(b, a) {
+		case b.less(a):
 			return 1
 		}
 		return 0
@@ -197,10 +199,10 @@ func (t *Table) Write(dir, source string) ([]string, error) {
 		return nil, err
 	}
 	paths := []string{filepath.Join(dir, MarkdownFile), filepath.Join(dir, CSVFile)}
-	if err := train.WriteFileAtomic(paths[0], md.Bytes()); err != nil {
+	if err := rundir.WriteFileAtomic(paths[0], md.Bytes()); err != nil {
 		return nil, err
 	}
-	if err := train.WriteFileAtomic(paths[1], csvb.Bytes()); err != nil {
+	if err := rundir.WriteFileAtomic(paths[1], csvb.Bytes()); err != nil {
 		return nil, err
 	}
 	plots, err := t.WritePlots(filepath.Join(dir, PlotDir))

@@ -8,7 +8,7 @@ import (
 	"regexp"
 	"strings"
 
-	"github.com/clipadapter/clipgo/train"
+	"github.com/clipadapter/clipgo/rundir"
 )
 
 // SlurmSpec is the [slurm] table: the #SBATCH settings of the job array.
@@ -201,11 +201,11 @@ fi
 dir=$(printf '%s\n' "$line" | cut -f2)
 cmd=$(printf '%s\n' "$line" | cut -f3)
 echo "sweep: cell $i on $(hostname): $dir"
-if [ -e "$dir/` + train.ResultFile + `" ]; then
+if [ -e "$dir/` + rundir.ResultFile + `" ]; then
 	echo "sweep: cell $i already finished"
 	exit 0
 fi
-if [ -e "$dir/` + train.CheckpointFile + `" ]; then
+if [ -e "$dir/` + rundir.CheckpointFile + `" ]; then
 	exec "$train" -resume "$dir"
 fi
 eval "exec $cmd"
@@ -252,11 +252,11 @@ func WriteSlurm(out string, cells []Cell, o SlurmOptions) (string, error) {
 		return "", err
 	}
 	mpath := filepath.Join(abs, ManifestFile)
-	if err := train.WriteFileAtomic(mpath, manifest); err != nil {
+	if err := rundir.WriteFileAtomic(mpath, manifest); err != nil {
 		return "", err
 	}
 	spath := filepath.Join(abs, ScriptFile)
-	if err := train.WriteFileAtomic(spath, Script(len(cells), mpath, logDir, o)); err != nil {
+	if err := rundir.WriteFileAtomic(spath, Script(len(cells), mpath, logDir, o)); err != nil {
 		return "", err
 	}
 	if err := os.Chmod(spath, 0o755); err != nil {

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/clipadapter/clipgo/train"
+	"github.com/clipadapter/clipgo/rundir"
 )
 
 // fakeTrain writes a stand-in for the train binary that records its
@@ -159,14 +159,14 @@ setup = ["export CLIPGO_TEST=1"]
 	// A cell with a checkpoint is resumed; a finished one is skipped.
 	c := cells[2]
 	os.MkdirAll(c.Dir, 0o755)
-	os.WriteFile(filepath.Join(c.Dir, train.CheckpointFile), nil, 0o644)
+	os.WriteFile(filepath.Join(c.Dir, rundir.CheckpointFile), nil, 0o644)
 	if outp, err := runTask(2); err != nil {
 		t.Fatalf("task 2: %v\n%s", err, outp)
 	}
 	if got := argv(); !slices.Equal(got, []string{"-resume", c.Dir}) {
 		t.Errorf("task 2 with a checkpoint ran train %q, want -resume %s", got, c.Dir)
 	}
-	os.WriteFile(filepath.Join(c.Dir, train.ResultFile), []byte("{}"), 0o644)
+	os.WriteFile(filepath.Join(c.Dir, rundir.ResultFile), []byte("{}"), 0o644)
 	outp, err := runTask(2)
 	if err != nil || argv() != nil || !strings.Contains(outp, "already finished") {
 		t.Errorf("task 2 finished: err %v, train ran with %q, output %q", err, argv(), outp)

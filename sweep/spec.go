@@ -43,7 +43,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
-	"github.com/clipadapter/clipgo/train"
+	"github.com/clipadapter/clipgo/config"
 )
 
 // defaultShots and defaultSeeds are the paper's shot counts and CoOp's seeds.
@@ -123,13 +123,13 @@ type Cell struct {
 	// value is kept.
 	Epochs int
 	// Base is the run configuration file and Sets the overrides applied to
-	// it, in order: train.LoadConfig(Base, Sets) is the cell's config.
+	// it, in order: config.Load(Base, Sets) is the cell's config.
 	Base string
 	Sets []string
-	// Dir is the run directory: Out/train.RunName(config).
+	// Dir is the run directory: Out/config.RunName().
 	Dir string
 	// Config is the resolved configuration.
-	Config *train.Config
+	Config *config.Config
 }
 
 // String names the cell for progress lines.
@@ -413,15 +413,15 @@ func (f *File) Expand() ([]Cell, error) {
 					c.Sets = append(c.Sets, "output.dir="+strconv.Quote(s.Out))
 					c.Sets = append(c.Sets, s.Set...)
 					c.Sets = append(c.Sets, pm.Set...)
-					cfg, err := train.LoadConfig(base, c.Sets)
+					cfg, err := config.Load(base, c.Sets)
 					if err != nil {
 						return nil, fmt.Errorf("cell %s: %w", c, err)
 					}
-					if cfg.MethodName() != m {
-						return nil, fmt.Errorf("cell %s: %s has method.name = %q, want %q", c, base, cfg.MethodName(), m)
+					if cfg.Method.Name != m {
+						return nil, fmt.Errorf("cell %s: %s has method.name = %q, want %q", c, base, cfg.Method.Name, m)
 					}
 					c.Config = cfg
-					c.Dir = filepath.Join(s.Out, train.RunName(cfg))
+					c.Dir = filepath.Join(s.Out, cfg.RunName())
 					if prev, ok := dirs[c.Dir]; ok {
 						return nil, fmt.Errorf("cells %s and %s share the run directory %s", prev, c, c.Dir)
 					}
@@ -459,14 +459,15 @@ func (f Filter) Apply(cells []Cell) []Cell {
 	return out
 }
 
-// CheckCells checks every cell's method configuration as its run would
-// (train.CheckMethod): an unknown method name or a per-method key that the
-// method rejects fails the whole sweep before the first cell starts,
-// instead of when that cell's turn comes. The error lists up to ten cells.
-func CheckCells(cells []Cell, methods map[string]train.MethodFactory) error {
+// CheckCells checks every cell's method configuration with check (the
+// method registry's Check, as the cell's run would build it): an unknown
+// method name or a per-method key that the method rejects fails the whole
+// sweep before the first cell starts, instead of when that cell's turn
+// comes. The error lists up to ten cells.
+func CheckCells(cells []Cell, check func(*config.Config) error) error {
 	var errs []string
 	for _, c := range cells {
-		if err := train.CheckMethod(c.Config, methods); err != nil {
+		if err := check(c.Config); err != nil {
 			errs = append(errs, fmt.Sprintf("cell %d (%s): %v", c.Index, c, err))
 		}
 	}

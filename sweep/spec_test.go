@@ -70,8 +70,8 @@ seeds = [1]
 		if c.Config.Data.Root != "/data/coop" || c.Config.Train.BatchSize != 8 {
 			t.Errorf("%s: root %q batch %d: the sweep's set was not applied", c, c.Config.Data.Root, c.Config.Train.BatchSize)
 		}
-		if c.Config.Data.Shots != c.Shots || c.Config.Data.Seed != c.Seed || c.Config.MethodName() != c.Method || c.Config.Data.Dataset != c.Dataset {
-			t.Errorf("%s: config has %s %s %d-shot seed %d", c, c.Config.MethodName(), c.Config.Data.Dataset, c.Config.Data.Shots, c.Config.Data.Seed)
+		if c.Config.Data.Shots != c.Shots || c.Config.Data.Seed != c.Seed || c.Config.Method.Name != c.Method || c.Config.Data.Dataset != c.Dataset {
+			t.Errorf("%s: config has %s %s %d-shot seed %d", c, c.Config.Method.Name, c.Config.Data.Dataset, c.Config.Data.Shots, c.Config.Data.Seed)
 		}
 		if c.Config.Output.Dir != out {
 			t.Errorf("%s: output.dir %q", c, c.Config.Output.Dir)
@@ -80,9 +80,15 @@ seeds = [1]
 		if c.Dir != wantDir {
 			t.Errorf("dir %s, want %s", c.Dir, wantDir)
 		}
-		nCtx, hasNCtx := c.Config.Method["n_ctx"]
-		if (c.Method == "coop") != hasNCtx || (hasNCtx && nCtx != int64(4)) {
-			t.Errorf("%s: method.n_ctx = %v (per-method set)", c, nCtx)
+		var keys struct {
+			NCtx *int64 `toml:"n_ctx"`
+		}
+		if err := c.Config.Method.Decode(&keys); err != nil && !strings.Contains(err.Error(), "unknown key") {
+			t.Fatalf("%s: %v", c, err)
+		}
+		hasNCtx := keys.NCtx != nil
+		if (c.Method == "coop") != hasNCtx || (hasNCtx && *keys.NCtx != 4) {
+			t.Errorf("%s: method.n_ctx = %v (per-method set)", c, keys.NCtx)
 		}
 	}
 	want := []string{
@@ -133,8 +139,8 @@ epochs_by_shots = {1 = 50, 2 = 100, 4 = 100, 8 = 200, 16 = 200}
 	}
 	wantEpochs := map[int]int{1: 50, 2: 100, 4: 100, 8: 200, 16: 200}
 	for _, c := range cells {
-		if c.Config.MethodName() != c.Method || c.Config.Data.Dataset != "synthetic" {
-			t.Errorf("%s: config has method %q dataset %q", c, c.Config.MethodName(), c.Config.Data.Dataset)
+		if c.Config.Method.Name != c.Method || c.Config.Data.Dataset != "synthetic" {
+			t.Errorf("%s: config has method %q dataset %q", c, c.Config.Method.Name, c.Config.Data.Dataset)
 		}
 		want := 3
 		if c.Method == "clip-adapter" {

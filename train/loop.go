@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/clipadapter/clipgo/metrics"
 	"math"
 	"math/rand/v2"
 	"runtime"
@@ -306,13 +307,13 @@ func Logits(m Method, f *Features, batchSize int) ([]float32, int, error) {
 }
 
 // EvaluateMethod computes metrics of m on f.
-func EvaluateMethod(m Method, f *Features, batchSize int) (Metrics, error) {
+func EvaluateMethod(m Method, f *Features, batchSize int) (metrics.Metrics, error) {
 	logits, classes, err := Logits(m, f, batchSize)
 	if err != nil {
-		return Metrics{}, err
+		return metrics.Metrics{}, err
 	}
 	if f.Len() == 0 {
-		return Metrics{}, errors.New("evaluate: no examples")
+		return metrics.Metrics{}, errors.New("evaluate: no examples")
 	}
-	return Evaluate(logits, f.Y, classes)
+	return metrics.Evaluate(logits, f.Y, classes)
 }

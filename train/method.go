@@ -1,8 +1,10 @@
-// Package train is the one training and evaluation loop that drives every
-// few-shot method on top of a frozen CLIP: zero-shot, linear probe, CoOp,
-// CLIP-Adapter and Tip-Adapter. A method is a package implementing Method;
-// the loop only steps and calls hooks (progress, evaluation, checkpoints,
-// metrics), in the style of GoMLX's ml/train.
+// Package train is the contract between a few-shot method and the loop
+// that trains it: Method and its optional interfaces (Fitter, Tuner,
+// Saver), what a method needs prepared (Needs), the Loop with its named
+// hooks (step, epoch, interrupt; in the style of GoMLX's ml/train), the
+// optimizers and learning-rate schedules, and checkpoint state. It knows
+// nothing of configuration files, datasets, model weights or run
+// directories: package experiment wires those to it.
 package train
 
 import (
@@ -74,6 +76,24 @@ type Context struct {
 	Seed uint64
 	// Log receives the method's messages.
 	Log *slog.Logger
+}
+
+// Needs says what a method needs the experiment to prepare: which image
+// features of the train set, and how they are augmented.
+type Needs struct {
+	// TrainFeatures: the method uses features of the few-shot train set.
+	TrainFeatures bool
+	// Augment: train features come from the training augmentation
+	// (random resized crop and flip) instead of the test transform.
+	Augment bool
+	// Views is the number of augmented views to encode; 0 uses
+	// train.augment_views, or one per epoch when that is 0 too.
+	Views int
+	// MinScale is the lower bound of the random resized crop's scale
+	// (0: torchvision's 0.08).
+	MinScale float64
+	// Optimizer, when set, overrides train.optimizer for this method.
+	Optimizer string
 }
 
 // Method is a few-shot classifier on top of frozen CLIP features.

@@ -37,10 +37,10 @@ type Options struct {
 	// Templates is how many of Context.Templates build the classifier,
 	// counted from the first (the dataset's single template); 0 uses all
 	// of them.
-	Templates int
+	Templates int `toml:"templates"`
 	// BatchSize is how many texts are encoded at once; 0 means
 	// DefaultBatchSize.
-	BatchSize int
+	BatchSize int `toml:"-"`
 }
 
 // Method is zero-shot CLIP. Create it with New; Init builds the classifier.
@@ -243,4 +243,17 @@ func (m *Method) Drop() {
 		m.weights.MustDrop()
 		m.weights = nil
 	}
+}
+
+// DefaultOptions returns the defaults: every template of the context,
+// DefaultBatchSize texts at a time.
+func DefaultOptions() Options { return Options{} }
+
+// Build is zero-shot CLIP's constructor for the method registry: it uses
+// no features of the train set.
+func Build(o Options) (train.Method, train.Needs, error) {
+	if o.Templates < 0 {
+		return nil, train.Needs{}, fmt.Errorf("method.templates = %d: want >= 0 (0: all)", o.Templates)
+	}
+	return New(o), train.Needs{}, nil
 }

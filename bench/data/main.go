@@ -1,7 +1,7 @@
 // Command data measures the image loading pipeline: decoding and the
 // training transform (RandomResizedCrop to -size with bicubic resampling,
 // random horizontal flip, normalization) of the JPEGs under -root, batched
-// by datasets.Loader with -workers workers. It is the Go half of
+// by loader.Loader with -workers workers. It is the Go half of
 // bench/data/run.sh, which compares it with PIL + torchvision's DataLoader
 // (torch_loader.py) on the same files.
 //
@@ -36,6 +36,7 @@ import (
 
 	"github.com/clipadapter/clipgo/clip/preprocess"
 	"github.com/clipadapter/clipgo/datasets"
+	"github.com/clipadapter/clipgo/datasets/loader"
 )
 
 func main() {
@@ -85,7 +86,7 @@ func run(args []string, stdout io.Writer) error {
 		defer pprof.StopCPUProfile()
 	}
 
-	l, err := datasets.NewLoader(d, items, datasets.LoaderOptions{
+	l, err := loader.New(d, items, loader.Options{
 		Transform: preprocess.Train(*size, preprocess.TrainOptions{}),
 		BatchSize: *batch,
 		Workers:   *workers,

@@ -16,20 +16,20 @@ import (
 	"github.com/clipadapter/clipgo/clip/preprocess"
 	"github.com/clipadapter/clipgo/clip/tokenizer"
 	"github.com/clipadapter/clipgo/datasets"
+	"github.com/clipadapter/clipgo/datasets/loader"
 	"github.com/clipadapter/clipgo/internal/progress"
 	"github.com/clipadapter/clipgo/internal/torch"
-	"github.com/clipadapter/clipgo/train"
 )
 
 // newImageLoader starts decoding the images at paths (in parallel, workers
 // at a time, a few batches ahead) and applying CLIP's test transform for
 // input resolution size.
-func newImageLoader(paths []string, size, batch, workers int) (*datasets.Loader, error) {
+func newImageLoader(paths []string, size, batch, workers int) (*loader.Loader, error) {
 	items := make([]datasets.Item, len(paths))
 	for i, p := range paths {
 		items[i] = datasets.Item{Path: filepath.ToSlash(p), Label: i}
 	}
-	return datasets.NewLoader(&datasets.Dataset{Name: "images"}, items, datasets.LoaderOptions{
+	return loader.New(&datasets.Dataset{Name: "images"}, items, loader.Options{
 		Transform: preprocess.Test(size),
 		BatchSize: batch,
 		Workers:   workers,
@@ -39,7 +39,7 @@ func newImageLoader(paths []string, size, batch, workers int) (*datasets.Loader,
 // imageError returns the loader's error about one image as that image's
 // error (which names the file), and other errors unchanged.
 func imageError(err error) error {
-	var ie *datasets.ImageError
+	var ie *loader.ImageError
 	if errors.As(err, &ie) {
 		return ie
 	}
@@ -219,10 +219,10 @@ func encodeTokenBatch(m *clip.Model, device gotch.Device, ids []int64, n, ctxLen
 }
 
 // textSide is the model's text encoder for the zero-shot classifier.
-func textSide(m *clip.Model, device gotch.Device, batch int) (*train.TextSide, error) {
+func textSide(m *clip.Model, device gotch.Device, batch int) (*clip.TextSide, error) {
 	tok, err := tokenizer.New()
 	if err != nil {
 		return nil, err
 	}
-	return &train.TextSide{Model: m, Tokenizer: tok, Device: device, Batch: batch}, nil
+	return &clip.TextSide{Model: m, Tokenizer: tok, Device: device, Batch: batch}, nil
 }

@@ -16,9 +16,10 @@ import (
 
 	"github.com/clipadapter/clipgo/clip"
 	"github.com/clipadapter/clipgo/clip/weights"
+	"github.com/clipadapter/clipgo/config"
+	"github.com/clipadapter/clipgo/experiment"
 	"github.com/clipadapter/clipgo/internal/cli"
 	"github.com/clipadapter/clipgo/internal/torch"
-	"github.com/clipadapter/clipgo/train"
 )
 
 // randomPrefix selects randomly initialized weights: random:ARCH.
@@ -104,7 +105,7 @@ func (f *modelFlags) load(ctx context.Context, stderr io.Writer) (*clip.Model, g
 			return nil, gotch.CPU, err
 		}
 	}
-	m, _, err := train.LoadModel(ctx, train.ModelConfig{
+	m, _, err := experiment.LoadModel(ctx, config.ModelConfig{
 		Name:      f.model,
 		Precision: f.precision,
 		CacheDir:  f.cache,

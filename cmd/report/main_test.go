@@ -9,8 +9,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/clipadapter/clipgo/metrics"
 	"github.com/clipadapter/clipgo/report"
-	"github.com/clipadapter/clipgo/train"
+	"github.com/clipadapter/clipgo/rundir"
 )
 
 func TestReport(t *testing.T) {
@@ -18,9 +19,9 @@ func TestReport(t *testing.T) {
 	for seed, top1 := range map[int]float64{1: 40, 2: 44} {
 		dir := filepath.Join(runs, "dtd_coop_RN50_4shot_seed"+strconv.Itoa(seed))
 		os.MkdirAll(dir, 0o755)
-		os.WriteFile(filepath.Join(dir, train.ConfigFile), []byte("[data]\ndataset = \"dtd\"\n"), 0o644)
-		b, _ := json.Marshal(train.Result{Method: "coop", Backbone: "RN50", Shots: 4, Seed: seed, Test: train.Metrics{Top1: top1}})
-		os.WriteFile(filepath.Join(dir, train.ResultFile), b, 0o644)
+		os.WriteFile(filepath.Join(dir, rundir.ConfigFile), []byte("[data]\ndataset = \"dtd\"\n"), 0o644)
+		b, _ := json.Marshal(rundir.Result{Method: "coop", MethodLabel: "CoOp", Backbone: "RN50", Shots: 4, Seed: seed, Test: metrics.Metrics{Top1: top1}})
+		os.WriteFile(filepath.Join(dir, rundir.ResultFile), b, 0o644)
 	}
 	out := t.TempDir()
 	var stdout, stderr bytes.Buffer

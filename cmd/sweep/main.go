@@ -41,8 +41,9 @@ import (
 	"github.com/clipadapter/clipgo/internal/cli"
 	"github.com/clipadapter/clipgo/internal/torch"
 	"github.com/clipadapter/clipgo/methods"
+	"github.com/clipadapter/clipgo/rundir"
 	"github.com/clipadapter/clipgo/sweep"
-	"github.com/clipadapter/clipgo/train"
+	"github.com/clipadapter/clipgo/sweep/local"
 )
 
 func main() {
@@ -138,9 +139,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		for _, c := range cells {
 			status := "todo"
 			switch {
-			case exists(filepath.Join(c.Dir, train.ResultFile)):
+			case exists(filepath.Join(c.Dir, rundir.ResultFile)):
 				status = "finished"
-			case exists(filepath.Join(c.Dir, train.CheckpointFile)):
+			case exists(filepath.Join(c.Dir, rundir.CheckpointFile)):
 				status = "resumable"
 			}
 			fmt.Fprintf(stdout, "%d\t%s\t%s\t%d\t%d\t%d\t%s\t%s\n", c.Index, c.Method, c.Dataset, c.Shots, c.Seed, c.Config.Train.Epochs, status, c.Dir)
@@ -149,7 +150,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	// Every cell's method configuration, before the first cell starts.
-	if err := sweep.CheckCells(cells, methods.Factories()); err != nil {
+	if err := sweep.CheckCells(cells, methods.All().Check); err != nil {
 		fmt.Fprintf(stderr, "sweep: %s: %v\n", *config, err)
 		return 1
 	}
@@ -187,15 +188,15 @@ func runLocal(f *sweep.File, config string, cells []sweep.Cell, stdout, stderr i
 		workers = max(len(f.Sweep.Devices), 1)
 	}
 	fmt.Fprintf(stderr, "sweep: %d cells from %s into %s, %d worker(s)\n", len(cells), config, f.Sweep.Out, workers)
-	sum := sweep.RunLocal(ctx, cells, sweep.LocalOptions{
-		Workers: workers, Devices: f.Sweep.Devices, Methods: methods.Factories(), Progress: stderr, Log: log,
+	sum := local.Run(ctx, cells, local.Options{
+		Workers: workers, Devices: f.Sweep.Devices, Progress: stderr, Log: log,
 	})
 	fmt.Fprintf(stdout, "sweep: %d cells: %d done, %d already finished, %d failed, %d interrupted, %d not started (%s)\n",
-		len(cells), sum.Count(sweep.Done), sum.Count(sweep.Skipped), sum.Count(sweep.Failed),
-		sum.Count(sweep.Interrupted), sum.Count(sweep.NotStarted), sum.Elapsed.Round(time.Second))
+		len(cells), sum.Count(local.Done), sum.Count(local.Skipped), sum.Count(local.Failed),
+		sum.Count(local.Interrupted), sum.Count(local.NotStarted), sum.Elapsed.Round(time.Second))
 	for _, o := range sum.Outcomes {
-		if o.Status == sweep.Failed {
-			fmt.Fprintf(stdout, "  failed: %s: %v (log: %s)\n", o.Cell, cli.FirstLine(o.Err), filepath.Join(o.Cell.Dir, sweep.LogFile))
+		if o.Status == local.Failed {
+			fmt.Fprintf(stdout, "  failed: %s: %v (log: %s)\n", o.Cell, cli.FirstLine(o.Err), filepath.Join(o.Cell.Dir, local.LogFile))
 		}
 	}
 	err := sum.Err()
@@ -203,7 +204,7 @@ func runLocal(f *sweep.File, config string, cells []sweep.Cell, stdout, stderr i
 	case err == nil:
 		fmt.Fprintf(stdout, "sweep: all cells finished; tables and plots: go run ./cmd/report -runs %s\n", f.Sweep.Out)
 		return 0
-	case sum.Count(sweep.Failed) > 0:
+	case sum.Count(local.Failed) > 0:
 		fmt.Fprintln(stderr, "sweep:", err)
 		return 1
 	default:
@@ -231,7 +232,7 @@ func writeSlurm(f *sweep.File, config string, cells []sweep.Cell, trainBin strin
 		return 1
 	}
 	// Synthetic data is generated once here, not by concurrent array tasks.
-	if err := sweep.PrepareData(cells); err != nil {
+	if err := local.PrepareData(cells); err != nil {
 		fmt.Fprintln(stderr, "sweep:", err)
 		return 1
 	}
@@ -264,7 +265,7 @@ func saveSweepFile(out, config string) error {
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return fmt.Errorf("out directory: %w", err)
 	}
-	return train.WriteFileAtomic(filepath.Join(out, "sweep.toml"), b)
+	return rundir.WriteFileAtomic(filepath.Join(out, "sweep.toml"), b)
 }
 
 // goTool returns the go command: the one on PATH, else this toolchain's.

@@ -6,8 +6,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/clipadapter/clipgo/config"
 	"github.com/clipadapter/clipgo/configs"
-	"github.com/clipadapter/clipgo/train"
+	"github.com/clipadapter/clipgo/methods"
 )
 
 // TestShippedConfigsDecode decodes every configuration under configs/
@@ -24,43 +25,35 @@ func TestShippedConfigsDecode(t *testing.T) {
 	if len(files) < 67 {
 		t.Fatalf("found %d configs, want 11 datasets x 6 methods + imagenet_16shot + demo", len(files))
 	}
-	m := methods()
+	reg := methods.All()
 	for _, f := range files {
-		cfg, err := train.LoadConfig(f, nil)
+		cfg, err := config.Load(f, nil)
 		if err != nil {
 			t.Errorf("%s: %v", f, err)
 			continue
 		}
-		factory, ok := m[cfg.MethodName()]
-		if !ok {
-			t.Errorf("%s: unknown method %q", f, cfg.MethodName())
-			continue
-		}
-		meth, _, _, err := factory(cfg)
-		if err != nil {
+		if err := reg.Check(cfg); err != nil {
 			t.Errorf("%s: %v", f, err)
-			continue
 		}
-		meth.Drop()
 	}
-	main, err := train.LoadConfig("../../configs/imagenet_16shot.toml", nil)
+	main, err := config.Load("../../configs/imagenet_16shot.toml", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if main.MethodName() != "clip-adapter" || main.Data.Dataset != "imagenet" || main.Data.Shots != 16 {
-		t.Errorf("imagenet_16shot.toml is %s on %s with %d shots", main.MethodName(), main.Data.Dataset, main.Data.Shots)
+	if main.Method.Name != "clip-adapter" || main.Data.Dataset != "imagenet" || main.Data.Shots != 16 {
+		t.Errorf("imagenet_16shot.toml is %s on %s with %d shots", main.Method.Name, main.Data.Dataset, main.Data.Shots)
 	}
-	if _, err := train.ParseConfig(configs.Demo, nil); err != nil {
+	if _, err := config.Parse(configs.Demo, nil); err != nil {
 		t.Errorf("embedded demo: %v", err)
 	}
 }
 
 func TestUnknownMethodKeyIsAnError(t *testing.T) {
-	cfg, err := train.LoadConfig("../../configs/caltech101/clip-adapter.toml", []string{"method.alfa=0.3"})
+	cfg, err := config.Load("../../configs/caltech101/clip-adapter.toml", []string{"method.alfa=0.3"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, _, _, err = methods()["clip-adapter"](cfg)
+	err = methods.All().Check(cfg)
 	if err == nil || !strings.Contains(err.Error(), `did you mean "method.alpha"`) {
 		t.Errorf("err = %v", err)
 	}

@@ -26,9 +26,13 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/clipadapter/clipgo/config"
 	"github.com/clipadapter/clipgo/configs"
+	"github.com/clipadapter/clipgo/experiment"
 	"github.com/clipadapter/clipgo/internal/cli"
 	"github.com/clipadapter/clipgo/internal/torch"
+	"github.com/clipadapter/clipgo/methods"
+	"github.com/clipadapter/clipgo/rundir"
 	"github.com/clipadapter/clipgo/train"
 )
 
@@ -45,7 +49,7 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 	}()
 	fs := flag.NewFlagSet("train", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	config := fs.String("config", "", "TOML run configuration (default: the embedded demo)")
+	configPath := fs.String("config", "", "TOML run configuration (default: the embedded demo)")
 	out := fs.String("out", "", "run directory (default: output.dir/<dataset>_<method>_<backbone>_<K>shot_seed<S>)")
 	resume := fs.String("resume", "", "continue the run in this directory from its last checkpoint")
 	verbose := fs.Bool("v", false, "debug logging")
@@ -96,11 +100,11 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 	switch {
 	case *resume != "":
 		err = resumeRun(ctx, *resume, sets, stdout, stderr, log)
-	case *config == "":
+	case *configPath == "":
 		err = demo(ctx, sets, stdout, stderr, log)
 	default:
-		var cfg *train.Config
-		cfg, err = train.LoadConfig(*config, sets)
+		var cfg *config.Config
+		cfg, err = config.Load(*configPath, sets)
 		if err == nil {
 			_, err = runOne(ctx, cfg, *out, false, stdout, stderr, log)
 		}
@@ -120,8 +124,8 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 	return 0
 }
 
-func runOne(ctx context.Context, cfg *train.Config, dir string, resume bool, stdout, stderr io.Writer, log *slog.Logger) (*train.Result, error) {
-	res, err := train.Run(ctx, train.RunOptions{Config: cfg, Methods: methods(), Dir: dir, Resume: resume, Progress: stderr, Log: log})
+func runOne(ctx context.Context, cfg *config.Config, dir string, resume bool, stdout, stderr io.Writer, log *slog.Logger) (*rundir.Result, error) {
+	res, err := experiment.Run(ctx, experiment.Options{Config: cfg, Dir: dir, Resume: resume, Progress: stderr, Log: log})
 	if err != nil {
 		return nil, err
 	}
@@ -131,16 +135,13 @@ func runOne(ctx context.Context, cfg *train.Config, dir string, resume bool, std
 }
 
 func resumeRun(ctx context.Context, dir string, sets []string, stdout, stderr io.Writer, log *slog.Logger) error {
-	cfg, err := train.LoadConfig(filepath.Join(dir, train.ConfigFile), sets)
+	cfg, err := config.Load(filepath.Join(dir, rundir.ConfigFile), sets)
 	if err != nil {
 		return fmt.Errorf("resume %s: %w", dir, err)
 	}
 	_, err = runOne(ctx, cfg, dir, true, stdout, stderr, log)
 	return err
 }
-
-// demoMethods are the methods the demo compares, in table order.
-var demoMethods = []string{"zeroshot", "linear-probe", "coop", "clip-adapter", "tip-adapter", "tip-adapter-f"}
 
 // demoOverrides are each method's own settings on top of configs/demo.toml:
 // the optimizers of their reference implementations, and for CLIP-Adapter the
@@ -150,21 +151,21 @@ var demoOverrides = map[string][]string{
 	"tip-adapter-f": {"train.optimizer=adamw", "train.lr=0.001", "train.adam_eps=1e-4", "train.weight_decay=0.01", "train.schedule=cosine_step"},
 }
 
-// demo runs every method on the embedded demo configuration and prints a
+// demo runs every registered method on the embedded demo configuration and prints a
 // table. Finished runs are reused.
 func demo(ctx context.Context, sets []string, stdout, stderr io.Writer, log *slog.Logger) error {
 	start := time.Now()
 	fmt.Fprintln(stdout, "demo: every method on a synthetic dataset with a small random CLIP (configs/demo.toml)")
-	var results []*train.Result
+	var results []*rundir.Result
 	outDir := ""
-	for _, m := range demoMethods {
+	for _, m := range methods.All().Names() {
 		overrides := append(append([]string{"method.name=" + m}, demoOverrides[m]...), sets...)
-		cfg, err := train.ParseConfig(configs.Demo, overrides)
+		cfg, err := config.Parse(configs.Demo, overrides)
 		if err != nil {
 			return fmt.Errorf("demo config: %w", err)
 		}
 		outDir = cfg.Output.Dir
-		dir := filepath.Join(cfg.Output.Dir, train.RunName(cfg))
+		dir := filepath.Join(cfg.Output.Dir, cfg.RunName())
 		os.RemoveAll(dir) // the demo always runs afresh
 		res, err := runOne(ctx, cfg, dir, false, stdout, stderr, log)
 		if err != nil {

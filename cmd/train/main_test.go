@@ -14,6 +14,8 @@ import (
 
 	"github.com/sugarme/gotch"
 
+	"github.com/clipadapter/clipgo/methods"
+	"github.com/clipadapter/clipgo/rundir"
 	"github.com/clipadapter/clipgo/train"
 )
 
@@ -74,10 +76,10 @@ func runCmd(t *testing.T, args ...string) (int, string, string) {
 	return code, out.String(), errb.String()
 }
 
-func readResult(t *testing.T, dir string) train.Result {
+func readResult(t *testing.T, dir string) rundir.Result {
 	t.Helper()
-	var r train.Result
-	b, err := os.ReadFile(filepath.Join(dir, train.ResultFile))
+	var r rundir.Result
+	b, err := os.ReadFile(filepath.Join(dir, rundir.ResultFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +119,7 @@ func TestMethodsLearnOnSyntheticData(t *testing.T) {
 			if !strings.Contains(stdout, "test top-1") {
 				t.Errorf("stdout %q", stdout)
 			}
-			for _, f := range []string{train.ConfigFile, train.VersionsFile, train.ResultFile} {
+			for _, f := range []string{rundir.ConfigFile, rundir.VersionsFile, rundir.ResultFile} {
 				if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
 					t.Errorf("run directory lacks %s", f)
 				}
@@ -168,7 +170,7 @@ func TestSIGINTCheckpointsAndResumeIsBitIdentical(t *testing.T) {
 		defer close(done)
 		// Interrupt once a few epochs are logged.
 		for i := 0; i < 2000; i++ {
-			b, _ := os.ReadFile(filepath.Join(dir, train.MetricsFile))
+			b, _ := os.ReadFile(filepath.Join(dir, rundir.MetricsFile))
 			if bytes.Count(b, []byte("\n")) >= 3 {
 				syscall.Kill(os.Getpid(), syscall.SIGINT)
 				return
@@ -181,17 +183,17 @@ func TestSIGINTCheckpointsAndResumeIsBitIdentical(t *testing.T) {
 	if code != 130 || !strings.Contains(stderr, "-resume") {
 		t.Fatalf("interrupted run: exit %d (want 130)\n%s", code, stderr)
 	}
-	if _, err := os.Stat(filepath.Join(dir, train.CheckpointFile)); err != nil {
+	if _, err := os.Stat(filepath.Join(dir, rundir.CheckpointFile)); err != nil {
 		t.Fatal("no checkpoint after SIGINT")
 	}
-	if _, err := os.Stat(filepath.Join(dir, train.ResultFile)); err == nil {
+	if _, err := os.Stat(filepath.Join(dir, rundir.ResultFile)); err == nil {
 		t.Fatal("an interrupted run wrote result.json")
 	}
 	if code, _, stderr := runCmd(t, "-resume", dir); code != 0 {
 		t.Fatalf("resume: exit %d\n%s", code, stderr)
 	}
-	want := params(t, filepath.Join(straight, train.CheckpointFile))
-	got := params(t, filepath.Join(dir, train.CheckpointFile))
+	want := params(t, filepath.Join(straight, rundir.CheckpointFile))
+	got := params(t, filepath.Join(dir, rundir.CheckpointFile))
 	if len(want) == 0 || len(got) != len(want) {
 		t.Fatalf("checkpoints hold %d and %d parameters", len(want), len(got))
 	}
@@ -208,7 +210,7 @@ func TestSIGINTCheckpointsAndResumeIsBitIdentical(t *testing.T) {
 		t.Errorf("test top-1 %.2f after resume, %.2f uninterrupted", b.Test.Top1, a.Test.Top1)
 	}
 	// metrics.jsonl has one line per epoch, without repeats.
-	m, _ := os.ReadFile(filepath.Join(dir, train.MetricsFile))
+	m, _ := os.ReadFile(filepath.Join(dir, rundir.MetricsFile))
 	if n := bytes.Count(m, []byte("\n")); n != 30 {
 		t.Errorf("metrics.jsonl has %d lines after resume, want 30", n)
 	}
@@ -241,19 +243,19 @@ func TestResumeWithoutCheckpointIsAnError(t *testing.T) {
 	dir := t.TempDir()
 	metrics := filepath.Join(dir, "metrics.jsonl")
 	before := "{\"epoch\":1}\n"
-	for name, content := range map[string]string{train.ConfigFile: string(cfgText), "metrics.jsonl": before} {
+	for name, content := range map[string]string{rundir.ConfigFile: string(cfgText), "metrics.jsonl": before} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
 	code, _, stderr := runCmd(t, "-resume", dir)
-	if code != 1 || !strings.Contains(stderr, "nothing to resume") || !strings.Contains(stderr, train.CheckpointFile) || strings.Contains(stderr, "goroutine") {
-		t.Errorf("exit %d, stderr %q; want exit 1 and \"nothing to resume ... %s\"", code, stderr, train.CheckpointFile)
+	if code != 1 || !strings.Contains(stderr, "nothing to resume") || !strings.Contains(stderr, rundir.CheckpointFile) || strings.Contains(stderr, "goroutine") {
+		t.Errorf("exit %d, stderr %q; want exit 1 and \"nothing to resume ... %s\"", code, stderr, rundir.CheckpointFile)
 	}
 	if b, _ := os.ReadFile(metrics); string(b) != before {
 		t.Errorf("metrics.jsonl changed to %q", b)
 	}
-	if _, err := os.Stat(filepath.Join(dir, train.ResultFile)); err == nil {
+	if _, err := os.Stat(filepath.Join(dir, rundir.ResultFile)); err == nil {
 		t.Error("a run was started: result.json written")
 	}
 }
@@ -304,8 +306,8 @@ func TestDemoNamesItsOutputFolder(t *testing.T) {
 			runs = append(runs, e.Name())
 		}
 	}
-	if len(runs) != len(demoMethods) {
-		t.Errorf("%s holds run directories %v, want one per method (%d)", out, runs, len(demoMethods))
+	if len(runs) != len(methods.All()) {
+		t.Errorf("%s holds run directories %v, want one per method (%d)", out, runs, len(methods.All()))
 	}
 }
 
@@ -318,7 +320,7 @@ func TestConcurrentRunInOneDirectoryIsRefused(t *testing.T) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	unlock, err := train.LockRunDir(dir)
+	unlock, err := rundir.Lock(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -327,7 +329,7 @@ func TestConcurrentRunInOneDirectoryIsRefused(t *testing.T) {
 	if code != 1 || !strings.Contains(stderr, want) {
 		t.Errorf("second run: exit %d, stderr %q; want exit 1 and %q", code, stderr, want)
 	}
-	for _, f := range []string{train.MetricsFile, train.ConfigFile, train.VersionsFile} {
+	for _, f := range []string{rundir.MetricsFile, rundir.ConfigFile, rundir.VersionsFile} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
 			t.Errorf("the refused run wrote %s", f)
 		}
@@ -369,7 +371,7 @@ func TestSIGTERMDuringEncodingStopsAtOnce(t *testing.T) {
 	if len(cached) >= views {
 		t.Errorf("all %d views were encoded after SIGTERM", len(cached))
 	}
-	if _, err := os.Stat(filepath.Join(dir, train.ResultFile)); err == nil {
+	if _, err := os.Stat(filepath.Join(dir, rundir.ResultFile)); err == nil {
 		t.Error("an interrupted run wrote result.json")
 	}
 }

@@ -1,21 +1,20 @@
-package train
+// Package rundir defines a run directory: its file names, the result and
+// versions it records, atomic writes of its files, its lock, and reading a
+// finished run back. It has no cgo: report and the sweep planner use it
+// without linking libtorch.
+package rundir
 
 import (
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
-	"runtime"
-	"runtime/debug"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/clipadapter/clipgo/internal/fsutil"
-	"github.com/clipadapter/clipgo/internal/torch"
+	"github.com/clipadapter/clipgo/metrics"
 )
 
 // Files of a run directory.
@@ -31,13 +30,13 @@ const (
 	LockFile = ".lock"
 )
 
-// LockRunDir takes the run directory's lock (an exclusive flock on
+// Lock takes the run directory's lock (an exclusive flock on
 // DIR/.lock, released by the returned function or when the process ends,
 // however it ends) and writes this process's id into it. When another
 // process holds it, the error names that process: two runs in one
 // directory (a resubmitted Slurm array task, say) would interleave
 // metrics.jsonl and checkpoints.
-func LockRunDir(dir string) (unlock func(), err error) {
+func Lock(dir string) (unlock func(), err error) {
 	path := filepath.Join(dir, LockFile)
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
@@ -74,78 +73,26 @@ type Versions struct {
 	Started  string `json:"started"`
 }
 
-// CurrentVersions describes this binary, the libtorch it links and device.
-func CurrentVersions(device string) Versions {
-	host, _ := os.Hostname()
-	return Versions{
-		Toolkit:  toolkitRevision(),
-		Go:       runtime.Version(),
-		Libtorch: torch.Libtorch,
-		Gotch:    torch.GotchVersion,
-		Device:   device,
-		Host:     host,
-		Started:  time.Now().UTC().Format(time.RFC3339),
-	}
-}
-
-// toolkitRevision returns the VCS revision stamped into the binary, or asks
-// git when the binary was built without it (go run), with "+dirty" for
-// uncommitted changes.
-func toolkitRevision() string {
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		rev, dirty := "", false
-		for _, s := range bi.Settings {
-			switch s.Key {
-			case "vcs.revision":
-				rev = s.Value
-			case "vcs.modified":
-				dirty = s.Value == "true"
-			}
-		}
-		if rev != "" {
-			if dirty {
-				rev += "+dirty"
-			}
-			return rev
-		}
-	}
-	out, err := exec.Command("git", "rev-parse", "HEAD").Output()
-	if err != nil {
-		return "unknown"
-	}
-	rev := strings.TrimSpace(string(out))
-	if st, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(strings.TrimSpace(string(st))) > 0 {
-		rev += "+dirty"
-	}
-	return rev
-}
-
 // Result is the content of result.json.
 type Result struct {
-	Method   string             `json:"method"`
-	Dataset  string             `json:"dataset"`
-	Backbone string             `json:"backbone"`
-	Shots    int                `json:"shots"`
-	Seed     int                `json:"seed"`
-	Test     Metrics            `json:"test"`
-	Val      *Metrics           `json:"val,omitempty"`
-	Selected string             `json:"selected"`
-	Epochs   int                `json:"epochs"`
-	Tuned    map[string]float64 `json:"tuned,omitempty"`
-	Seconds  float64            `json:"seconds"`
-	Finished string             `json:"finished"`
-}
-
-// RunName derives a run directory name from the configuration. The
-// backbone is the model name with "/" as "-" (ViT-B-32), or a weight
-// file's base name without extension.
-func RunName(c *Config) string {
-	backbone := c.Model.Name
-	if ext := strings.ToLower(filepath.Ext(backbone)); ext == ".pt" || ext == ".pth" || ext == ".bin" {
-		backbone = strings.TrimSuffix(filepath.Base(backbone), filepath.Ext(backbone))
-	}
-	backbone = regexp.MustCompile(`[^A-Za-z0-9.@-]+`).ReplaceAllString(backbone, "-")
-	return fmt.Sprintf("%s_%s_%s_%dshot_seed%d", c.Data.Dataset, c.MethodName(), backbone, c.Data.Shots, c.Data.Seed)
+	Method string `json:"method"`
+	// MethodLabel is the method's name as the paper writes it, and
+	// MethodRank its place in the paper's tables (both from the method
+	// registry when the run was made); reports order and label methods by
+	// them. Absent in runs of older versions.
+	MethodLabel string             `json:"method_label,omitempty"`
+	MethodRank  *int               `json:"method_rank,omitempty"`
+	Dataset     string             `json:"dataset"`
+	Backbone    string             `json:"backbone"`
+	Shots       int                `json:"shots"`
+	Seed        int                `json:"seed"`
+	Test        metrics.Metrics    `json:"test"`
+	Val         *metrics.Metrics   `json:"val,omitempty"`
+	Selected    string             `json:"selected"`
+	Epochs      int                `json:"epochs"`
+	Tuned       map[string]float64 `json:"tuned,omitempty"`
+	Seconds     float64            `json:"seconds"`
+	Finished    string             `json:"finished"`
 }
 
 // WriteJSON writes v as indented JSON to path atomically.
@@ -208,4 +155,18 @@ func TruncateJSONL(path string, epoch int) error {
 		out += "\n"
 	}
 	return WriteFileAtomic(path, []byte(out))
+}
+
+// ReadResult reads DIR/result.json.
+func ReadResult(dir string) (Result, error) {
+	path := filepath.Join(dir, ResultFile)
+	var res Result
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return res, err
+	}
+	if err := json.Unmarshal(b, &res); err != nil {
+		return res, fmt.Errorf("%s: %w", path, err)
+	}
+	return res, nil
 }

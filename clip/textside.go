@@ -1,4 +1,4 @@
-package train
+package clip
 
 import (
 	"fmt"
@@ -7,23 +7,21 @@ import (
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
 
-	"github.com/clipadapter/clipgo/clip"
 	"github.com/clipadapter/clipgo/clip/tokenizer"
 	"github.com/clipadapter/clipgo/internal/torch"
 )
 
-// TextSide is the TextEncoder of a CLIP model and its tokenizer.
+// TextSide is CLIP's frozen text side as few-shot methods use it (it
+// implements train.TextEncoder): a Model and its BPE tokenizer.
 type TextSide struct {
-	Model     *clip.Model
+	Model     *Model
 	Tokenizer *tokenizer.Tokenizer
 	Device    gotch.Device
 	// Batch bounds how many texts are encoded at once (0: 256).
 	Batch int
 }
 
-var _ TextEncoder = (*TextSide)(nil)
-
-// Tokenize implements TextEncoder. A text longer than the context is an
+// Tokenize implements train.TextEncoder. A text longer than the context is an
 // error naming it.
 func (t *TextSide) Tokenize(texts []string) (*ts.Tensor, error) {
 	ctxLen := t.Model.Config().ContextLength
@@ -42,7 +40,7 @@ func (t *TextSide) Tokenize(texts []string) (*ts.Tensor, error) {
 	return x.MustView([]int64{int64(len(rows)), int64(ctxLen)}, true).MustTo(t.Device, true), nil
 }
 
-// EncodeTexts implements TextEncoder.
+// EncodeTexts implements train.TextEncoder.
 func (t *TextSide) EncodeTexts(texts []string) (*ts.Tensor, error) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
@@ -83,17 +81,17 @@ func (t *TextSide) EncodeTexts(texts []string) (*ts.Tensor, error) {
 	return out, torch.Err("concatenate text features", err)
 }
 
-// TokenEmbedding implements TextEncoder.
+// TokenEmbedding implements train.TextEncoder.
 func (t *TextSide) TokenEmbedding(tokens *ts.Tensor) (*ts.Tensor, error) {
 	return t.Model.TokenEmbedding(tokens)
 }
 
-// EncodeEmbeddings implements TextEncoder.
+// EncodeEmbeddings implements train.TextEncoder.
 func (t *TextSide) EncodeEmbeddings(x *ts.Tensor, eot []int64) (*ts.Tensor, error) {
 	return t.Model.EncodeTextEmbeddings(x, eot)
 }
 
-// LogitScale implements TextEncoder.
+// LogitScale implements train.TextEncoder.
 func (t *TextSide) LogitScale() float64 {
 	s, err := t.Model.LogitScale()
 	if err != nil {

@@ -1,4 +1,4 @@
-package train
+package experiment
 
 // EnsembleTemplates are CLIP's seven ImageNet templates chosen by forward
 // selection (IMAGENET_TEMPLATES_SELECT in CoOp, Tip-Adapter's ImageNet

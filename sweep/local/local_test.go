@@ -1,4 +1,4 @@
-package sweep
+package local
 
 import (
 	"bytes"
@@ -13,18 +13,20 @@ import (
 	"time"
 
 	"github.com/clipadapter/clipgo/methods"
+	"github.com/clipadapter/clipgo/rundir"
+	"github.com/clipadapter/clipgo/sweep"
 	"github.com/clipadapter/clipgo/train"
 )
 
 // demoSweep is a quick sweep on configs/demo.toml (synthetic data, tiny
 // random CLIP): methods x 1 dataset x shots x 1 seed.
-func demoSweep(t *testing.T, out string, methods string, shots string, extra string) []Cell {
+func demoSweep(t *testing.T, out string, methods string, shots string, extra string) []sweep.Cell {
 	t.Helper()
-	base, err := filepath.Abs("../configs/demo.toml")
+	base, err := filepath.Abs("../../configs/demo.toml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := Parse(`[sweep]
+	f, err := sweep.Parse(`[sweep]
 methods = [` + methods + `]
 datasets = ["synthetic"]
 shots = [` + shots + `]
@@ -78,7 +80,7 @@ func TestRunLocalRunsSkipsAndReportsFailures(t *testing.T) {
 	// "nope" passes config checks but is not in the method table.
 	cells := demoSweep(t, out, `"zeroshot", "nope", "linear-probe"`, "1, 2", "")
 	var progress syncBuffer
-	sum := RunLocal(context.Background(), cells, LocalOptions{Workers: 2, Methods: methods.Factories(), Progress: &progress})
+	sum := Run(context.Background(), cells, Options{Workers: 2, Methods: methods.All(), Progress: &progress})
 	want := []Status{Done, Done, Failed, Failed, Done, Done}
 	if got := statuses(sum); !equalStatuses(got, want) {
 		t.Fatalf("statuses %v, want %v\n%s", got, want, progress.String())
@@ -100,8 +102,8 @@ func TestRunLocalRunsSkipsAndReportsFailures(t *testing.T) {
 		if o.Status != Done {
 			continue
 		}
-		var r train.Result
-		b, err := os.ReadFile(filepath.Join(o.Cell.Dir, train.ResultFile))
+		var r rundir.Result
+		b, err := os.ReadFile(filepath.Join(o.Cell.Dir, rundir.ResultFile))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -111,12 +113,12 @@ func TestRunLocalRunsSkipsAndReportsFailures(t *testing.T) {
 		if r.Method != o.Cell.Method || r.Shots != o.Cell.Shots || r.Seed != 1 || r.Test.Top1 != o.Result.Test.Top1 {
 			t.Errorf("%s: result.json %+v", o.Cell, r)
 		}
-		st, _ := os.Stat(filepath.Join(o.Cell.Dir, train.ResultFile))
+		st, _ := os.Stat(filepath.Join(o.Cell.Dir, rundir.ResultFile))
 		mtimes[o.Cell.Dir] = st.ModTime()
 	}
 
 	progress = syncBuffer{}
-	sum = RunLocal(context.Background(), cells, LocalOptions{Workers: 1, Methods: methods.Factories(), Progress: &progress})
+	sum = Run(context.Background(), cells, Options{Workers: 1, Methods: methods.All(), Progress: &progress})
 	want = []Status{Skipped, Skipped, Failed, Failed, Skipped, Skipped}
 	if got := statuses(sum); !equalStatuses(got, want) {
 		t.Fatalf("rerun statuses %v, want %v", got, want)
@@ -125,7 +127,7 @@ func TestRunLocalRunsSkipsAndReportsFailures(t *testing.T) {
 		t.Errorf("rerun progress:\n%s", progress.String())
 	}
 	for dir, m := range mtimes {
-		st, _ := os.Stat(filepath.Join(dir, train.ResultFile))
+		st, _ := os.Stat(filepath.Join(dir, rundir.ResultFile))
 		if !st.ModTime().Equal(m) {
 			t.Errorf("%s: a finished cell was run again", dir)
 		}
@@ -141,7 +143,7 @@ func TestRunLocalInterruptAndResume(t *testing.T) {
 	cells := demoSweep(t, out, `"coop"`, "2, 4", "epochs_by_shots = {2 = 60, 4 = 5}\n")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	metrics := filepath.Join(cells[0].Dir, train.MetricsFile)
+	metrics := filepath.Join(cells[0].Dir, rundir.MetricsFile)
 	go func() {
 		for i := 0; i < 20000 && ctx.Err() == nil; i++ {
 			if b, _ := os.ReadFile(metrics); bytes.Count(b, []byte("\n")) >= 3 {
@@ -152,19 +154,19 @@ func TestRunLocalInterruptAndResume(t *testing.T) {
 		}
 	}()
 	var progress syncBuffer
-	sum := RunLocal(ctx, cells, LocalOptions{Workers: 1, Methods: methods.Factories(), Progress: &progress})
+	sum := Run(ctx, cells, Options{Workers: 1, Methods: methods.All(), Progress: &progress})
 	if got := statuses(sum); !equalStatuses(got, []Status{Interrupted, NotStarted}) {
 		t.Fatalf("statuses %v, want [interrupted not started]\n%s", got, progress.String())
 	}
 	if err := sum.Err(); !errors.Is(err, train.ErrInterrupted) {
 		t.Errorf("Err() = %v, want ErrInterrupted", err)
 	}
-	if _, err := os.Stat(filepath.Join(cells[0].Dir, train.CheckpointFile)); err != nil {
+	if _, err := os.Stat(filepath.Join(cells[0].Dir, rundir.CheckpointFile)); err != nil {
 		t.Fatal("no checkpoint after the interruption")
 	}
 
 	progress = syncBuffer{}
-	sum = RunLocal(context.Background(), cells, LocalOptions{Workers: 1, Methods: methods.Factories(), Progress: &progress})
+	sum = Run(context.Background(), cells, Options{Workers: 1, Methods: methods.All(), Progress: &progress})
 	if got := statuses(sum); !equalStatuses(got, []Status{Done, Done}) {
 		t.Fatalf("statuses %v, want [done done]\n%s", got, progress.String())
 	}

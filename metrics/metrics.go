@@ -1,4 +1,7 @@
-package train
+// Package metrics computes classification metrics (top-1, top-5, mean
+// per-class accuracy, macro F1) from logits and labels. It has no cgo, so
+// the run-directory and report packages use it without libtorch.
+package metrics
 
 import (
 	"fmt"

@@ -1,4 +1,4 @@
-package datasets
+package loader
 
 import (
 	"errors"
@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 
 	"github.com/clipadapter/clipgo/clip/preprocess"
+	"github.com/clipadapter/clipgo/datasets"
 )
 
 // Batch is a batch of preprocessed images. It has the same fields as
@@ -27,7 +28,7 @@ type Batch struct {
 }
 
 // LoaderOptions configures NewLoader.
-type LoaderOptions struct {
+type Options struct {
 	// Transform turns each decoded image into the batch's pixels, e.g.
 	// preprocess.Test(224) or preprocess.Train(224, opts). Required.
 	Transform preprocess.Transform
@@ -108,9 +109,9 @@ var ErrLoaderClosed = errors.New("datasets: loader closed")
 // Next and Close may be called from different goroutines, Next from one
 // goroutine at a time.
 type Loader struct {
-	d       *Dataset
-	items   []Item
-	opt     LoaderOptions
+	d       *datasets.Dataset
+	items   []datasets.Item
+	opt     Options
 	order   []int // item indices in load order
 	n       int   // items loaded (DropLast applied)
 	batches int
@@ -127,7 +128,7 @@ type Loader struct {
 	// Owned by Next's goroutine.
 	err  error // sticky: io.EOF, ErrLoaderClosed or the failure
 	done int
-	bad  BadImages
+	bad  datasets.BadImages
 
 	taken atomic.Int64 // batches Next has taken off the queue
 }
@@ -153,7 +154,7 @@ type job struct {
 // NewLoader starts loading items (paths relative to d.ImageDir, see
 // Dataset.File) with the options o. The caller must call Close when done
 // with the loader, unless Next has returned an error (io.EOF included).
-func NewLoader(d *Dataset, items []Item, o LoaderOptions) (*Loader, error) {
+func New(d *datasets.Dataset, items []datasets.Item, o Options) (*Loader, error) {
 	if d == nil {
 		return nil, errors.New("datasets: NewLoader: nil dataset")
 	}
@@ -217,8 +218,8 @@ func (l *Loader) Order() []int { return append([]int(nil), l.order[:l.n]...) }
 
 // Bad returns the images skipped so far with SkipBadImages, in load order.
 // Call it from Next's goroutine, e.g. after Next returned io.EOF.
-func (l *Loader) Bad() BadImages {
-	return BadImages{Count: l.bad.Count, First: append([]string(nil), l.bad.First...)}
+func (l *Loader) Bad() datasets.BadImages {
+	return datasets.BadImages{Count: l.bad.Count, First: append([]string(nil), l.bad.First...)}
 }
 
 // Next returns the next batch, or io.EOF after the last one. A bad image

@@ -1,4 +1,4 @@
-package sweep
+package local
 
 import (
 	"context"
@@ -13,7 +13,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/clipadapter/clipgo/config"
+	"github.com/clipadapter/clipgo/experiment"
 	"github.com/clipadapter/clipgo/internal/cli"
+	"github.com/clipadapter/clipgo/methods"
+	"github.com/clipadapter/clipgo/rundir"
+	"github.com/clipadapter/clipgo/sweep"
 	"github.com/clipadapter/clipgo/train"
 )
 
@@ -44,13 +49,13 @@ func (s Status) String() string {
 
 // Outcome is what RunLocal did with one cell.
 type Outcome struct {
-	Cell   Cell
+	Cell   sweep.Cell
 	Status Status
 	// Resumed: the run continued from the cell's checkpoint.
 	Resumed bool
 	// Device is the model.device the cell ran on ("" : the config's).
 	Device string
-	Result *train.Result
+	Result *rundir.Result
 	Err    error
 	// Elapsed is the wall time of the run (0 for skipped cells).
 	Elapsed time.Duration
@@ -89,14 +94,14 @@ func (s Summary) Err() error {
 }
 
 // LocalOptions configures RunLocal.
-type LocalOptions struct {
+type Options struct {
 	// Workers bounds the cells run at once (default: len(Devices), else 1).
 	Workers int
 	// Devices gives worker i the model.device Devices[i mod len]; empty
 	// keeps each config's device.
 	Devices []string
-	// Methods is the method table (methods.Factories).
-	Methods map[string]train.MethodFactory
+	// Methods is the method registry (nil: methods.All()).
+	Methods methods.Registry
 	// Progress receives one line per started and finished cell (nil:
 	// discarded).
 	Progress io.Writer
@@ -112,7 +117,7 @@ type LocalOptions struct {
 // others go on. When ctx is cancelled no further cell starts and the
 // running ones write a checkpoint and stop; running the sweep again
 // continues them.
-func RunLocal(ctx context.Context, cells []Cell, o LocalOptions) Summary {
+func Run(ctx context.Context, cells []sweep.Cell, o Options) Summary {
 	start := time.Now()
 	workers := o.Workers
 	if workers <= 0 {
@@ -134,7 +139,7 @@ func RunLocal(ctx context.Context, cells []Cell, o LocalOptions) Summary {
 	// reflect only the work left.
 	var todo []int
 	for i, c := range cells {
-		if exists(filepath.Join(c.Dir, train.ResultFile)) {
+		if exists(filepath.Join(c.Dir, rundir.ResultFile)) {
 			sum.Outcomes[i].Status = Skipped
 			p.skipped++
 			continue
@@ -191,7 +196,7 @@ feed:
 	return sum
 }
 
-func deviceLabel(dev string, c Cell) string {
+func deviceLabel(dev string, c sweep.Cell) string {
 	if dev != "" {
 		return dev
 	}
@@ -199,7 +204,7 @@ func deviceLabel(dev string, c Cell) string {
 }
 
 // runCell runs one cell: fresh, or resumed from its checkpoint.
-func runCell(ctx context.Context, c Cell, dev string, methods map[string]train.MethodFactory) (out Outcome) {
+func runCell(ctx context.Context, c sweep.Cell, dev string, reg methods.Registry) (out Outcome) {
 	out = Outcome{Cell: c, Device: dev}
 	start := time.Now()
 	defer func() {
@@ -208,7 +213,7 @@ func runCell(ctx context.Context, c Cell, dev string, methods map[string]train.M
 			out.Status, out.Err = Failed, fmt.Errorf("internal error: %v", r)
 		}
 	}()
-	if exists(filepath.Join(c.Dir, train.ResultFile)) {
+	if exists(filepath.Join(c.Dir, rundir.ResultFile)) {
 		out.Status = Skipped
 		return out
 	}
@@ -216,16 +221,16 @@ func runCell(ctx context.Context, c Cell, dev string, methods map[string]train.M
 	if dev != "" {
 		devSet = []string{"model.device=" + strconv.Quote(dev)}
 	}
-	var cfg *train.Config
+	var cfg *config.Config
 	var err error
-	if exists(filepath.Join(c.Dir, train.CheckpointFile)) {
+	if exists(filepath.Join(c.Dir, rundir.CheckpointFile)) {
 		out.Resumed = true
-		cfg, err = train.LoadConfig(filepath.Join(c.Dir, train.ConfigFile), devSet)
+		cfg, err = config.Load(filepath.Join(c.Dir, rundir.ConfigFile), devSet)
 	} else {
-		cfg, err = train.LoadConfig(c.Base, append(append([]string(nil), c.Sets...), devSet...))
+		cfg, err = config.Load(c.Base, append(append([]string(nil), c.Sets...), devSet...))
 		// Metrics of an attempt that died before its first checkpoint.
 		if err == nil {
-			err = removeIfExists(filepath.Join(c.Dir, train.MetricsFile))
+			err = removeIfExists(filepath.Join(c.Dir, rundir.MetricsFile))
 		}
 	}
 	if err == nil {
@@ -243,7 +248,7 @@ func runCell(ctx context.Context, c Cell, dev string, methods map[string]train.M
 	defer logf.Close()
 	fmt.Fprintf(logf, "# sweep %s: %s (resume=%v, device=%q)\n", time.Now().UTC().Format(time.RFC3339), c, out.Resumed, dev)
 	runLog := slog.New(slog.NewTextHandler(logf, nil))
-	res, err := train.Run(ctx, train.RunOptions{Config: cfg, Methods: methods, Dir: c.Dir, Resume: out.Resumed, Progress: logf, Log: runLog})
+	res, err := experiment.Run(ctx, experiment.Options{Config: cfg, Methods: reg, Dir: c.Dir, Resume: out.Resumed, Progress: logf, Log: runLog})
 	switch {
 	case errors.Is(err, train.ErrInterrupted):
 		out.Status, out.Err = Interrupted, err
@@ -257,15 +262,15 @@ func runCell(ctx context.Context, c Cell, dev string, methods map[string]train.M
 }
 
 // PrepareData generates each synthetic dataset the cells use once, before
-// the cells run concurrently (train.LoadData generates it on first use,
+// the cells run concurrently (experiment.LoadData generates it on first use,
 // with the data.seed of the first cell that uses the root).
 //
-// train.LoadData decides whether to generate by looking for
+// experiment.LoadData decides whether to generate by looking for
 // <root>/SYNTHETIC, while datasets.Synth writes its marker one level
 // down (<root>/caltech-101/SYNTHETIC), so every run would generate the
 // dataset again — and concurrent cells would delete each other's images.
 // PrepareData therefore also writes <root>/SYNTHETIC once the data exist.
-func PrepareData(cells []Cell) error {
+func PrepareData(cells []sweep.Cell) error {
 	done := map[string]bool{}
 	for _, c := range cells {
 		d := c.Config.Data
@@ -277,11 +282,11 @@ func PrepareData(cells []Cell) error {
 		if exists(marker) {
 			continue
 		}
-		if _, _, err := train.LoadData(d); err != nil {
+		if _, _, err := experiment.LoadData(d); err != nil {
 			return fmt.Errorf("synthetic data in %s: %w", d.Root, err)
 		}
 		note := fmt.Sprintf("synthetic dataset generated by the sweep: %d classes, %d images per class, seed %d\n", d.SynthClasses, d.SynthPerClass, d.Seed)
-		if err := train.WriteFileAtomic(marker, []byte(note)); err != nil {
+		if err := rundir.WriteFileAtomic(marker, []byte(note)); err != nil {
 			return fmt.Errorf("synthetic data in %s: %w", d.Root, err)
 		}
 	}

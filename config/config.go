@@ -1,12 +1,22 @@
-package train
+// Package config is a run's configuration: its TOML sections, the
+// defaults every file is applied on top of, "-set section.key=value"
+// overrides, validation with errors that name the key, and the resolved
+// file written into the run directory. The [method] table is kept
+// undecoded (toml.Primitive) until the method decodes its own keys with
+// Method.Decode, so no TOML text is re-encoded and parsed again. It has no
+// cgo: the sweep planner and report use it without libtorch.
+package config
 
 import (
 	"bytes"
 	"fmt"
 	"math"
 	"os"
+	"path/filepath"
 	"reflect"
+	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/BurntSushi/toml"
@@ -17,11 +27,11 @@ import (
 // Config is a run's configuration, decoded strictly from TOML: an unknown
 // key is an error that names it and suggests the nearest valid one.
 type Config struct {
-	Model  ModelConfig    `toml:"model"`
-	Data   DataConfig     `toml:"data"`
-	Method map[string]any `toml:"method"`
-	Train  TrainConfig    `toml:"train"`
-	Output OutputConfig   `toml:"output"`
+	Model  ModelConfig  `toml:"model"`
+	Data   DataConfig   `toml:"data"`
+	Method Method       `toml:"-"`
+	Train  TrainConfig  `toml:"train"`
+	Output OutputConfig `toml:"output"`
 }
 
 // ModelConfig selects the frozen CLIP backbone.
@@ -109,9 +119,8 @@ type OutputConfig struct {
 // CoOp's optimization settings (hyperparameters.md §1).
 func Defaults() Config {
 	return Config{
-		Model:  ModelConfig{Device: "auto", Precision: "fp32"},
-		Data:   DataConfig{Shots: 16, Seed: 1, NumWorkers: 4, Templates: "single", SynthClasses: 10, SynthPerClass: 30},
-		Method: map[string]any{},
+		Model: ModelConfig{Device: "auto", Precision: "fp32"},
+		Data:  DataConfig{Shots: 16, Seed: 1, NumWorkers: 4, Templates: "single", SynthClasses: 10, SynthPerClass: 30},
 		Train: TrainConfig{Epochs: 200, BatchSize: 32, LR: 0.002, Optimizer: "sgd", Momentum: 0.9, WeightDecay: 5e-4,
 			AdamBeta1: 0.9, AdamBeta2: 0.999, AdamEps: 1e-8, Schedule: "cosine", WarmupEpochs: 1, WarmupLR: 1e-5,
 			EvalBatchSize: 100, Select: "last", CacheFeatures: true},
@@ -119,43 +128,45 @@ func Defaults() Config {
 	}
 }
 
-// LoadConfig reads a TOML file over Defaults, applies overrides of the form
+// Load reads a TOML file over Defaults, applies overrides of the form
 // "section.key=value" (value in TOML syntax, or a bare string), and checks
 // the result.
-func LoadConfig(path string, overrides []string) (*Config, error) {
+func Load(path string, overrides []string) (*Config, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	cfg, err := ParseConfig(string(b), overrides)
+	cfg, err := Parse(string(b), overrides)
 	if err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
 	return cfg, nil
 }
 
-// ParseConfig is LoadConfig on TOML text.
-func ParseConfig(text string, overrides []string) (*Config, error) {
-	raw := map[string]any{}
-	if _, err := toml.Decode(text, &raw); err != nil {
+// layout is the TOML shape of a configuration file: the fixed sections
+// decode into their structs, [method] stays a Primitive for the method.
+type layout struct {
+	Model  *ModelConfig   `toml:"model"`
+	Data   *DataConfig    `toml:"data"`
+	Method toml.Primitive `toml:"method"`
+	Train  *TrainConfig   `toml:"train"`
+	Output *OutputConfig  `toml:"output"`
+}
+
+// Parse is Load on TOML text.
+func Parse(text string, overrides []string) (*Config, error) {
+	cfg := Defaults()
+	if err := cfg.decodeLayer(text, ""); err != nil {
 		return nil, err
 	}
 	for _, o := range overrides {
-		if err := applyOverride(raw, o); err != nil {
+		snippet, err := overrideTOML(o)
+		if err != nil {
 			return nil, err
 		}
-	}
-	var buf bytes.Buffer
-	if err := toml.NewEncoder(&buf).Encode(raw); err != nil {
-		return nil, err
-	}
-	cfg := Defaults()
-	md, err := toml.Decode(buf.String(), &cfg)
-	if err != nil {
-		return nil, err
-	}
-	if err := unknownKeys(md, reflect.TypeOf(cfg), ""); err != nil {
-		return nil, err
+		if err := cfg.decodeLayer(snippet, o); err != nil {
+			return nil, fmt.Errorf("override %q: %w", o, err)
+		}
 	}
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -163,32 +174,63 @@ func ParseConfig(text string, overrides []string) (*Config, error) {
 	return &cfg, nil
 }
 
-func applyOverride(raw map[string]any, o string) error {
-	key, value, ok := strings.Cut(o, "=")
-	if !ok {
-		return fmt.Errorf("override %q: want section.key=value", o)
+// decodeLayer decodes one TOML document (the file, or one override) over
+// c: the sections it names overwrite only the keys it sets; its [method]
+// table sets method.name and is kept for Method.Decode.
+func (c *Config) decodeLayer(text, override string) error {
+	l := layout{Model: &c.Model, Data: &c.Data, Train: &c.Train, Output: &c.Output}
+	md, err := toml.Decode(text, &l)
+	if err != nil {
+		return err
 	}
-	key = strings.TrimSpace(key)
-	parts := strings.Split(key, ".")
-	if len(parts) != 2 || parts[0] == "" || parts[1] == "" {
-		return fmt.Errorf("override %q: want section.key=value", o)
+	if md.IsDefined("method") {
+		var named struct {
+			Name *string `toml:"name"`
+		}
+		if err := md.PrimitiveDecode(l.Method, &named); err != nil {
+			return fmt.Errorf("method: %w", err)
+		}
+		if named.Name != nil {
+			c.Method.Name = *named.Name
+		}
+		c.Method.layers = append(c.Method.layers, methodLayer{md: md, prim: l.Method})
 	}
-	var v map[string]any
-	if _, err := toml.Decode("v = "+value, &v); err != nil {
-		v = map[string]any{"v": value} // a bare string
+	var und []toml.Key
+	for _, k := range md.Undecoded() {
+		if k[0] != "method" {
+			und = append(und, k)
+		}
 	}
-	sec, _ := raw[parts[0]].(map[string]any)
-	if sec == nil {
-		sec = map[string]any{}
-		raw[parts[0]] = sec
-	}
-	sec[parts[1]] = v["v"]
-	return nil
+	return unknownKeys(und, reflect.TypeOf(*c))
 }
 
-// unknownKeys turns md.Undecoded() into an error with suggestions.
-func unknownKeys(md toml.MetaData, t reflect.Type, _ string) error {
-	und := md.Undecoded()
+// overrideTOML turns "section.key=value" into a TOML document setting
+// that key. A value that is not TOML (a bare word such as imagenet) is
+// taken as a string.
+func overrideTOML(o string) (string, error) {
+	key, value, ok := strings.Cut(o, "=")
+	if !ok {
+		return "", fmt.Errorf("override %q: want section.key=value", o)
+	}
+	parts := strings.Split(strings.TrimSpace(key), ".")
+	if len(parts) != 2 || !bareKey.MatchString(parts[0]) || !bareKey.MatchString(parts[1]) {
+		return "", fmt.Errorf("override %q: want section.key=value", o)
+	}
+	var probe map[string]any
+	if _, err := toml.Decode("v = "+value, &probe); err != nil {
+		value = strconv.Quote(value)
+		if _, err := toml.Decode("v = "+value, &probe); err != nil {
+			return "", fmt.Errorf("override %q: value is neither TOML nor a plain string", o)
+		}
+	}
+	return fmt.Sprintf("[%s]\n%s = %s\n", parts[0], parts[1], value), nil
+}
+
+// bareKey matches a TOML bare key.
+var bareKey = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+// unknownKeys turns undecoded keys into an error with suggestions.
+func unknownKeys(und []toml.Key, t reflect.Type) error {
 	if len(und) == 0 {
 		return nil
 	}
@@ -275,8 +317,8 @@ func (c *Config) validate() error {
 	if c.Data.Shots < 0 {
 		errs = append(errs, fmt.Sprintf("data.shots = %d must be >= 0 (0: the full train split)", c.Data.Shots))
 	}
-	if name, _ := c.Method["name"].(string); name == "" {
-		errs = append(errs, "method.name is required (zeroshot, linear-probe, coop, clip-adapter, tip-adapter or tip-adapter-f)")
+	if c.Method.Name == "" {
+		errs = append(errs, "method.name is required")
 	}
 	switch c.Train.Optimizer {
 	case "sgd", "adamw":
@@ -325,34 +367,38 @@ func (c *Config) validate() error {
 	return nil
 }
 
-// MethodName returns method.name.
-func (c *Config) MethodName() string {
-	s, _ := c.Method["name"].(string)
-	return s
+// Method is the [method] table: the method's name, and its own keys,
+// which only the method knows (Decode).
+type Method struct {
+	// Name is method.name.
+	Name string
+	// layers are the [method] tables of the file and of each method.*
+	// override, in the order they apply.
+	layers []methodLayer
 }
 
-// DecodeMethod decodes the [method] table (without its name) strictly
-// into dst, a pointer to a method's options struct holding its defaults.
-func (c *Config) DecodeMethod(dst any) error {
-	rest := map[string]any{}
-	for k, v := range c.Method {
-		if k != "name" {
-			rest[k] = v
+type methodLayer struct {
+	md   toml.MetaData
+	prim toml.Primitive
+}
+
+// Decode decodes the method's keys (every key of [method] but name, from
+// the file and then the overrides) strictly into dst, a pointer to the
+// method's options struct already holding its defaults. An unknown key is
+// an error naming it, with the nearest valid key.
+func (m Method) Decode(dst any) error {
+	var msgs []string
+	for _, l := range m.layers {
+		if err := l.md.PrimitiveDecode(l.prim, dst); err != nil {
+			return fmt.Errorf("method %s: %w", m.Name, err)
 		}
-	}
-	var buf bytes.Buffer
-	if err := toml.NewEncoder(&buf).Encode(rest); err != nil {
-		return err
-	}
-	md, err := toml.Decode(buf.String(), dst)
-	if err != nil {
-		return fmt.Errorf("method %s: %w", c.MethodName(), err)
-	}
-	if und := md.Undecoded(); len(und) > 0 {
-		valid := validKeys(reflect.TypeOf(dst).Elem(), nil)
-		var msgs []string
-		for _, k := range und {
-			msg := fmt.Sprintf("unknown key \"method.%s\" for method %s", k, c.MethodName())
+		for _, k := range l.md.Undecoded() {
+			if len(k) < 2 || k[0] != "method" || (len(k) == 2 && k[1] == "name") {
+				continue
+			}
+			valid := validKeys(reflect.TypeOf(dst).Elem(), nil)
+			key := strings.Join(k[1:], ".")
+			msg := fmt.Sprintf("unknown key \"method.%s\" for method %s", key, m.Name)
 			if s := nearest(k[len(k)-1], valid); s != "" {
 				msg += fmt.Sprintf(" (did you mean \"method.%s\"?)", s)
 			} else {
@@ -360,32 +406,46 @@ func (c *Config) DecodeMethod(dst any) error {
 			}
 			msgs = append(msgs, msg)
 		}
+	}
+	if len(msgs) > 0 {
 		return fmt.Errorf("%s", strings.Join(msgs, "; "))
 	}
 	return nil
 }
 
 // Resolved encodes the configuration as TOML, with the method's decoded
-// options (defaults filled in) in place of the raw [method] table when
-// methodOptions is non-nil.
+// options (defaults filled in) as its [method] keys; methodOptions is a
+// struct or a pointer to one, or nil for the name alone.
 func (c *Config) Resolved(methodOptions any) ([]byte, error) {
-	out := *c
-	if methodOptions != nil {
-		var buf bytes.Buffer
-		if err := toml.NewEncoder(&buf).Encode(methodOptions); err != nil {
-			return nil, err
-		}
-		m := map[string]any{}
-		if _, err := toml.Decode(buf.String(), &m); err != nil {
-			return nil, err
-		}
-		m["name"] = c.MethodName()
-		out.Method = m
-	}
 	var buf bytes.Buffer
 	buf.WriteString("# Resolved configuration of this run: defaults, file and -set overrides applied.\n")
-	if err := toml.NewEncoder(&buf).Encode(out); err != nil {
-		return nil, err
+	for _, sec := range []struct {
+		name string
+		v    any
+	}{{"model", c.Model}, {"data", c.Data}, {"method", nil}, {"train", c.Train}, {"output", c.Output}} {
+		fmt.Fprintf(&buf, "\n[%s]\n", sec.name)
+		v := sec.v
+		if sec.name == "method" {
+			fmt.Fprintf(&buf, "name = %s\n", strconv.Quote(c.Method.Name))
+			if v = methodOptions; v == nil {
+				continue
+			}
+		}
+		if err := toml.NewEncoder(&buf).Encode(v); err != nil {
+			return nil, fmt.Errorf("encode [%s]: %w", sec.name, err)
+		}
 	}
 	return buf.Bytes(), nil
+}
+
+// RunName derives a run directory name from the configuration. The
+// backbone is the model name with "/" as "-" (ViT-B-32), or a weight
+// file's base name without extension.
+func (c *Config) RunName() string {
+	backbone := c.Model.Name
+	if ext := strings.ToLower(filepath.Ext(backbone)); ext == ".pt" || ext == ".pth" || ext == ".bin" {
+		backbone = strings.TrimSuffix(filepath.Base(backbone), filepath.Ext(backbone))
+	}
+	backbone = regexp.MustCompile(`[^A-Za-z0-9.@-]+`).ReplaceAllString(backbone, "-")
+	return fmt.Sprintf("%s_%s_%s_%dshot_seed%d", c.Data.Dataset, c.Method.Name, backbone, c.Data.Shots, c.Data.Seed)
 }

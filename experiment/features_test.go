@@ -1,9 +1,11 @@
-package train
+package experiment
 
 import (
 	"bytes"
 	"context"
 	"io"
+	"os"
+	"strings"
 	"testing"
 
 	"github.com/sugarme/gotch"
@@ -78,7 +80,10 @@ func TestEncodeImagesAndCache(t *testing.T) {
 	// Fault injection: every kind of damage is reported by path, never
 	// used, never a crash.
 	path := cache.path(key)
-	good := mustRead(t, path)
+	good, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name   string
 		damage func([]byte) []byte
@@ -94,9 +99,11 @@ func TestEncodeImagesAndCache(t *testing.T) {
 		{"fewer items", func(b []byte) []byte { return b }, []int64{0, 1}, "want 2 rows"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			mustWrite(t, path, tc.damage(append([]byte(nil), good...)))
+			if err := os.WriteFile(path, tc.damage(append([]byte(nil), good...)), 0o644); err != nil {
+				t.Fatal(err)
+			}
 			f, ok, err := cache.Load(key, tc.labels, gotch.CPU)
-			if ok || f != nil || err == nil || !contains(err.Error(), path) || !contains(err.Error(), tc.want) {
+			if ok || f != nil || err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("ok=%v err=%v; want an error naming %s and %q", ok, err, path, tc.want)
 			}
 		})

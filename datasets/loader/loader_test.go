@@ -1,4 +1,4 @@
-package datasets
+package loader
 
 import (
 	"errors"
@@ -15,17 +15,18 @@ import (
 	"time"
 
 	"github.com/clipadapter/clipgo/clip/preprocess"
+	"github.com/clipadapter/clipgo/datasets"
 )
 
 // loaderData writes a synthetic dataset (5 classes x 12 images, 64-96
 // pixels) once per test and returns it with all its items.
-func loaderData(t *testing.T) (*Dataset, []Item) {
+func loaderData(t *testing.T) (*datasets.Dataset, []datasets.Item) {
 	t.Helper()
 	dir := t.TempDir()
-	if err := Synth(dir, 5, 12, 3); err != nil {
+	if err := datasets.Synth(dir, 5, 12, 3); err != nil {
 		t.Fatal(err)
 	}
-	d, err := Load(SynthName, dir)
+	d, err := datasets.Load(datasets.SynthName, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +40,7 @@ func loaderData(t *testing.T) (*Dataset, []Item) {
 // reference loads the items in the given order one by one, without the
 // loader: image k is tr applied to items[order[k]] with ItemRNG(seed,
 // epoch, order[k]).
-func reference(t *testing.T, d *Dataset, items []Item, order []int, tr preprocess.Transform, seed uint64, epoch int) ([]float32, []int64) {
+func reference(t *testing.T, d *datasets.Dataset, items []datasets.Item, order []int, tr preprocess.Transform, seed uint64, epoch int) ([]float32, []int64) {
 	t.Helper()
 	sz := 3 * tr.Size() * tr.Size()
 	pix := make([]float32, len(order)*sz)
@@ -132,7 +133,7 @@ func TestLoaderDeterministicAcrossWorkers(t *testing.T) {
 		recycle bool
 	}{{1, false}, {2, false}, {8, false}, {2, true}, {8, true}} {
 		workers := c.workers
-		l, err := NewLoader(d, items, LoaderOptions{Transform: tr, BatchSize: 7, Workers: workers, Shuffle: true, Seed: seed, Epoch: epoch})
+		l, err := New(d, items, Options{Transform: tr, BatchSize: 7, Workers: workers, Shuffle: true, Seed: seed, Epoch: epoch})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -161,7 +162,7 @@ func TestLoaderListOrder(t *testing.T) {
 	}
 	wantPix, wantLabels := reference(t, d, items, identity, tr, 0, 0)
 	var progress [][2]int
-	l, err := NewLoader(d, items, LoaderOptions{Transform: tr, BatchSize: 16, Workers: 4,
+	l, err := New(d, items, Options{Transform: tr, BatchSize: 16, Workers: 4,
 		Progress: func(done, total int) { progress = append(progress, [2]int{done, total}) }})
 	if err != nil {
 		t.Fatal(err)
@@ -239,7 +240,7 @@ func TestLoaderEpochsChangeAugmentation(t *testing.T) {
 	items = items[:10]
 	tr := preprocess.Train(32, preprocess.TrainOptions{})
 	load := func(epoch int) ([]float32, []int64, []int) {
-		l, err := NewLoader(d, items, LoaderOptions{Transform: tr, BatchSize: 4, Workers: 2, Shuffle: true, Seed: 5, Epoch: epoch})
+		l, err := New(d, items, Options{Transform: tr, BatchSize: 4, Workers: 2, Shuffle: true, Seed: 5, Epoch: epoch})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -288,7 +289,7 @@ func TestLoaderDropLast(t *testing.T) {
 		{60, 20, true, []int{20, 20, 20}, 60},
 		{5, 7, true, []int{5}, 5}, // never drops everything
 	} {
-		l, err := NewLoader(d, items[:c.n], LoaderOptions{Transform: preprocess.Test(8), BatchSize: c.bs, Workers: 3, Shuffle: true, Seed: 1, DropLast: c.dropLast})
+		l, err := New(d, items[:c.n], Options{Transform: preprocess.Test(8), BatchSize: c.bs, Workers: 3, Shuffle: true, Seed: 1, DropLast: c.dropLast})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -313,7 +314,7 @@ func TestLoaderDropLast(t *testing.T) {
 
 // spoil makes two of the items bad: item 13's file is truncated and item
 // 40's is removed. It returns their paths.
-func spoil(t *testing.T, d *Dataset, items []Item) (truncated, missing string) {
+func spoil(t *testing.T, d *datasets.Dataset, items []datasets.Item) (truncated, missing string) {
 	t.Helper()
 	truncated, missing = d.File(items[13]), d.File(items[40])
 	data, err := os.ReadFile(truncated)
@@ -334,7 +335,7 @@ func TestLoaderBadImageFails(t *testing.T) {
 	truncated, _ := spoil(t, d, items)
 	for _, workers := range []int{1, 8} {
 		base := runtime.NumGoroutine()
-		l, err := NewLoader(d, items, LoaderOptions{Transform: preprocess.Test(16), BatchSize: 5, Workers: workers})
+		l, err := New(d, items, Options{Transform: preprocess.Test(16), BatchSize: 5, Workers: workers})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -388,7 +389,7 @@ func TestLoaderSkipBadImages(t *testing.T) {
 		{1, slices.Repeat([]int{1}, 58)},
 	} {
 		for _, workers := range []int{1, 8} {
-			l, err := NewLoader(d, items, LoaderOptions{Transform: preprocess.Test(16), BatchSize: c.bs, Workers: workers, SkipBadImages: true})
+			l, err := New(d, items, Options{Transform: preprocess.Test(16), BatchSize: c.bs, Workers: workers, SkipBadImages: true})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -409,10 +410,10 @@ func TestLoaderSkipBadImages(t *testing.T) {
 }
 
 func TestLoaderCustomOpen(t *testing.T) {
-	d := &Dataset{ImageDir: t.TempDir()} // no files: Open does not read them
-	var items []Item
+	d := &datasets.Dataset{ImageDir: t.TempDir()} // no files: Open does not read them
+	var items []datasets.Item
 	for i := range 9 {
-		items = append(items, Item{Path: fmt.Sprintf("c/%d.jpg", i), Label: i % 3})
+		items = append(items, datasets.Item{Path: fmt.Sprintf("c/%d.jpg", i), Label: i % 3})
 	}
 	broken := d.File(items[4])
 	open := func(path string) (*preprocess.Image, error) {
@@ -425,7 +426,7 @@ func TestLoaderCustomOpen(t *testing.T) {
 		}
 		return m, nil
 	}
-	l, err := NewLoader(d, items, LoaderOptions{Transform: preprocess.Test(4), BatchSize: 4, Workers: 3, Open: open, SkipBadImages: true})
+	l, err := New(d, items, Options{Transform: preprocess.Test(4), BatchSize: 4, Workers: 3, Open: open, SkipBadImages: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -456,7 +457,7 @@ func TestLoaderTransformFailureIsFatal(t *testing.T) {
 	// Invalid options make the train transform fail on every image; that
 	// is not a bad image, so skipping does not hide it.
 	tr := preprocess.Train(16, preprocess.TrainOptions{Scale: [2]float64{0.5, 2}})
-	l, err := NewLoader(d, items, LoaderOptions{Transform: tr, BatchSize: 4, Workers: 2, SkipBadImages: true})
+	l, err := New(d, items, Options{Transform: tr, BatchSize: 4, Workers: 2, SkipBadImages: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -472,7 +473,7 @@ func TestLoaderTransformFailureIsFatal(t *testing.T) {
 
 func TestLoaderRecycle(t *testing.T) {
 	d, items := loaderData(t)
-	l, err := NewLoader(d, items, LoaderOptions{Transform: preprocess.Test(8), BatchSize: 4, Workers: 2, Prefetch: 1})
+	l, err := New(d, items, Options{Transform: preprocess.Test(8), BatchSize: 4, Workers: 2, Prefetch: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -505,11 +506,11 @@ func TestLoaderRecycle(t *testing.T) {
 func TestLoaderClose(t *testing.T) {
 	d, items := loaderData(t)
 	items = slices.Concat(items, items, items, items) // 240 items
-	opt := LoaderOptions{Transform: preprocess.Train(32, preprocess.TrainOptions{}), BatchSize: 4, Workers: 8}
+	opt := Options{Transform: preprocess.Train(32, preprocess.TrainOptions{}), BatchSize: 4, Workers: 8}
 
 	t.Run("after one batch", func(t *testing.T) {
 		base := runtime.NumGoroutine()
-		l, err := NewLoader(d, items, opt)
+		l, err := New(d, items, opt)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -533,7 +534,7 @@ func TestLoaderClose(t *testing.T) {
 
 	t.Run("before any batch", func(t *testing.T) {
 		base := runtime.NumGoroutine()
-		l, err := NewLoader(d, items, opt)
+		l, err := New(d, items, opt)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -551,7 +552,7 @@ func TestLoaderClose(t *testing.T) {
 			once.Do(func() { close(started) })
 			<-l.quit
 		}
-		l, err := NewLoader(d, items, o)
+		l, err := New(d, items, o)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -569,7 +570,7 @@ func TestLoaderClose(t *testing.T) {
 
 	t.Run("after the end", func(t *testing.T) {
 		base := runtime.NumGoroutine()
-		l, err := NewLoader(d, items[:20], opt)
+		l, err := New(d, items[:20], opt)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -588,7 +589,7 @@ func TestLoaderPrefetchBound(t *testing.T) {
 	d, items := loaderData(t)
 	for _, prefetch := range []int{1, 2, 3} {
 		var worst atomic.Int64
-		opt := LoaderOptions{Transform: preprocess.Test(16), BatchSize: 4, Workers: 8, Prefetch: prefetch,
+		opt := Options{Transform: preprocess.Test(16), BatchSize: 4, Workers: 8, Prefetch: prefetch,
 			// Batches in flight when a worker starts on batch b: b and
 			// every batch since the last one Next took.
 			testHook: func(l *Loader, batch int) {
@@ -600,7 +601,7 @@ func TestLoaderPrefetchBound(t *testing.T) {
 					}
 				}
 			}}
-		l, err := NewLoader(d, items, opt)
+		l, err := New(d, items, opt)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -627,22 +628,22 @@ func TestLoaderPrefetchBound(t *testing.T) {
 }
 
 func TestNewLoaderOptions(t *testing.T) {
-	d := &Dataset{ImageDir: t.TempDir()}
-	items := []Item{{Path: "a.jpg"}}
+	d := &datasets.Dataset{ImageDir: t.TempDir()}
+	items := []datasets.Item{{Path: "a.jpg"}}
 	tr := preprocess.Test(8)
 	for _, c := range []struct {
 		name string
-		d    *Dataset
-		opt  LoaderOptions
+		d    *datasets.Dataset
+		opt  Options
 		want string // error substring, "" for success
 	}{
-		{"nil dataset", nil, LoaderOptions{Transform: tr, BatchSize: 1}, "nil dataset"},
-		{"no transform", d, LoaderOptions{BatchSize: 1}, "no Transform"},
-		{"bad size", d, LoaderOptions{Transform: preprocess.Test(0), BatchSize: 1}, "transform size 0"},
-		{"bad batch", d, LoaderOptions{Transform: tr}, "batch size 0"},
-		{"ok", d, LoaderOptions{Transform: tr, BatchSize: 1}, ""},
+		{"nil dataset", nil, Options{Transform: tr, BatchSize: 1}, "nil dataset"},
+		{"no transform", d, Options{BatchSize: 1}, "no Transform"},
+		{"bad size", d, Options{Transform: preprocess.Test(0), BatchSize: 1}, "transform size 0"},
+		{"bad batch", d, Options{Transform: tr}, "batch size 0"},
+		{"ok", d, Options{Transform: tr, BatchSize: 1}, ""},
 	} {
-		l, err := NewLoader(c.d, items, c.opt)
+		l, err := New(c.d, items, c.opt)
 		if c.want == "" {
 			if err != nil {
 				t.Errorf("%s: %v", c.name, err)
@@ -656,7 +657,7 @@ func TestNewLoaderOptions(t *testing.T) {
 		}
 	}
 	// Defaults: NumCPU workers, 2*Workers/BatchSize + 2 batches in flight.
-	l, err := NewLoader(d, items, LoaderOptions{Transform: tr, BatchSize: 2, Workers: 8})
+	l, err := New(d, items, Options{Transform: tr, BatchSize: 2, Workers: 8})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -664,7 +665,7 @@ func TestNewLoaderOptions(t *testing.T) {
 	if l.opt.Prefetch != 10 {
 		t.Errorf("default prefetch %d for 8 workers and batches of 2, want 10", l.opt.Prefetch)
 	}
-	l, err = NewLoader(d, nil, LoaderOptions{Transform: tr, BatchSize: 2})
+	l, err = New(d, nil, Options{Transform: tr, BatchSize: 2})
 	if err != nil {
 		t.Fatal(err)
 	}

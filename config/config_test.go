@@ -1,4 +1,4 @@
-package train
+package config
 
 import (
 	"strings"
@@ -20,14 +20,14 @@ epochs = 50
 `
 
 func TestParseConfigDefaultsAndOverrides(t *testing.T) {
-	cfg, err := ParseConfig(baseConfig, []string{"train.lr=0.01", "data.seed=3", "model.device=cpu", "method.alpha=0.3"})
+	cfg, err := Parse(baseConfig, []string{"train.lr=0.01", "data.seed=3", "model.device=cpu", "method.alpha=0.3"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cfg.Train.Epochs != 50 || cfg.Train.LR != 0.01 || cfg.Train.BatchSize != 32 || cfg.Data.Seed != 3 || cfg.Data.Shots != 4 {
 		t.Errorf("decoded %+v / %+v", cfg.Train, cfg.Data)
 	}
-	if cfg.Model.Device != "cpu" || cfg.Model.Name != "RN50" || cfg.MethodName() != "clip-adapter" {
+	if cfg.Model.Device != "cpu" || cfg.Model.Name != "RN50" || cfg.Method.Name != "clip-adapter" {
 		t.Errorf("model %+v method %v", cfg.Model, cfg.Method)
 	}
 	var opts struct {
@@ -35,7 +35,7 @@ func TestParseConfigDefaultsAndOverrides(t *testing.T) {
 		Reduction int     `toml:"reduction"`
 	}
 	opts.Reduction = 4
-	if err := cfg.DecodeMethod(&opts); err != nil {
+	if err := cfg.Method.Decode(&opts); err != nil {
 		t.Fatal(err)
 	}
 	if opts.Alpha != 0.3 || opts.Reduction != 4 {
@@ -45,7 +45,7 @@ func TestParseConfigDefaultsAndOverrides(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	again, err := ParseConfig(string(res), nil)
+	again, err := Parse(string(res), nil)
 	if err != nil {
 		t.Fatalf("resolved config does not parse back: %v\n%s", err, res)
 	}
@@ -74,7 +74,7 @@ func TestParseConfigErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := ParseConfig(tt.text, tt.overrides)
+			_, err := Parse(tt.text, tt.overrides)
 			if err == nil {
 				t.Fatal("no error")
 			}
@@ -88,14 +88,14 @@ func TestParseConfigErrors(t *testing.T) {
 }
 
 func TestDecodeMethodUnknownKey(t *testing.T) {
-	cfg, err := ParseConfig(baseConfig+"\n", []string{"method.aplha=0.1"})
+	cfg, err := Parse(baseConfig+"\n", []string{"method.aplha=0.1"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var opts struct {
 		Alpha float64 `toml:"alpha"`
 	}
-	err = cfg.DecodeMethod(&opts)
+	err = cfg.Method.Decode(&opts)
 	if err == nil || !strings.Contains(err.Error(), `"method.aplha"`) || !strings.Contains(err.Error(), `did you mean "method.alpha"`) {
 		t.Errorf("err = %v", err)
 	}
@@ -111,8 +111,8 @@ func TestRunName(t *testing.T) {
 	} {
 		c := Defaults()
 		c.Model.Name, c.Data.Dataset, c.Data.Shots, c.Data.Seed = model, "dtd", 4, 2
-		c.Method["name"] = "coop"
-		if got := RunName(&c); got != want {
+		c.Method.Name = "coop"
+		if got := c.RunName(); got != want {
 			t.Errorf("RunName(%q) = %q, want %q", model, got, want)
 		}
 	}

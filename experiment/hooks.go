@@ -1,0 +1,100 @@
+package experiment
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+
+	"github.com/clipadapter/clipgo/config"
+	"github.com/clipadapter/clipgo/internal/progress"
+	"github.com/clipadapter/clipgo/methods"
+	"github.com/clipadapter/clipgo/metrics"
+	"github.com/clipadapter/clipgo/rundir"
+	"github.com/clipadapter/clipgo/train"
+)
+
+// newLoop builds the loop, optimizer and schedule from the config (the
+// method may ask for its own optimizer).
+func newLoop(cfg *config.Config, b *methods.Built, views []*train.Features) (*train.Loop, error) {
+	t := cfg.Train
+	params := b.Method.Parameters()
+	optName := t.Optimizer
+	if b.Needs.Optimizer != "" {
+		optName = b.Needs.Optimizer
+	}
+	var opt train.Optimizer
+	switch optName {
+	case "sgd":
+		opt = train.NewSGD(params, t.Momentum, t.WeightDecay)
+	case "adamw":
+		opt = train.NewAdamW(params, t.AdamBeta1, t.AdamBeta2, t.AdamEps, t.WeightDecay)
+	default:
+		return nil, fmt.Errorf("unknown optimizer %q", optName)
+	}
+	sched, err := train.NewSchedule(t.Schedule, t.LR, t.Epochs, t.WarmupEpochs, t.WarmupLR)
+	if err != nil {
+		return nil, err
+	}
+	return train.NewLoop(b.Method, opt, sched, t.Epochs, t.BatchSize, views, uint64(cfg.Data.Seed)), nil
+}
+
+// attachHooks adds the experiment's hooks to the loop: a progress bar per
+// epoch, validation (every train.eval_every epochs, at the end, or every
+// epoch for train.select = best_val, keeping best.ckpt), a metrics.jsonl
+// line per epoch, checkpoints every train.checkpoint_every epochs, and a
+// checkpoint when interrupted. The returned Metrics follows the best
+// validation result.
+func attachHooks(l *train.Loop, cfg *config.Config, dir string, val *train.Features, out io.Writer, log *slog.Logger) *metrics.Metrics {
+	best := &metrics.Metrics{}
+	steps := l.StepsPerEpoch()
+	var bar *progress.Bar
+	l.Hooks.Step = append(l.Hooks.Step, func(l *train.Loop, s train.StepInfo) error {
+		if bar == nil {
+			bar = progress.New(out, fmt.Sprintf("epoch %d/%d", s.Epoch+1, l.Epochs), steps, "step")
+		}
+		bar.SetSuffix(fmt.Sprintf("loss %.4f lr %.2e", s.Loss, s.LR))
+		bar.Add(1)
+		return nil
+	})
+	l.Hooks.Epoch = append(l.Hooks.Epoch, func(l *train.Loop, e train.EpochInfo) error {
+		if bar != nil {
+			bar.Finish()
+			bar = nil
+		}
+		rec := map[string]any{"epoch": e.Epoch + 1, "lr": e.LR, "loss": e.MeanLoss, "train_top1": e.TrainTop1, "step": l.GlobalStep}
+		last := e.Epoch+1 == l.Epochs
+		if (cfg.Train.EvalEvery > 0 && (e.Epoch+1)%cfg.Train.EvalEvery == 0) || last || cfg.Train.Select == "best_val" {
+			m, err := train.EvaluateMethod(l.Method, val, cfg.Train.EvalBatchSize)
+			if err != nil {
+				return err
+			}
+			rec["val_top1"], rec["val_top5"] = m.Top1, m.Top5
+			if m.Top1 > best.Top1 || best.N == 0 {
+				*best = m
+				if cfg.Train.Select == "best_val" {
+					if err := train.SaveCheckpoint(filepath.Join(dir, rundir.BestFile), l, map[string]float64{"val_top1": m.Top1}); err != nil {
+						return err
+					}
+				}
+			}
+			log.Info("epoch", "epoch", e.Epoch+1, "loss", fmt.Sprintf("%.4f", e.MeanLoss), "val_top1", fmt.Sprintf("%.2f", m.Top1))
+		}
+		if err := rundir.AppendJSONL(filepath.Join(dir, rundir.MetricsFile), rec); err != nil {
+			return err
+		}
+		every := max(cfg.Train.CheckpointEvery, 1)
+		if (e.Epoch+1)%every == 0 || last {
+			return train.SaveCheckpoint(filepath.Join(dir, rundir.CheckpointFile), l, nil)
+		}
+		return nil
+	})
+	l.Hooks.Interrupt = append(l.Hooks.Interrupt, func(l *train.Loop) error {
+		if bar != nil {
+			bar.Finish()
+		}
+		log.Warn("interrupted: writing a checkpoint", "epoch", l.Epoch+1, "step", l.StepInEpoch, "dir", dir)
+		return train.SaveCheckpoint(filepath.Join(dir, rundir.CheckpointFile), l, nil)
+	})
+	return best
+}

@@ -1,0 +1,135 @@
+package experiment
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/sugarme/gotch"
+
+	"github.com/clipadapter/clipgo/clip"
+	"github.com/clipadapter/clipgo/clip/weights"
+	"github.com/clipadapter/clipgo/config"
+	"github.com/clipadapter/clipgo/datasets"
+	"github.com/clipadapter/clipgo/internal/torch"
+	"github.com/clipadapter/clipgo/rundir"
+)
+
+// LoadModel resolves model.name (official name, file, or random:ARCH) and
+// loads it. It returns the model and an identity string for feature
+// caching.
+func LoadModel(ctx context.Context, mc config.ModelConfig, device gotch.Device, progressOut io.Writer) (*clip.Model, string, error) {
+	prec := clip.FP32
+	if mc.Precision == "fp16" {
+		prec = clip.FP16
+	}
+	opts := []clip.Option{clip.WithPrecision(prec)}
+	if mc.FullTextContext {
+		opts = append(opts, clip.WithFullTextContext())
+	}
+	if arch, ok := strings.CutPrefix(mc.Name, "random:"); ok {
+		c, err := clip.ArchConfig(arch)
+		if err != nil {
+			return nil, "", err
+		}
+		m, err := clip.New(c, device, mc.Seed, opts...)
+		return m, fmt.Sprintf("random:%s:%d:%s", arch, mc.Seed, prec), err
+	}
+	path, err := weights.Resolve(ctx, mc.Name, weights.Options{CacheDir: mc.CacheDir, Progress: progressOut})
+	if err != nil {
+		return nil, "", err
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, "", err
+	}
+	m, err := clip.Load(path, device, opts...)
+	if err != nil {
+		return nil, "", err
+	}
+	abs, _ := filepath.Abs(path)
+	return m, fmt.Sprintf("%s:%d:%d:%s", abs, st.Size(), st.ModTime().UnixNano(), prec), nil
+}
+
+// LoadData loads the dataset and its few-shot split (the whole train split
+// when shots is 0). Dataset "synthetic" is generated in root on first use.
+func LoadData(dc config.DataConfig) (*datasets.Dataset, *datasets.Split, error) {
+	name := dc.Dataset
+	if strings.EqualFold(name, "synthetic") {
+		if !datasets.SynthExists(dc.Root) {
+			if err := datasets.Synth(dc.Root, dc.SynthClasses, dc.SynthPerClass, uint64(dc.Seed)); err != nil {
+				return nil, nil, err
+			}
+		}
+		name = datasets.SynthName
+	}
+	ds, err := datasets.Load(name, dc.Root)
+	if err != nil {
+		return nil, nil, err
+	}
+	if dc.Shots == 0 {
+		return ds, &datasets.Split{Train: ds.Train, Val: ds.Val, Source: "full"}, nil
+	}
+	split, err := datasets.CachedFewShot(ds, dc.Shots, dc.Seed)
+	if err != nil {
+		return nil, nil, err
+	}
+	if split.CacheErr != nil {
+		slog.Warn("few-shot split not cached", "err", split.CacheErr)
+	}
+	return ds, split, nil
+}
+
+// CurrentVersions describes this binary, the libtorch it links and device.
+func CurrentVersions(device string) rundir.Versions {
+	host, _ := os.Hostname()
+	return rundir.Versions{
+		Toolkit:  toolkitRevision(),
+		Go:       runtime.Version(),
+		Libtorch: torch.Libtorch,
+		Gotch:    torch.GotchVersion,
+		Device:   device,
+		Host:     host,
+		Started:  time.Now().UTC().Format(time.RFC3339),
+	}
+}
+
+// toolkitRevision returns the VCS revision stamped into the binary, or asks
+// git when the binary was built without it (go run), with "+dirty" for
+// uncommitted changes.
+func toolkitRevision() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		rev, dirty := "", false
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value
+			case "vcs.modified":
+				dirty = s.Value == "true"
+			}
+		}
+		if rev != "" {
+			if dirty {
+				rev += "+dirty"
+			}
+			return rev
+		}
+	}
+	out, err := exec.Command("git", "rev-parse", "HEAD").Output()
+	if err != nil {
+		return "unknown"
+	}
+	rev := strings.TrimSpace(string(out))
+	if st, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(strings.TrimSpace(string(st))) > 0 {
+		rev += "+dirty"
+	}
+	return rev
+}
