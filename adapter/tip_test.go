@@ -126,7 +126,7 @@ func TestTipSearchMatchesPyTorch(t *testing.T) {
 }
 
 // TestTipSearchGrid checks the grids against the values listed for
-// Tip-Adapter's configs (hyperparameters.md §5: step and largest value).
+// Tip-Adapter's configs (docs/hyperparameters.md §5: step and largest value).
 func TestTipSearchGrid(t *testing.T) {
 	for _, tc := range []struct {
 		scale                   [2]float64

@@ -10,7 +10,7 @@ import (
 	"github.com/sugarme/gotch/ts"
 )
 
-// ClassifierWeights builds the zero-shot classifier of methods.md §2: for
+// ClassifierWeights builds the zero-shot classifier of docs/methods.md §2: for
 // each class c, prompts[c] holds the token ids [T_c, L] of its prompts (one
 // row per template); their text features are L2-normalised, averaged and
 // normalised again. The result is [C, EmbedDim] fp32 on the model's device.

@@ -116,7 +116,7 @@ type OutputConfig struct {
 }
 
 // Defaults returns the configuration every file is applied on top of:
-// CoOp's optimization settings (hyperparameters.md §1).
+// CoOp's optimization settings (docs/hyperparameters.md §1).
 func Defaults() Config {
 	return Config{
 		Model: ModelConfig{Device: "auto", Precision: "fp32"},

@@ -41,7 +41,7 @@ func rows3(v []float64, a, b, c int) [][][]float64 {
 	return out
 }
 
-// refPrompts assembles the prompts literally as methods.md §3 tabulates,
+// refPrompts assembles the prompts literally as docs/methods.md §3 tabulates,
 // from the skeleton embeddings E[c] and the context rows ctx[c] of each
 // class.
 func refPrompts(E [][][]float64, ctx [][][]float64, position string, m int, nameLens []int64) [][][]float64 {

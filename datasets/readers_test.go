@@ -39,7 +39,7 @@ func splitJSON(t *testing.T, train, val, test [][3]any) string {
 	return string(b)
 }
 
-// The layout table of datasets.md §2, copied by hand: folder, image folder
+// The layout table of docs/protocol.md §5 (templates: §6), copied by hand: folder, image folder
 // and split file of every dataset that ships a split JSON.
 var splitLayouts = []struct {
 	name, alias, folder, imageDir, split, template string

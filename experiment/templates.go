@@ -2,7 +2,7 @@ package experiment
 
 // EnsembleTemplates are CLIP's seven ImageNet templates chosen by forward
 // selection (IMAGENET_TEMPLATES_SELECT in CoOp, Tip-Adapter's ImageNet
-// ensemble), in selection order (templates.md §2).
+// ensemble), in selection order (docs/protocol.md §6).
 var EnsembleTemplates = [...]string{
 	"itap of a {}.",
 	"a bad photo of the {}.",

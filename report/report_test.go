@@ -37,7 +37,7 @@ func TestPublishedResults(t *testing.T) {
 		}
 		return nil
 	}
-	// Values read from shared/reference/results.md.
+	// Values read from docs/results.md (§1–§4).
 	tests := []struct {
 		ds, m, bb string
 		shots     int
@@ -68,7 +68,7 @@ func TestPublishedResults(t *testing.T) {
 		}
 	}
 	if find("Caltech101", "coop", "RN50", 16) != nil || find("ImageNet", "coop", "RN50x16", 16) != nil {
-		t.Error("a number results.md does not have is in the table")
+		t.Error("a number docs/results.md does not have is in the table")
 	}
 	// The stored averages are the means of the stored per-dataset numbers,
 	// to their two decimals.

@@ -223,7 +223,7 @@ func TestShippedSweeps(t *testing.T) {
 			epochs[fmt.Sprintf("%s/%s/%d", c.Dataset, c.Method, c.Shots)] = c.Config.Train.Epochs
 		}
 	}
-	// CoOp's rule (hyperparameters.md §1), Tip-Adapter-F's own epochs (§5).
+	// CoOp's rule (docs/hyperparameters.md §1), Tip-Adapter-F's own epochs (§5).
 	for key, want := range map[string]int{
 		"dtd/coop/1": 50, "dtd/coop/2": 100, "dtd/coop/4": 100, "dtd/coop/8": 200, "dtd/coop/16": 200,
 		"imagenet/coop/16": 50, "imagenet/coop/1": 50, "imagenet/clip-adapter/16": 200, "sun397/clip-adapter/1": 50,

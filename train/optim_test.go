@@ -65,7 +65,7 @@ func TestOptimizersMatchPyTorch(t *testing.T) {
 }
 
 func TestCosineWarmupMatchesReference(t *testing.T) {
-	// Values from hyperparameters.md §1 (Dassl's schedule as it runs).
+	// Values from docs/hyperparameters.md §1 (Dassl's schedule as it runs).
 	tests := []struct {
 		epochs, epoch int
 		want          float64

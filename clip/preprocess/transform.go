@@ -26,7 +26,7 @@ type testTransform struct {
 }
 
 // Test returns CLIP's test-time transform for input resolution size
-// (protocol §3): resize so that the shorter side is size (bicubic,
+// (docs/protocol.md §3): resize so that the shorter side is size (bicubic,
 // torchvision's truncation of the longer side; no resampling when it is
 // already size), center crop size×size with torchvision's offsets, then
 // normalize with Mean and Std. Dassl's test transform used by CoOp and
@@ -72,7 +72,7 @@ type TrainOptions struct {
 
 // TipAdapterTrainOptions returns the augmentation options of Tip-Adapter
 // (RandomResizedCrop with scale (0.5, 1), default ratio, flip), used for
-// building its cache and for Tip-Adapter-F training (protocol §4).
+// building its cache and for Tip-Adapter-F training (docs/protocol.md §4).
 func TipAdapterTrainOptions() TrainOptions {
 	return TrainOptions{Scale: [2]float64{0.5, 1}}
 }
@@ -107,7 +107,7 @@ type trainTransform struct {
 	opt  TrainOptions
 }
 
-// Train returns the training-time augmentation of protocol §4:
+// Train returns the training-time augmentation of docs/protocol.md §4:
 // RandomResizedCrop(size, scale=o.Scale, ratio=o.Ratio, bicubic) →
 // RandomHorizontalFlip(0.5) → normalize with Mean and Std. The crop is
 // drawn with torchvision 0.14's algorithm (see RandomResizedCropParams)

@@ -4,7 +4,7 @@ computes in PyTorch on the small ViT CLIP of the clip package's fixtures.
 The model is the clip package's TinyCLIP (clip/testdata/gen.py, imported by
 path) with the weights of clip/testdata/vit_sd.pt, run in fp32 (the weights
 are fp16 values, as on a CPU). The prompt learner is written here from the
-description in shared/reference/methods.md section 3; it is not CoOp's code.
+description in docs/methods.md section 3; it is not CoOp's code.
 
 The tiny model has a 1024-token vocabulary, so the prompts are tokenized by
 a word-level toy tokenizer instead of CLIP's BPE: lower case, split on white

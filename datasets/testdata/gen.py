@@ -2,7 +2,7 @@
 random and pickle modules. Needs only the standard library (any Python
 3.8+); run through `make fixtures` or directly.
 
-Dassl's generate_fewshot_dataset is restated below from protocol.md §1 (it
+Dassl's generate_fewshot_dataset is restated below from docs/protocol.md §1 (it
 is short); what makes these fixtures a reference is that the draws come
 from CPython's random module itself.
 

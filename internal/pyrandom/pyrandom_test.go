@@ -8,7 +8,7 @@ import (
 	"testing"
 )
 
-// Known answers from protocol.md §1 (CPython 3.11), independent of the
+// Known answers from docs/protocol.md §1 (CPython 3.11), independent of the
 // recorded vectors.
 func TestKnownAnswers(t *testing.T) {
 	r := New(1)
@@ -48,7 +48,7 @@ func TestKnownAnswers(t *testing.T) {
 }
 
 func TestSampleSetSize(t *testing.T) {
-	// From protocol.md (k = 1, 2, 4 -> 21; k = 8, 16 -> 85) and
+	// From docs/protocol.md §1 (k = 1, 2, 4 -> 21; k = 8, 16 -> 85) and
 	// CPython's 21 + 4**ceil(log(3k, 4)) evaluated by hand.
 	for k, want := range map[int]int{1: 21, 2: 21, 4: 21, 5: 21, 6: 85, 8: 85, 16: 85, 21: 85, 22: 277, 23: 277, 100: 1045} {
 		if got := sampleSetSize(k); got != want {
