@@ -21,7 +21,6 @@ import (
 
 	"github.com/clipadapter/clipgo/internal/torch"
 	"github.com/sugarme/gotch"
-	lib "github.com/sugarme/gotch/libtch"
 	"github.com/sugarme/gotch/ts"
 )
 
@@ -146,8 +145,7 @@ func (p *Params) Copy(name string, src *ts.Tensor) error {
 			defer v.Drop()
 			s = v
 		}
-		lib.AtCopy_(lib.Ctensor(q.Tensor.Ctensor()), lib.Ctensor(s.Ctensor()))
-		return torch.Err(fmt.Sprintf("copy parameter %q", name), ts.TorchErr())
+		return torch.CopyInto(fmt.Sprintf("copy parameter %q", name), q.Tensor, s)
 	})
 }
 
