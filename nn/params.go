@@ -254,7 +254,12 @@ func Reshape(x *ts.Tensor, shape []int64) (*ts.Tensor, error) {
 		y, err := x.Reshape(shape, false)
 		return y, wrap("reshape", err)
 	}
-	if n := x.Numel(); n != 1 {
+	// gotch's Numel ends the process when the shape cannot be read.
+	xs, err := size(x)
+	if err != nil {
+		return nil, err
+	}
+	if n := numel(xs); n != 1 {
 		return nil, fmt.Errorf("reshape: %d elements cannot form a scalar", n)
 	}
 	f, err := x.Reshape([]int64{1}, false)
