@@ -175,7 +175,7 @@ func (m *CLIPAdapter) Init(ctx *train.Context, views []*train.Features) error {
 			return nil, err
 		}
 		if b.fc2, err = newParam(uniformLinear(rng, d, hidden), []int64{d, hidden}, ctx.Device); err != nil {
-			b.fc1.MustDrop()
+			b.fc1.Drop()
 			return nil, err
 		}
 		return b, nil
@@ -213,12 +213,24 @@ func (m *CLIPAdapter) Init(ctx *train.Context, views []*train.Features) error {
 	return nil
 }
 
+func numel(shape []int64) int64 {
+	n := int64(1)
+	for _, v := range shape {
+		n *= v
+	}
+	return n
+}
+
 func logit(p float64) float64 { return math.Log(p / (1 - p)) }
 
 func (m *CLIPAdapter) numParams() int64 {
 	var n int64
 	for _, p := range m.Parameters() {
-		n += int64(p.Tensor.Numel())
+		// Reported in the log only: a shape that cannot be read counts 0
+		// (gotch's Numel would end the process).
+		if s, err := p.Tensor.Size(); err == nil {
+			n += numel(s)
+		}
 	}
 	return n
 }
@@ -291,21 +303,22 @@ func (m *CLIPAdapter) Logits(features *ts.Tensor, training bool) (*ts.Tensor, er
 	if m.classifier == nil {
 		return nil, fmt.Errorf("clip-adapter: Logits before Init")
 	}
-	if err := checkFeatures(features, m.d, "clip-adapter: image features"); err != nil {
+	if _, err := checkFeatures(features, m.d, "clip-adapter: image features"); err != nil {
 		return nil, err
 	}
+	var s torch.Scope
+	defer s.Drop()
 	f := features
 	if m.visual != nil {
 		a, err := m.visual.forward(features)
 		if err != nil {
 			return nil, fmt.Errorf("clip-adapter: visual adapter: %w", err)
 		}
-		f, err = mix(a, features, m.opts.Alpha, m.alphaLogit)
-		a.MustDrop()
-		if err != nil {
+		s.Keep(a)
+		if f, err = mix(a, features, m.opts.Alpha, m.alphaLogit); err != nil {
 			return nil, fmt.Errorf("clip-adapter: visual residual: %w", err)
 		}
-		defer f.MustDrop()
+		s.Keep(f)
 	}
 	w := m.classifier
 	if m.text != nil {
@@ -315,7 +328,7 @@ func (m *CLIPAdapter) Logits(features *ts.Tensor, training bool) (*ts.Tensor, er
 			if w, err = m.adaptedClassifier(); err != nil {
 				return nil, err
 			}
-			defer w.MustDrop()
+			s.Keep(w)
 		} else {
 			if w, err = m.cachedClassifier(); err != nil {
 				return nil, err
@@ -331,17 +344,19 @@ func (m *CLIPAdapter) Logits(features *ts.Tensor, training bool) (*ts.Tensor, er
 
 // adaptedClassifier returns normalize(β·A_t(Ŵ) + (1−β)·Ŵ).
 func (m *CLIPAdapter) adaptedClassifier() (*ts.Tensor, error) {
+	var s torch.Scope
+	defer s.Drop()
 	a, err := m.text.forward(m.classifier)
 	if err != nil {
 		return nil, fmt.Errorf("clip-adapter: text adapter: %w", err)
 	}
+	s.Keep(a)
 	w, err := mix(a, m.classifier, m.opts.Beta, m.betaLogit)
-	a.MustDrop()
 	if err != nil {
 		return nil, fmt.Errorf("clip-adapter: text residual: %w", err)
 	}
+	s.Keep(w)
 	wn, err := nn.Normalize(w)
-	w.MustDrop()
 	if err != nil {
 		return nil, fmt.Errorf("clip-adapter: %w", err)
 	}
@@ -393,8 +408,10 @@ func (m *CLIPAdapter) cachedClassifier() (*ts.Tensor, error) {
 			if err != nil {
 				return torch.Err("clip-adapter: copy parameters", err)
 			}
-			c.Copy_(p)
 			m.evalParams = append(m.evalParams, c)
+			if err := torch.CopyInto("clip-adapter: copy parameters", c, p); err != nil {
+				return err
+			}
 		}
 		return nil
 	})
@@ -407,11 +424,11 @@ func (m *CLIPAdapter) cachedClassifier() (*ts.Tensor, error) {
 
 func (m *CLIPAdapter) dropEvalCache() {
 	if m.evalClassifier != nil {
-		m.evalClassifier.MustDrop()
+		m.evalClassifier.Drop()
 		m.evalClassifier = nil
 	}
 	for _, p := range m.evalParams {
-		p.MustDrop()
+		p.Drop()
 	}
 	m.evalParams = nil
 }
@@ -421,7 +438,7 @@ func (m *CLIPAdapter) Drop() {
 	m.dropEvalCache()
 	for _, t := range []*ts.Tensor{m.classifier, m.alphaLogit, m.betaLogit} {
 		if t != nil {
-			t.MustDrop()
+			t.Drop()
 		}
 	}
 	for _, b := range []*bottleneck{m.visual, m.text} {
@@ -440,22 +457,23 @@ type bottleneck struct {
 }
 
 func (b *bottleneck) forward(x *ts.Tensor) (*ts.Tensor, error) {
+	var s torch.Scope
+	defer s.Drop()
 	h, err := linear(x, b.fc1)
 	if err != nil {
 		return nil, fmt.Errorf("fc1: %w", err)
 	}
+	s.Keep(h)
 	if err := h.Relu_(); err != nil {
-		h.MustDrop()
 		return nil, torch.Err("relu", err)
 	}
 	y, err := linear(h, b.fc2)
-	h.MustDrop()
 	if err != nil {
 		return nil, fmt.Errorf("fc2: %w", err)
 	}
 	if b.reluOut {
 		if err := y.Relu_(); err != nil {
-			y.MustDrop()
+			y.Drop()
 			return nil, torch.Err("relu", err)
 		}
 	}
@@ -463,69 +481,54 @@ func (b *bottleneck) forward(x *ts.Tensor) (*ts.Tensor, error) {
 }
 
 func (b *bottleneck) drop() {
-	b.fc1.MustDrop()
-	b.fc2.MustDrop()
+	b.fc1.Drop()
+	b.fc2.Drop()
 }
 
 // linear returns x·wᵀ for a weight w of shape [out, in].
 func linear(x, w *ts.Tensor) (*ts.Tensor, error) {
-	wt, err := w.T(false)
+	var s torch.Scope
+	defer s.Drop()
+	wt, err := s.Op("transpose weight")(w.T(false))
 	if err != nil {
-		return nil, torch.Err("transpose weight", err)
+		return nil, err
 	}
 	y, err := x.Mm(wt, false)
-	wt.MustDrop()
-	if err != nil {
-		return nil, torch.Err("matmul", err)
-	}
-	return y, nil
+	return y, torch.Err("matmul", err)
 }
 
 // mix returns r·a + (1−r)·x, with r = ratio, or r = sigmoid(logit) when
 // logit is not nil.
 func mix(a, x *ts.Tensor, ratio float64, logit *ts.Tensor) (*ts.Tensor, error) {
+	var s torch.Scope
+	defer s.Drop()
+	var ra, rx *ts.Tensor
+	var err error
 	if logit == nil {
-		ra, err := a.MulScalar(ts.FloatScalar(ratio), false)
-		if err != nil {
-			return nil, torch.Err("scale adapter output", err)
+		if ra, err = s.Op("scale adapter output")(a.MulScalar(ts.FloatScalar(ratio), false)); err != nil {
+			return nil, err
 		}
-		rx, err := x.MulScalar(ts.FloatScalar(1-ratio), false)
-		if err != nil {
-			ra.MustDrop()
-			return nil, torch.Err("scale residual", err)
+		if rx, err = s.Op("scale residual")(x.MulScalar(ts.FloatScalar(1-ratio), false)); err != nil {
+			return nil, err
 		}
-		out, err := ra.Add(rx, true)
-		rx.MustDrop()
+	} else {
+		r, err := s.Op("sigmoid of ratio logit")(logit.Sigmoid(false))
 		if err != nil {
-			return nil, torch.Err("add residual", err)
+			return nil, err
 		}
-		return out, nil
+		q, err := s.Op("1 - ratio")(r.RsubScalar(ts.FloatScalar(1), false))
+		if err != nil {
+			return nil, err
+		}
+		if ra, err = s.Op("scale adapter output")(a.Mul(r, false)); err != nil {
+			return nil, err
+		}
+		if rx, err = s.Op("scale residual")(x.Mul(q, false)); err != nil {
+			return nil, err
+		}
 	}
-	r, err := logit.Sigmoid(false)
-	if err != nil {
-		return nil, torch.Err("sigmoid of ratio logit", err)
-	}
-	defer r.MustDrop()
-	q, err := r.RsubScalar(ts.FloatScalar(1), false)
-	if err != nil {
-		return nil, torch.Err("1 - ratio", err)
-	}
-	defer q.MustDrop()
-	ra, err := a.Mul(r, false)
-	if err != nil {
-		return nil, torch.Err("scale adapter output", err)
-	}
-	rx, err := x.Mul(q, false)
-	if err != nil {
-		ra.MustDrop()
-		return nil, torch.Err("scale residual", err)
-	}
-	out, err := ra.Add(rx, true)
-	rx.MustDrop()
-	if err != nil {
-		return nil, torch.Err("add residual", err)
-	}
-	return out, nil
+	out, err := ra.Add(rx, false)
+	return out, torch.Err("add residual", err)
 }
 
 // BuildCLIPAdapter is CLIP-Adapter's constructor for the method registry:

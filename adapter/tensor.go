@@ -62,15 +62,19 @@ func newParam(data []float32, shape []int64, dev gotch.Device) (*ts.Tensor, erro
 	if err != nil {
 		return nil, err
 	}
-	defer x.MustDrop()
+	defer x.Drop()
 	z, err := ts.Zeros(shape, gotch.Float, dev)
 	if err != nil {
 		return nil, torch.Err("allocate parameter", err)
 	}
-	z.Copy_(x)
+	// Neither tensor requires gradients: the copy records none.
+	if err := torch.CopyInto("initialize parameter", z, x); err != nil {
+		z.Drop()
+		return nil, err
+	}
 	p, err := z.SetRequiresGrad(true, false)
 	if err != nil {
-		z.MustDrop()
+		z.Drop()
 		return nil, torch.Err("require gradients", err)
 	}
 	return p, nil
@@ -88,16 +92,16 @@ func shapeOf(x *ts.Tensor, what string) ([]int64, error) {
 	return s, nil
 }
 
-// checkFeatures verifies that x is a [B, d] matrix.
-func checkFeatures(x *ts.Tensor, d int64, what string) error {
+// checkFeatures verifies that x is a [B, d] matrix and returns B.
+func checkFeatures(x *ts.Tensor, d int64, what string) (int64, error) {
 	s, err := shapeOf(x, what)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if len(s) != 2 || s[1] != d {
-		return fmt.Errorf("%s: shape %v, want [N, %d]", what, s, d)
+		return 0, fmt.Errorf("%s: shape %v, want [N, %d]", what, s, d)
 	}
-	return nil
+	return s[0], nil
 }
 
 // textClassifier builds the zero-shot classifier (zeroshot.Classifier:
@@ -120,9 +124,14 @@ func textClassifier(ctx *train.Context, n int) (*ts.Tensor, error) {
 	if err != nil {
 		return nil, err
 	}
-	if s := w.MustSize(); s[1] != ctx.FeatureDim {
-		w.MustDrop()
-		return nil, fmt.Errorf("text classifier: text features have size %d, the context says D = %d", s[1], ctx.FeatureDim)
+	s, err := shapeOf(w, "text classifier")
+	if err != nil {
+		w.Drop()
+		return nil, err
+	}
+	if len(s) != 2 || s[1] != ctx.FeatureDim {
+		w.Drop()
+		return nil, fmt.Errorf("text classifier: text features have shape %v, the context says D = %d", s, ctx.FeatureDim)
 	}
 	wd, err := w.To(ctx.Device, true)
 	if err != nil {
@@ -145,7 +154,10 @@ func setParams(params []train.Param, values map[string]*ts.Tensor) error {
 		if !ok || v == nil {
 			return fmt.Errorf("set parameters: missing %s", p.Name)
 		}
-		want := p.Tensor.MustSize()
+		want, err := shapeOf(p.Tensor, "parameter "+p.Name)
+		if err != nil {
+			return fmt.Errorf("set parameters: %w", err)
+		}
 		got, err := shapeOf(v, p.Name)
 		if err != nil {
 			return fmt.Errorf("set parameters: %w", err)
@@ -169,7 +181,9 @@ func setParams(params []train.Param, values map[string]*ts.Tensor) error {
 	}
 	return torch.NoGrad(func() error {
 		for _, p := range params {
-			p.Tensor.Copy_(values[p.Name])
+			if err := torch.CopyInto("set parameters: copy "+p.Name, p.Tensor, values[p.Name]); err != nil {
+				return err
+			}
 		}
 		return nil
 	})

@@ -164,10 +164,11 @@ func (m *TipAdapter) Init(ctx *train.Context, views []*train.Features) error {
 		if v == nil || !slices.Equal(v.Y, first.Y) {
 			return fmt.Errorf("%s: training view %d does not list the labels of view 0 in the same order", m.name(), i)
 		}
-		if err := checkFeatures(v.X, ctx.FeatureDim, fmt.Sprintf("%s: training view %d", m.name(), i)); err != nil {
+		n, err := checkFeatures(v.X, ctx.FeatureDim, fmt.Sprintf("%s: training view %d", m.name(), i))
+		if err != nil {
 			return err
 		}
-		if n := v.X.MustSize()[0]; n != int64(len(v.Y)) {
+		if n != int64(len(v.Y)) {
 			return fmt.Errorf("%s: training view %d has %d feature rows for %d labels", m.name(), i, n, len(v.Y))
 		}
 	}
@@ -204,7 +205,7 @@ func (m *TipAdapter) Init(ctx *train.Context, views []*train.Features) error {
 		if err != nil {
 			return fail(torch.Err("require gradients of the keys", err))
 		}
-		m.keys.MustDrop()
+		m.keys.Drop()
 		m.keys = p
 	}
 	m.scale = 100
@@ -222,30 +223,27 @@ func (m *TipAdapter) Init(ctx *train.Context, views []*train.Features) error {
 // cacheKeys returns the L2-normalized mean over the views of the raw
 // features, [NK, D] float32 on dev.
 func cacheKeys(views []*train.Features, dev gotch.Device) (*ts.Tensor, error) {
+	var s torch.Scope
+	defer s.Drop()
 	xs := make([]*ts.Tensor, len(views))
 	for i, v := range views {
-		x, err := v.X.To(dev, false)
+		x, err := s.Op("move training features")(v.X.To(dev, false))
 		if err != nil {
-			return nil, torch.Err("move training features", err)
+			return nil, err
 		}
-		if xs[i], err = x.Totype(gotch.Float, true); err != nil {
-			return nil, torch.Err("cast training features", err)
+		if xs[i], err = s.Op("cast training features")(x.Totype(gotch.Float, false)); err != nil {
+			return nil, err
 		}
 	}
-	st, err := ts.Stack(xs, 0)
-	for _, x := range xs {
-		x.MustDrop()
-	}
+	st, err := s.Op("stack training views")(ts.Stack(xs, 0))
 	if err != nil {
-		return nil, torch.Err("stack training views", err)
+		return nil, err
 	}
-	mean, err := st.MeanDim([]int64{0}, false, gotch.Float, true)
+	mean, err := s.Op("average training views")(st.MeanDim([]int64{0}, false, gotch.Float, false))
 	if err != nil {
-		return nil, torch.Err("average training views", err)
+		return nil, err
 	}
-	keys, err := nn.Normalize(mean)
-	mean.MustDrop()
-	return keys, err
+	return nn.Normalize(mean)
 }
 
 // Parameters implements train.Method: none for Tip-Adapter, the keys
@@ -276,36 +274,35 @@ func (m *TipAdapter) Logits(features *ts.Tensor, training bool) (*ts.Tensor, err
 	if m.classifier == nil {
 		return nil, fmt.Errorf("%s: Logits before Init", m.name())
 	}
-	if err := checkFeatures(features, m.d, m.name()+": image features"); err != nil {
+	if _, err := checkFeatures(features, m.d, m.name()+": image features"); err != nil {
 		return nil, err
 	}
+	var s torch.Scope
+	defer s.Drop()
 	fn, err := nn.Normalize(features)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", m.name(), err)
 	}
-	defer fn.MustDrop()
+	s.Keep(fn)
 	clip, err := m.clipLogits(fn)
 	if err != nil {
 		return nil, err
 	}
+	s.Keep(clip)
 	aff, err := m.affinity(fn)
 	if err != nil {
-		clip.MustDrop()
 		return nil, err
 	}
+	s.Keep(aff)
 	cache, err := m.cacheLogits(aff, m.beta)
-	aff.MustDrop()
 	if err != nil {
-		clip.MustDrop()
 		return nil, err
 	}
+	s.Keep(cache)
 	if err := cache.MulScalar_(ts.FloatScalar(m.alpha)); err != nil {
-		clip.MustDrop()
-		cache.MustDrop()
 		return nil, torch.Err(m.name()+": weight cache logits", err)
 	}
-	out, err := clip.Add(cache, true)
-	cache.MustDrop()
+	out, err := clip.Add(cache, false)
 	if err != nil {
 		return nil, torch.Err(m.name()+": add cache logits", err)
 	}
@@ -319,7 +316,7 @@ func (m *TipAdapter) clipLogits(fn *ts.Tensor) (*ts.Tensor, error) {
 		return nil, torch.Err(m.name()+": scale features", err)
 	}
 	out, err := linear(sf, m.classifier)
-	sf.MustDrop()
+	sf.Drop()
 	if err != nil {
 		return nil, fmt.Errorf("%s: clip logits: %w", m.name(), err)
 	}
@@ -338,26 +335,24 @@ func (m *TipAdapter) affinity(fn *ts.Tensor) (*ts.Tensor, error) {
 // cacheLogits returns exp(−(β − β·A))·Lv, [B, C], in the reference's order
 // of operations.
 func (m *TipAdapter) cacheLogits(aff *ts.Tensor, beta float64) (*ts.Tensor, error) {
-	t, err := aff.MulScalar(ts.FloatScalar(beta), false)
+	var s torch.Scope
+	defer s.Drop()
+	sharpen := s.Op(m.name() + ": sharpen affinity")
+	t, err := sharpen(aff.MulScalar(ts.FloatScalar(beta), false))
 	if err != nil {
-		return nil, torch.Err(m.name()+": sharpen affinity", err)
+		return nil, err
 	}
-	if t, err = t.RsubScalar(ts.FloatScalar(beta), true); err != nil {
-		return nil, torch.Err(m.name()+": sharpen affinity", err)
+	if t, err = sharpen(t.RsubScalar(ts.FloatScalar(beta), false)); err != nil {
+		return nil, err
 	}
 	if err := t.Neg_(); err != nil {
-		t.MustDrop()
 		return nil, torch.Err(m.name()+": sharpen affinity", err)
 	}
 	if err := t.Exp_(); err != nil {
-		t.MustDrop()
 		return nil, torch.Err(m.name()+": sharpen affinity", err)
 	}
-	out, err := t.Mm(m.values, true)
-	if err != nil {
-		return nil, torch.Err(m.name()+": cache logits", err)
-	}
-	return out, nil
+	out, err := t.Mm(m.values, false)
+	return out, torch.Err(m.name()+": cache logits", err)
 }
 
 // SearchGrid returns the β and α values Tune tries, in order: β_i =
@@ -401,14 +396,15 @@ func (m *TipAdapter) Tune(val *train.Features) (map[string]float64, error) {
 	if val == nil || val.Len() == 0 {
 		return nil, fmt.Errorf("%s: no validation features to tune alpha and beta", m.name())
 	}
-	if err := checkFeatures(val.X, m.d, m.name()+": validation features"); err != nil {
+	n, err := checkFeatures(val.X, m.d, m.name()+": validation features")
+	if err != nil {
 		return nil, err
 	}
-	if n := val.X.MustSize()[0]; n != int64(val.Len()) {
+	if n != int64(val.Len()) {
 		return nil, fmt.Errorf("%s: validation set has %d feature rows for %d labels", m.name(), n, val.Len())
 	}
 	var best searchResult
-	err := torch.NoGrad(func() error {
+	err = torch.NoGrad(func() error {
 		var err error
 		best, err = m.search(val)
 		return err
@@ -466,10 +462,13 @@ func (m *TipAdapter) searchCounts(val *train.Features, budget int64) ([][]int64,
 	if err != nil {
 		return nil, err
 	}
-	defer at.MustDrop()
+	defer at.Drop()
 
 	n := int64(val.Len())
-	shape := m.values.MustSize()
+	shape, err := shapeOf(m.values, m.name()+": cache values")
+	if err != nil {
+		return nil, err
+	}
 	nk, c := shape[0], shape[1]
 	rows := budget / max(nk, na*c)
 	rows = max(1, min(rows, n))
@@ -489,56 +488,54 @@ func (m *TipAdapter) searchCounts(val *train.Features, budget int64) ([][]int64,
 // countChunk adds, for every (β, α), the correct predictions on the rows
 // [start, start+size) of val to counts.
 func (m *TipAdapter) countChunk(val *train.Features, start, size int64, dev gotch.Device, at *ts.Tensor, betas []float64, counts [][]int64) error {
-	xs, err := val.X.Narrow(0, start, size, false)
+	var s torch.Scope
+	defer s.Drop()
+	xs, err := s.Op(m.name() + ": slice validation features")(val.X.Narrow(0, start, size, false))
 	if err != nil {
-		return torch.Err(m.name()+": slice validation features", err)
+		return err
 	}
-	x, err := xs.To(dev, true)
+	x, err := s.Op(m.name() + ": move validation features")(xs.To(dev, false))
 	if err != nil {
-		return torch.Err(m.name()+": move validation features", err)
+		return err
 	}
-	xf, err := x.Totype(gotch.Float, true)
+	xf, err := s.Op(m.name() + ": cast validation features")(x.Totype(gotch.Float, false))
 	if err != nil {
-		return torch.Err(m.name()+": cast validation features", err)
+		return err
 	}
 	fn, err := nn.Normalize(xf)
-	xf.MustDrop()
 	if err != nil {
 		return fmt.Errorf("%s: %w", m.name(), err)
 	}
-	defer fn.MustDrop()
+	s.Keep(fn)
 	clip, err := m.clipLogits(fn)
 	if err != nil {
 		return err
 	}
-	defer clip.MustDrop()
+	s.Keep(clip)
 	aff, err := m.affinity(fn)
 	if err != nil {
 		return err
 	}
-	defer aff.MustDrop()
+	s.Keep(aff)
 	labels, err := fromLabels(val.Y[start:start+size], dev)
 	if err != nil {
 		return err
 	}
-	defer labels.MustDrop()
+	s.Keep(labels)
 
 	// Buffers reused for every β, so that the loop allocates no large
 	// tensors.
-	nk, c, na := m.values.MustSize()[0], m.values.MustSize()[1], at.MustSize()[0]
-	var bufs []*ts.Tensor
-	defer func() {
-		for _, b := range bufs {
-			b.MustDrop()
-		}
-	}()
+	vs, err := shapeOf(m.values, m.name()+": cache values")
+	if err != nil {
+		return err
+	}
+	as, err := shapeOf(at, m.name()+": alpha grid")
+	if err != nil {
+		return err
+	}
+	nk, c, na := vs[0], vs[1], as[0]
 	alloc := func(shape []int64, dt gotch.DType) (*ts.Tensor, error) {
-		b, err := ts.Empty(shape, dt, dev)
-		if err != nil {
-			return nil, torch.Err(m.name()+": allocate search buffer", err)
-		}
-		bufs = append(bufs, b)
-		return b, nil
+		return s.Op(m.name() + ": allocate search buffer")(ts.Empty(shape, dt, dev))
 	}
 	e, err := alloc([]int64{size, nk}, gotch.Float)
 	if err != nil {
@@ -563,7 +560,7 @@ func (m *TipAdapter) countChunk(val *train.Features, start, size int64, dev gotc
 		if err != nil {
 			return torch.Err(m.name()+": "+what, err)
 		}
-		r.MustDrop()
+		r.Drop()
 		return nil
 	}
 	for i, beta := range betas {
@@ -599,9 +596,9 @@ func (m *TipAdapter) countChunk(val *train.Features, start, size int64, dev gotc
 			return torch.Err(m.name()+": count correct", err)
 		}
 		cs, err := torch.Values[int64](n)
-		n.MustDrop()
+		n.Drop()
 		if err != nil {
-			return err
+			return fmt.Errorf("%s: count correct: %w", m.name(), err)
 		}
 		for j, c := range cs {
 			counts[i][j] += c
@@ -646,7 +643,7 @@ func (m *TipAdapter) SetExtra(e map[string]float64) error {
 func (m *TipAdapter) Drop() {
 	for _, t := range []*ts.Tensor{m.classifier, m.keys, m.values} {
 		if t != nil {
-			t.MustDrop()
+			t.Drop()
 		}
 	}
 	m.classifier, m.keys, m.values = nil, nil, nil

@@ -14,39 +14,13 @@ var negInf = math.Inf(-1)
 
 func expf(x float64) float64 { return math.Exp(x) }
 
-// scope collects intermediate tensors so that every return path drops them.
-type scope struct{ held []*ts.Tensor }
-
-func (s *scope) keep(t *ts.Tensor) *ts.Tensor {
-	s.held = append(s.held, t)
-	return t
-}
-
-func (s *scope) drop() {
-	for _, t := range s.held {
-		t.Drop()
-	}
-	s.held = nil
-}
-
-// op returns a function that records the result of a gotch call, wrapping
-// its error with what: s.op("what")(x.Add(y, false)).
-func (s *scope) op(what string) func(*ts.Tensor, error) (*ts.Tensor, error) {
-	return func(t *ts.Tensor, err error) (*ts.Tensor, error) {
-		if err != nil {
-			return nil, torch.Err(what, err)
-		}
-		return s.keep(t), nil
-	}
-}
-
 // toModel returns x on the model's device in dtype.
-func (m *Model) toModel(s *scope, x *ts.Tensor, dtype gotch.DType) (*ts.Tensor, error) {
-	y, err := s.op("move to device")(x.To(m.device, false))
+func (m *Model) toModel(s *torch.Scope, x *ts.Tensor, dtype gotch.DType) (*ts.Tensor, error) {
+	y, err := s.Op("move to device")(x.To(m.device, false))
 	if err != nil {
 		return nil, err
 	}
-	return s.op("convert dtype")(y.Totype(dtype, false))
+	return s.Op("convert dtype")(y.Totype(dtype, false))
 }
 
 func (m *Model) encodeImage(images *ts.Tensor) (*ts.Tensor, error) {
@@ -58,8 +32,8 @@ func (m *Model) encodeImage(images *ts.Tensor) (*ts.Tensor, error) {
 	if len(shape) != 4 || shape[1] != 3 || shape[2] != r || shape[3] != r || shape[0] == 0 {
 		return nil, fmt.Errorf("clip: images have shape %v, want [N, 3, %d, %d]", shape, r, r)
 	}
-	var s scope
-	defer s.drop()
+	var s torch.Scope
+	defer s.Drop()
 	x, err := m.toModel(&s, images, m.dtype)
 	if err != nil {
 		return nil, err
@@ -78,53 +52,57 @@ func (m *Model) encodeImage(images *ts.Tensor) (*ts.Tensor, error) {
 }
 
 func (v *visionTransformer) forward(x *ts.Tensor) (*ts.Tensor, error) {
-	var s scope
-	defer s.drop()
+	var s torch.Scope
+	defer s.Drop()
 	c, err := v.conv1.Forward(x)
 	if err != nil {
 		return nil, err
 	}
-	s.keep(c)
-	n := mustDim(c, 0)
-	flat, err := s.op("patches")(c.Flatten(2, 3, false)) // N, w, g²
+	s.Keep(c)
+	cs, err := c.Size()
+	if err != nil {
+		return nil, torch.Err("patch embedding shape", err)
+	}
+	n := cs[0]
+	flat, err := s.Op("patches")(c.Flatten(2, 3, false)) // N, w, g²
 	if err != nil {
 		return nil, err
 	}
-	patches, err := s.op("patches")(flat.Permute([]int64{0, 2, 1}, false)) // N, g², w
+	patches, err := s.Op("patches")(flat.Permute([]int64{0, 2, 1}, false)) // N, g², w
 	if err != nil {
 		return nil, err
 	}
-	cls, err := s.op("class embedding")(v.classEmbedding.Totype(x.DType(), false))
+	cls, err := s.Op("class embedding")(v.classEmbedding.Totype(x.DType(), false))
 	if err != nil {
 		return nil, err
 	}
-	if cls, err = s.op("class embedding")(cls.View([]int64{1, 1, v.width}, false)); err != nil {
+	if cls, err = s.Op("class embedding")(cls.View([]int64{1, 1, v.width}, false)); err != nil {
 		return nil, err
 	}
-	if cls, err = s.op("class embedding")(cls.Expand([]int64{n, 1, v.width}, false, false)); err != nil {
+	if cls, err = s.Op("class embedding")(cls.Expand([]int64{n, 1, v.width}, false, false)); err != nil {
 		return nil, err
 	}
-	seq, err := s.op("tokens")(ts.Cat([]*ts.Tensor{cls, patches}, 1))
+	seq, err := s.Op("tokens")(ts.Cat([]*ts.Tensor{cls, patches}, 1))
 	if err != nil {
 		return nil, err
 	}
-	pos, err := s.op("positional embedding")(v.positionalEmbedding.Totype(x.DType(), false))
+	pos, err := s.Op("positional embedding")(v.positionalEmbedding.Totype(x.DType(), false))
 	if err != nil {
 		return nil, err
 	}
-	if seq, err = s.op("positional embedding")(seq.Add(pos, false)); err != nil {
+	if seq, err = s.Op("positional embedding")(seq.Add(pos, false)); err != nil {
 		return nil, err
 	}
 	h, err := v.lnPre.Forward(seq)
 	if err != nil {
 		return nil, err
 	}
-	s.keep(h)
+	s.Keep(h)
 	if h, err = v.transformer.Forward(h, nil); err != nil {
 		return nil, err
 	}
-	s.keep(h)
-	first, err := s.op("class token")(h.Select(1, 0, false))
+	s.Keep(h)
+	first, err := s.Op("class token")(h.Select(1, 0, false))
 	if err != nil {
 		return nil, err
 	}
@@ -132,14 +110,14 @@ func (v *visionTransformer) forward(x *ts.Tensor) (*ts.Tensor, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.keep(o)
+	s.Keep(o)
 	y, err := o.Matmul(v.proj, false)
 	return y, torch.Err("visual projection", err)
 }
 
 func (r *modifiedResNet) forward(x *ts.Tensor) (*ts.Tensor, error) {
-	var s scope
-	defer s.drop()
+	var s torch.Scope
+	defer s.Drop()
 	h := x
 	for i, cb := range []struct {
 		c *nn.Conv2d
@@ -149,13 +127,13 @@ func (r *modifiedResNet) forward(x *ts.Tensor) (*ts.Tensor, error) {
 		if err != nil {
 			return nil, fmt.Errorf("stem %d: %w", i+1, err)
 		}
-		h = s.keep(y)
+		h = s.Keep(y)
 	}
 	y, err := nn.AvgPool2d(h, 2)
 	if err != nil {
 		return nil, err
 	}
-	h = s.keep(y)
+	h = s.Keep(y)
 	for si, stage := range r.layers {
 		for j, blk := range stage {
 			y, err := blk.Forward(h)
@@ -163,19 +141,11 @@ func (r *modifiedResNet) forward(x *ts.Tensor) (*ts.Tensor, error) {
 				return nil, fmt.Errorf("layer%d.%d: %w", si+1, j, err)
 			}
 			// Drop as we go: only the current activation is alive.
-			s.drop()
-			h = s.keep(y)
+			s.Drop()
+			h = s.Keep(y)
 		}
 	}
 	return r.attnpool.Forward(h)
-}
-
-func mustDim(t *ts.Tensor, i int) int64 {
-	s, err := t.Size()
-	if err != nil || i >= len(s) {
-		return -1
-	}
-	return s[i]
 }
 
 // tokenIDs validates token ids [N, L] and returns them row-major.
@@ -205,18 +175,26 @@ func (m *Model) tokenIDs(tokens *ts.Tensor) ([]int64, int, int, error) {
 	return ids, n, l, nil
 }
 
-// argmaxRows returns the position of each row's first largest id.
-func argmaxRows(ids []int64, n, l int) []int64 {
-	out := make([]int64, n)
-	for i := 0; i < n; i++ {
-		row := ids[i*l : (i+1)*l]
+// EndOfTextPositions returns the end-of-text position of every row of
+// token ids stored row-major in rows of the given length: the index of the
+// row's largest id (the first one on ties), which is where CLIP's text
+// tower reads its output, since the end-of-text token has the largest id
+// of the vocabulary. A trailing partial row is ignored; a length below 1
+// gives no rows.
+func EndOfTextPositions(ids []int64, length int64) []int64 {
+	if length < 1 {
+		return nil
+	}
+	out := make([]int64, int64(len(ids))/length)
+	for r := range out {
+		row := ids[int64(r)*length : int64(r+1)*length]
 		best := 0
 		for j, v := range row {
 			if v > row[best] {
 				best = j
 			}
 		}
-		out[i] = int64(best)
+		out[r] = int64(best)
 	}
 	return out
 }
@@ -224,13 +202,13 @@ func argmaxRows(ids []int64, n, l int) []int64 {
 // tokenEmbeddingOf looks up validated token ids and converts the result to
 // the compute dtype.
 func (m *Model) tokenEmbeddingOf(tokens *ts.Tensor) (*ts.Tensor, error) {
-	var s scope
-	defer s.drop()
+	var s torch.Scope
+	defer s.Drop()
 	idx, err := m.toModel(&s, tokens, gotch.Int64)
 	if err != nil {
 		return nil, err
 	}
-	e, err := s.op("token embedding")(ts.Embedding(m.tokenEmbedding, idx, -1, false, false))
+	e, err := s.Op("token embedding")(ts.Embedding(m.tokenEmbedding, idx, -1, false, false))
 	if err != nil {
 		return nil, err
 	}
@@ -258,13 +236,13 @@ func (m *Model) encodeTextEmbeddings(x *ts.Tensor, eot []int64) (*ts.Tensor, err
 		}
 		last = max(last, p)
 	}
-	var s scope
-	defer s.drop()
+	var s torch.Scope
+	defer s.Drop()
 	// The mask is causal and the output is read at the end-of-text tokens:
 	// the positions after the last one cannot change any result.
 	if !m.fullTextContext && last+1 < l {
 		l = last + 1
-		if x, err = s.op("cut after the last end-of-text token")(x.Narrow(1, 0, l, false)); err != nil {
+		if x, err = s.Op("cut after the last end-of-text token")(x.Narrow(1, 0, l, false)); err != nil {
 			return nil, err
 		}
 	}
@@ -276,41 +254,41 @@ func (m *Model) encodeTextEmbeddings(x *ts.Tensor, eot []int64) (*ts.Tensor, err
 	if err != nil {
 		return nil, err
 	}
-	pos, err := s.op("positional embedding")(m.positionalEmbedding.Narrow(0, 0, l, false))
+	pos, err := s.Op("positional embedding")(m.positionalEmbedding.Narrow(0, 0, l, false))
 	if err != nil {
 		return nil, err
 	}
-	if pos, err = s.op("positional embedding")(pos.Totype(m.dtype, false)); err != nil {
+	if pos, err = s.Op("positional embedding")(pos.Totype(m.dtype, false)); err != nil {
 		return nil, err
 	}
-	if h, err = s.op("positional embedding")(h.Add(pos, false)); err != nil {
+	if h, err = s.Op("positional embedding")(h.Add(pos, false)); err != nil {
 		return nil, err
 	}
-	mask, err := s.op("causal mask")(m.mask.Narrow(0, 0, l, false))
+	mask, err := s.Op("causal mask")(m.mask.Narrow(0, 0, l, false))
 	if err != nil {
 		return nil, err
 	}
-	if mask, err = s.op("causal mask")(mask.Narrow(1, 0, l, false)); err != nil {
+	if mask, err = s.Op("causal mask")(mask.Narrow(1, 0, l, false)); err != nil {
 		return nil, err
 	}
 	if h, err = m.transformer.Forward(h, mask); err != nil {
 		return nil, fmt.Errorf("clip: text transformer: %w", err)
 	}
-	s.keep(h)
-	flat, err := s.op("end-of-text rows")(h.Reshape([]int64{n * l, W}, false))
+	s.Keep(h)
+	flat, err := s.Op("end-of-text rows")(h.Reshape([]int64{n * l, W}, false))
 	if err != nil {
 		return nil, err
 	}
-	idx, err := s.op("end-of-text rows")(ts.OfSlice(rows))
+	idx, err := s.Op("end-of-text rows")(ts.OfSlice(rows))
 	if err != nil {
 		return nil, err
 	}
-	if idx, err = s.op("end-of-text rows")(idx.To(m.device, false)); err != nil {
+	if idx, err = s.Op("end-of-text rows")(idx.To(m.device, false)); err != nil {
 		return nil, err
 	}
 	// ln_final acts per position, so normalising only the gathered rows
 	// equals normalising the whole sequence first.
-	sel, err := s.op("end-of-text rows")(flat.IndexSelect(0, idx, false))
+	sel, err := s.Op("end-of-text rows")(flat.IndexSelect(0, idx, false))
 	if err != nil {
 		return nil, err
 	}
@@ -318,8 +296,8 @@ func (m *Model) encodeTextEmbeddings(x *ts.Tensor, eot []int64) (*ts.Tensor, err
 	if err != nil {
 		return nil, err
 	}
-	s.keep(ln)
-	p, err := s.op("text projection")(ln.Matmul(m.textProjection, false))
+	s.Keep(ln)
+	p, err := s.Op("text projection")(ln.Matmul(m.textProjection, false))
 	if err != nil {
 		return nil, err
 	}

@@ -67,6 +67,7 @@ func numel(shape []int64) int64 {
 	return n
 }
 
+// A constant pattern: MustCompile cannot fail at run time.
 var resnetBN3 = regexp.MustCompile(`^visual\.layer\d+\.\d+\.bn3\.weight$`)
 
 // initDist returns the initial distribution of a parameter.

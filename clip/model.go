@@ -258,7 +258,7 @@ func (m *Model) EncodeImage(images *ts.Tensor) (*ts.Tensor, error) {
 func (m *Model) EncodeText(tokens *ts.Tensor) (*ts.Tensor, error) {
 	var out *ts.Tensor
 	err := inference(func() error {
-		ids, n, l, err := m.tokenIDs(tokens)
+		ids, _, l, err := m.tokenIDs(tokens)
 		if err != nil {
 			return err
 		}
@@ -267,7 +267,7 @@ func (m *Model) EncodeText(tokens *ts.Tensor) (*ts.Tensor, error) {
 			return err
 		}
 		defer x.Drop()
-		out, err = m.encodeTextEmbeddings(x, argmaxRows(ids, n, l))
+		out, err = m.encodeTextEmbeddings(x, EndOfTextPositions(ids, int64(l)))
 		return err
 	})
 	return out, err
@@ -298,13 +298,14 @@ func (m *Model) EncodeTextEmbeddings(x *ts.Tensor, eot []int64) (*ts.Tensor, err
 }
 
 // EOTPositions returns each row's end-of-text position: the index of the
-// row's largest token id (the first one on ties), as CLIP reads it.
+// row's largest token id (the first one on ties), as CLIP reads it;
+// see EndOfTextPositions, which works on ids already read.
 func (m *Model) EOTPositions(tokens *ts.Tensor) ([]int64, error) {
-	ids, n, l, err := m.tokenIDs(tokens)
+	ids, _, l, err := m.tokenIDs(tokens)
 	if err != nil {
 		return nil, err
 	}
-	return argmaxRows(ids, n, l), nil
+	return EndOfTextPositions(ids, int64(l)), nil
 }
 
 // LogitScale returns exp(logit_scale), the factor applied to cosine

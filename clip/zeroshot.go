@@ -22,8 +22,8 @@ func ClassifierWeights(m *Model, prompts []*ts.Tensor) (*ts.Tensor, error) {
 	}
 	var out *ts.Tensor
 	err := inference(func() error {
-		var s scope
-		defer s.drop()
+		var s torch.Scope
+		defer s.Drop()
 		rows := make([]*ts.Tensor, len(prompts))
 		for c, p := range prompts {
 			if p == nil {
@@ -33,20 +33,20 @@ func ClassifierWeights(m *Model, prompts []*ts.Tensor) (*ts.Tensor, error) {
 			if err != nil {
 				return fmt.Errorf("clip: zero-shot classifier: class %d: %w", c, err)
 			}
-			s.keep(g)
+			s.Keep(g)
 			gn, err := nn.Normalize(g)
 			if err != nil {
 				return err
 			}
-			s.keep(gn)
-			mean, err := s.op("mean")(gn.MeanDim([]int64{0}, true, gn.DType(), false))
+			s.Keep(gn)
+			mean, err := s.Op("mean")(gn.MeanDim([]int64{0}, true, gn.DType(), false))
 			if err != nil {
 				return err
 			}
 			if rows[c], err = nn.Normalize(mean); err != nil {
 				return err
 			}
-			s.keep(rows[c])
+			s.Keep(rows[c])
 		}
 		var err error
 		out, err = ts.Cat(rows, 0)
@@ -73,18 +73,18 @@ func Classify(imageFeatures, weights *ts.Tensor, logitScale float64) (*ts.Tensor
 	if len(fs) != 2 || len(ws) != 2 || fs[1] != ws[1] {
 		return nil, fmt.Errorf("clip: classify: features %v and classifier %v, want [N, D] and [C, D]", fs, ws)
 	}
-	var s scope
-	defer s.drop()
+	var s torch.Scope
+	defer s.Drop()
 	f, err := nn.Normalize(imageFeatures)
 	if err != nil {
 		return nil, err
 	}
-	s.keep(f)
-	wt, err := s.op("classify")(weights.Transpose(0, 1, false))
+	s.Keep(f)
+	wt, err := s.Op("classify")(weights.Transpose(0, 1, false))
 	if err != nil {
 		return nil, err
 	}
-	sim, err := s.op("classify")(f.Matmul(wt, false))
+	sim, err := s.Op("classify")(f.Matmul(wt, false))
 	if err != nil {
 		return nil, err
 	}

@@ -50,6 +50,7 @@ import (
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
 
+	"github.com/clipadapter/clipgo/clip"
 	"github.com/clipadapter/clipgo/internal/torch"
 	"github.com/clipadapter/clipgo/nn"
 	"github.com/clipadapter/clipgo/train"
@@ -222,13 +223,13 @@ func (c *CoOp) init(ctx *train.Context) error {
 		prefixText = strings.TrimSpace(strings.Repeat("X ", c.opts.NCtx))
 	}
 
+	// initIDs (the tokens of CtxInit) outlives the closure below.
+	var keep torch.Scope
+	defer keep.Drop()
 	var initIDs *ts.Tensor
-	defer func() {
-		if initIDs != nil {
-			initIDs.MustDrop()
-		}
-	}()
 	err := torch.NoGrad(func() error {
+		var s torch.Scope
+		defer s.Drop()
 		nameLens, length, err := c.nameLengths(ctx.ClassNames)
 		if err != nil {
 			return err
@@ -248,21 +249,19 @@ func (c *CoOp) init(ctx *train.Context) error {
 		if err != nil {
 			return fmt.Errorf("tokenize the prompts: %w", err)
 		}
+		s.Keep(ids)
 		idv, err := torch.Values[int64](ids)
 		if err != nil {
-			ids.MustDrop()
-			return err
+			return fmt.Errorf("prompt tokens: %w", err)
 		}
-		c.eot = eotPositions(idv, length)
+		c.eot = clip.EndOfTextPositions(idv, length)
 		for i, e := range c.eot {
 			if e < 1+c.m+c.nameLens[i] {
-				ids.MustDrop()
 				return fmt.Errorf("class %q: the prompt %q has its end-of-text token at %d, before the end of the name (%d)",
 					ctx.ClassNames[i], texts[i], e, 1+c.m+c.nameLens[i])
 			}
 		}
 		emb, err := c.embed(ids)
-		ids.MustDrop()
 		if err != nil {
 			return err
 		}
@@ -271,11 +270,12 @@ func (c *CoOp) init(ctx *train.Context) error {
 			if initIDs, err = c.tokenize([]string{prefixText}); err != nil {
 				return fmt.Errorf("tokenize CtxInit %q: %w", prefixText, err)
 			}
+			keep.Keep(initIDs)
 			v, err := torch.Values[int64](initIDs)
 			if err != nil {
-				return err
+				return fmt.Errorf("CtxInit tokens: %w", err)
 			}
-			if n := eotPositions(v, length)[0] - 1; n != c.m {
+			if n := clip.EndOfTextPositions(v, length)[0] - 1; n != c.m {
 				return fmt.Errorf("CtxInit %q: %d words but %d tokens; every word must be one token", prefixText, c.m, n)
 			}
 		}
@@ -310,7 +310,7 @@ func (c *CoOp) tokenize(texts []string) (*ts.Tensor, error) {
 	}
 	s, err := ids.Size()
 	if err != nil || len(s) != 2 || s[0] != int64(len(texts)) || s[1] < 3 {
-		ids.MustDrop()
+		ids.Drop()
 		return nil, fmt.Errorf("tokenizer returned shape %v for %d texts", s, len(texts))
 	}
 	return ids, nil
@@ -328,17 +328,21 @@ func (c *CoOp) nameLengths(names []string) ([]int64, int64, error) {
 			if err1 != nil {
 				return nil, 0, fmt.Errorf("class %q: tokenize: %w", name, err1)
 			}
-			one.MustDrop()
+			one.Drop()
 		}
 		return nil, 0, fmt.Errorf("tokenize the class names: %w", err)
 	}
-	defer ids.MustDrop()
-	length := ids.MustSize()[1]
+	defer ids.Drop()
+	shape, err := ids.Size()
+	if err != nil {
+		return nil, 0, torch.Err("shape of the class name tokens", err)
+	}
+	length := shape[1]
 	v, err := torch.Values[int64](ids)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, fmt.Errorf("class name tokens: %w", err)
 	}
-	eot := eotPositions(v, length)
+	eot := clip.EndOfTextPositions(v, length)
 	n := make([]int64, len(eot))
 	for i, e := range eot {
 		n[i] = e - 1
@@ -349,26 +353,31 @@ func (c *CoOp) nameLengths(names []string) ([]int64, int64, error) {
 // embed maps token ids [C, L] to the frozen embeddings [C·L, W] on the
 // method's device.
 func (c *CoOp) embed(ids *ts.Tensor) (*ts.Tensor, error) {
+	n, err := ids.Size()
+	if err != nil {
+		return nil, torch.Err("shape of the prompt tokens", err)
+	}
+	var sc torch.Scope
+	defer sc.Drop()
 	e, err := c.text.TokenEmbedding(ids)
 	if err != nil {
 		return nil, fmt.Errorf("token embedding: %w", err)
 	}
+	sc.Keep(e)
 	s, err := e.Size()
-	n := ids.MustSize()
 	if err != nil || len(s) != 3 || s[0] != n[0] || s[1] != n[1] {
-		e.MustDrop()
 		return nil, fmt.Errorf("token embedding returned shape %v for tokens %v", s, n)
 	}
 	c.width = s[2]
-	flat, err := e.View([]int64{s[0] * s[1], s[2]}, true)
+	flat, err := sc.Op("flatten embeddings")(e.View([]int64{s[0] * s[1], s[2]}, false))
 	if err != nil {
-		return nil, torch.Err("flatten embeddings", err)
+		return nil, err
 	}
-	d, err := flat.Detach(true)
+	d, err := sc.Op("detach embeddings")(flat.Detach(false))
 	if err != nil {
-		return nil, torch.Err("detach embeddings", err)
+		return nil, err
 	}
-	out, err := d.To(c.device, true)
+	out, err := d.To(c.device, false)
 	if err != nil {
 		return nil, torch.Err("move embeddings to "+torch.DeviceName(c.device), err)
 	}
@@ -404,7 +413,7 @@ func (c *CoOp) initContext(seed uint64, initIDs *ts.Tensor) error {
 			// A tensor with its own storage, not a view of the embedding
 			// output.
 			cp, err := copyTensor(x)
-			x.MustDrop()
+			x.Drop()
 			if err != nil {
 				return err
 			}
@@ -524,7 +533,7 @@ func (c *CoOp) prompts() (*ts.Tensor, error) {
 		}
 	}
 	src, err := ts.Cat([]*ts.Tensor{c.frozen, rows}, 0)
-	rows.MustDrop()
+	rows.Drop()
 	if err != nil {
 		return nil, torch.Err("concatenate skeletons and context", err)
 	}
@@ -546,21 +555,22 @@ func (c *CoOp) classFeatures() (*ts.Tensor, error) {
 	if err != nil {
 		return nil, err
 	}
+	var s torch.Scope
+	defer s.Drop()
+	s.Keep(p)
 	g, err := c.text.EncodeEmbeddings(p, c.eot)
-	p.MustDrop()
 	if err != nil {
 		return nil, fmt.Errorf("coop: encode prompts: %w", err)
 	}
-	if s, err := g.Size(); err != nil || len(s) != 2 || s[0] != c.classes {
-		g.MustDrop()
-		return nil, fmt.Errorf("coop: text encoder returned shape %v for %d prompts", s, c.classes)
+	s.Keep(g)
+	if shape, err := g.Size(); err != nil || len(shape) != 2 || shape[0] != c.classes {
+		return nil, fmt.Errorf("coop: text encoder returned shape %v for %d prompts", shape, c.classes)
 	}
-	gf, err := g.Totype(gotch.Float, true)
+	gf, err := s.Op("coop: cast text features")(g.Totype(gotch.Float, false))
 	if err != nil {
-		return nil, torch.Err("coop: cast text features", err)
+		return nil, err
 	}
 	gn, err := nn.Normalize(gf)
-	gf.MustDrop()
 	if err != nil {
 		return nil, fmt.Errorf("coop: %w", err)
 	}
@@ -596,7 +606,11 @@ func (c *CoOp) SetParameters(values map[string]*ts.Tensor) error {
 	if err != nil {
 		return torch.Err("coop: set parameters: shape of ctx", err)
 	}
-	if want := c.ctx.MustSize(); !slices.Equal(got, want) {
+	want, err := c.ctx.Size()
+	if err != nil {
+		return torch.Err("coop: set parameters: shape of the context", err)
+	}
+	if !slices.Equal(got, want) {
 		return fmt.Errorf("coop: set parameters: ctx has shape %v, want %v", got, want)
 	}
 	switch v.DType() {
@@ -610,9 +624,8 @@ func (c *CoOp) SetParameters(values map[string]*ts.Tensor) error {
 		if err != nil {
 			return torch.Err("coop: set parameters: move ctx", err)
 		}
-		c.ctx.Copy_(src)
-		src.MustDrop()
-		return nil
+		defer src.Drop()
+		return torch.CopyInto("coop: set parameters: copy ctx", c.ctx, src)
 	})
 }
 
@@ -634,7 +647,7 @@ func (c *CoOp) Logits(features *ts.Tensor, training bool) (*ts.Tensor, error) {
 		if err != nil {
 			return nil, err
 		}
-		defer g.MustDrop()
+		defer g.Drop()
 		out, err := zeroshot.ScaledCosine(features, g, c.scale)
 		if err != nil {
 			return nil, fmt.Errorf("coop: %w", err)
@@ -676,7 +689,7 @@ func (c *CoOp) ensureEval() error {
 		}
 		snap, err := copyTensor(c.ctx)
 		if err != nil {
-			g.MustDrop()
+			g.Drop()
 			return fmt.Errorf("coop: snapshot context: %w", err)
 		}
 		c.evalFeatures, c.evalCtx = g, snap
@@ -686,11 +699,11 @@ func (c *CoOp) ensureEval() error {
 
 func (c *CoOp) dropEval() {
 	if c.evalFeatures != nil {
-		c.evalFeatures.MustDrop()
+		c.evalFeatures.Drop()
 		c.evalFeatures = nil
 	}
 	if c.evalCtx != nil {
-		c.evalCtx.MustDrop()
+		c.evalCtx.Drop()
 		c.evalCtx = nil
 	}
 }
@@ -700,7 +713,7 @@ func (c *CoOp) Drop() {
 	c.dropEval()
 	for _, t := range []**ts.Tensor{&c.ctx, &c.frozen, &c.index} {
 		if *t != nil {
-			(*t).MustDrop()
+			(*t).Drop()
 			*t = nil
 		}
 	}
@@ -713,26 +726,11 @@ func copyTensor(x *ts.Tensor) (*ts.Tensor, error) {
 	if err != nil {
 		return nil, torch.Err("copy tensor", err)
 	}
-	z.Copy_(x)
-	return z, nil
-}
-
-// eotPositions returns, per row of length L, the position of the largest
-// id (the end-of-text token; the first one on ties, like argmax).
-func eotPositions(ids []int64, length int64) []int64 {
-	rows := int64(len(ids)) / length
-	out := make([]int64, rows)
-	for r := range rows {
-		row := ids[r*length : (r+1)*length]
-		best := 0
-		for j, v := range row {
-			if v > row[best] {
-				best = j
-			}
-		}
-		out[r] = int64(best)
+	if err := torch.CopyInto("copy tensor", z, x); err != nil {
+		z.Drop()
+		return nil, err
 	}
-	return out
+	return z, nil
 }
 
 func prod(s []int64) int64 {

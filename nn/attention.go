@@ -72,8 +72,8 @@ func mergeHeads(o *ts.Tensor) (*ts.Tensor, error) {
 
 // attendFused is Attend through libtorch's scaled_dot_product_attention.
 func attendFused(q, k, v, mask *ts.Tensor) (*ts.Tensor, error) {
-	var s scope
-	defer s.drop()
+	var s torch.Scope
+	defer s.Drop()
 	_, err := queryShape(q)
 	if err != nil {
 		return nil, err
@@ -84,20 +84,20 @@ func attendFused(q, k, v, mask *ts.Tensor) (*ts.Tensor, error) {
 		if m, err = CastTo(mask, q.DType()); err != nil {
 			return nil, err
 		}
-		s.keep(m)
+		s.Keep(m)
 	}
 	o, err := ts.ScaledDotProductAttention(q, k, v, m, 0, false, nil)
 	if err != nil {
 		return nil, wrap("attention: scaled dot product", err)
 	}
-	s.keep(o)
+	s.Keep(o)
 	return mergeHeads(o)
 }
 
 // attendExplicit is Attend written out: scale, q kᵀ, mask, softmax, times v.
 func attendExplicit(q, k, v, mask *ts.Tensor) (*ts.Tensor, error) {
-	var s scope
-	defer s.drop()
+	var s torch.Scope
+	defer s.Drop()
 	qs, err := queryShape(q)
 	if err != nil {
 		return nil, err
@@ -108,38 +108,38 @@ func attendExplicit(q, k, v, mask *ts.Tensor) (*ts.Tensor, error) {
 	if err != nil {
 		return nil, wrap("attention: scale", err)
 	}
-	s.keep(qq)
+	s.Keep(qq)
 	kt, err := k.Transpose(-2, -1, false)
 	if err != nil {
 		return nil, wrap("attention: transpose keys", err)
 	}
-	s.keep(kt)
+	s.Keep(kt)
 	scores, err := qq.Matmul(kt, false)
 	if err != nil {
 		return nil, wrap("attention: scores", err)
 	}
-	s.keep(scores)
+	s.Keep(scores)
 	if mask != nil {
 		m, err := CastTo(mask, scores.DType())
 		if err != nil {
 			return nil, err
 		}
-		s.keep(m)
+		s.Keep(m)
 		if scores, err = scores.Add(m, false); err != nil {
 			return nil, wrap("attention: mask", err)
 		}
-		s.keep(scores)
+		s.Keep(scores)
 	}
 	p, err := scores.Softmax(-1, scores.DType(), false)
 	if err != nil {
 		return nil, wrap("attention: softmax", err)
 	}
-	s.keep(p)
+	s.Keep(p)
 	o, err := p.Matmul(v, false)
 	if err != nil {
 		return nil, wrap("attention: weighted values", err)
 	}
-	s.keep(o)
+	s.Keep(o)
 	return mergeHeads(o)
 }
 
@@ -167,8 +167,8 @@ func NewMultiheadAttention(b Builder, width, heads int64) *MultiheadAttention {
 // Forward attends x [N, L, E] to itself; mask is nil or an additive [L, L]
 // mask (−∞ where attention is not allowed).
 func (a *MultiheadAttention) Forward(x, mask *ts.Tensor) (*ts.Tensor, error) {
-	var s scope
-	defer s.drop()
+	var s torch.Scope
+	defer s.Drop()
 	if a.Width%a.Heads != 0 {
 		return nil, fmt.Errorf("attention: width %d is not divisible by %d heads", a.Width, a.Heads)
 	}
@@ -176,24 +176,24 @@ func (a *MultiheadAttention) Forward(x, mask *ts.Tensor) (*ts.Tensor, error) {
 	if err != nil {
 		return nil, wrap("attention: input projection", err)
 	}
-	s.keep(qkv)
+	s.Keep(qkv)
 	var heads [3]*ts.Tensor
 	for i := range heads {
 		part, err := qkv.Narrow(-1, int64(i)*a.Width, a.Width, false)
 		if err != nil {
 			return nil, wrap("attention: split q/k/v", err)
 		}
-		s.keep(part)
+		s.Keep(part)
 		if heads[i], err = splitHeads(part, a.Heads); err != nil {
 			return nil, err
 		}
-		s.keep(heads[i])
+		s.Keep(heads[i])
 	}
 	o, err := Attend(heads[0], heads[1], heads[2], mask)
 	if err != nil {
 		return nil, err
 	}
-	s.keep(o)
+	s.Keep(o)
 	return a.OutProj.Forward(o)
 }
 
@@ -223,8 +223,8 @@ func NewAttentionPool2d(b Builder, grid, dim, heads, outDim int64) *AttentionPoo
 
 // Forward pools x [N, C, H, W] to [N, outDim].
 func (p *AttentionPool2d) Forward(x *ts.Tensor) (*ts.Tensor, error) {
-	var s scope
-	defer s.drop()
+	var s torch.Scope
+	defer s.Drop()
 	xs, err := size(x)
 	if err != nil {
 		return nil, err
@@ -240,48 +240,48 @@ func (p *AttentionPool2d) Forward(x *ts.Tensor) (*ts.Tensor, error) {
 	if err != nil {
 		return nil, wrap("attention pool: flatten", err)
 	}
-	s.keep(flat)
+	s.Keep(flat)
 	tokens, err := flat.Permute([]int64{0, 2, 1}, false) // N, HW, C
 	if err != nil {
 		return nil, wrap("attention pool: permute", err)
 	}
-	s.keep(tokens)
+	s.Keep(tokens)
 	mean, err := tokens.MeanDim([]int64{1}, true, tokens.DType(), false)
 	if err != nil {
 		return nil, wrap("attention pool: mean", err)
 	}
-	s.keep(mean)
+	s.Keep(mean)
 	seq, err := ts.Cat([]*ts.Tensor{mean, tokens}, 1)
 	if err != nil {
 		return nil, wrap("attention pool: concat", err)
 	}
-	s.keep(seq)
+	s.Keep(seq)
 	pos, err := CastTo(p.PositionalEmbedding, seq.DType())
 	if err != nil {
 		return nil, err
 	}
-	s.keep(pos)
+	s.Keep(pos)
 	seq, err = seq.Add(pos, false)
 	if err != nil {
 		return nil, wrap("attention pool: positional embedding", err)
 	}
-	s.keep(seq)
+	s.Keep(seq)
 	first, err := seq.Narrow(1, 0, 1, false)
 	if err != nil {
 		return nil, wrap("attention pool: query token", err)
 	}
-	s.keep(first)
+	s.Keep(first)
 	project := func(l *Linear, in *ts.Tensor) (*ts.Tensor, error) {
 		y, err := l.Forward(in)
 		if err != nil {
 			return nil, err
 		}
-		s.keep(y)
+		s.Keep(y)
 		h, err := splitHeads(y, p.Heads)
 		if err != nil {
 			return nil, err
 		}
-		return s.keep(h), nil
+		return s.Keep(h), nil
 	}
 	q, err := project(p.QProj, first)
 	if err != nil {
@@ -299,12 +299,12 @@ func (p *AttentionPool2d) Forward(x *ts.Tensor) (*ts.Tensor, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.keep(o)
+	s.Keep(o)
 	out, err := p.CProj.Forward(o)
 	if err != nil {
 		return nil, err
 	}
-	s.keep(out)
+	s.Keep(out)
 	y, err := out.Reshape([]int64{xs[0], -1}, false)
 	return y, wrap("attention pool: output", err)
 }

@@ -9,24 +9,6 @@ import (
 	"github.com/sugarme/gotch/ts"
 )
 
-// scope collects intermediate tensors so that a forward pass can drop them
-// all on every return path.
-type scope struct{ held []*ts.Tensor }
-
-// keep records t for dropping and returns it.
-func (s *scope) keep(t *ts.Tensor) *ts.Tensor {
-	s.held = append(s.held, t)
-	return t
-}
-
-// drop releases every recorded tensor.
-func (s *scope) drop() {
-	for _, t := range s.held {
-		t.Drop()
-	}
-	s.held = nil
-}
-
 func wrap(what string, err error) error { return torch.Err(what, err) }
 
 // size returns t's shape.

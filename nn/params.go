@@ -21,7 +21,6 @@ import (
 
 	"github.com/clipadapter/clipgo/internal/torch"
 	"github.com/sugarme/gotch"
-	lib "github.com/sugarme/gotch/libtch"
 	"github.com/sugarme/gotch/ts"
 )
 
@@ -146,8 +145,7 @@ func (p *Params) Copy(name string, src *ts.Tensor) error {
 			defer v.Drop()
 			s = v
 		}
-		lib.AtCopy_(lib.Ctensor(q.Tensor.Ctensor()), lib.Ctensor(s.Ctensor()))
-		return torch.Err(fmt.Sprintf("copy parameter %q", name), ts.TorchErr())
+		return torch.CopyInto(fmt.Sprintf("copy parameter %q", name), q.Tensor, s)
 	})
 }
 
@@ -256,7 +254,12 @@ func Reshape(x *ts.Tensor, shape []int64) (*ts.Tensor, error) {
 		y, err := x.Reshape(shape, false)
 		return y, wrap("reshape", err)
 	}
-	if n := x.Numel(); n != 1 {
+	// gotch's Numel ends the process when the shape cannot be read.
+	xs, err := size(x)
+	if err != nil {
+		return nil, err
+	}
+	if n := numel(xs); n != 1 {
 		return nil, fmt.Errorf("reshape: %d elements cannot form a scalar", n)
 	}
 	f, err := x.Reshape([]int64{1}, false)

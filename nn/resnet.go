@@ -1,6 +1,7 @@
 package nn
 
 import (
+	"github.com/clipadapter/clipgo/internal/torch"
 	"github.com/sugarme/gotch/ts"
 )
 
@@ -54,31 +55,31 @@ func ConvBNReLU(x *ts.Tensor, c *Conv2d, n *BatchNorm2d) (*ts.Tensor, error) {
 
 // Forward runs the block on x [N, C, H, W].
 func (k *Bottleneck) Forward(x *ts.Tensor) (*ts.Tensor, error) {
-	var s scope
-	defer s.drop()
+	var s torch.Scope
+	defer s.Drop()
 	h, err := ConvBNReLU(x, k.Conv1, k.BN1)
 	if err != nil {
 		return nil, err
 	}
-	s.keep(h)
+	s.Keep(h)
 	if h, err = ConvBNReLU(h, k.Conv2, k.BN2); err != nil {
 		return nil, err
 	}
-	s.keep(h)
+	s.Keep(h)
 	if k.Stride > 1 {
 		if h, err = AvgPool2d(h, k.Stride); err != nil {
 			return nil, err
 		}
-		s.keep(h)
+		s.Keep(h)
 	}
 	if h, err = k.Conv3.Forward(h); err != nil {
 		return nil, err
 	}
-	s.keep(h)
+	s.Keep(h)
 	if h, err = k.BN3.Forward(h); err != nil {
 		return nil, err
 	}
-	s.keep(h)
+	s.Keep(h)
 	shortcut := x
 	if k.DownConv != nil {
 		d := x
@@ -86,16 +87,16 @@ func (k *Bottleneck) Forward(x *ts.Tensor) (*ts.Tensor, error) {
 			if d, err = AvgPool2d(x, k.Stride); err != nil {
 				return nil, err
 			}
-			s.keep(d)
+			s.Keep(d)
 		}
 		if d, err = k.DownConv.Forward(d); err != nil {
 			return nil, err
 		}
-		s.keep(d)
+		s.Keep(d)
 		if d, err = k.DownBN.Forward(d); err != nil {
 			return nil, err
 		}
-		s.keep(d)
+		s.Keep(d)
 		shortcut = d
 	}
 	sum, err := h.Add(shortcut, false)

@@ -3,6 +3,7 @@ package nn
 import (
 	"fmt"
 
+	"github.com/clipadapter/clipgo/internal/torch"
 	"github.com/sugarme/gotch/ts"
 )
 
@@ -28,33 +29,33 @@ func NewResidualAttentionBlock(b Builder, width, heads int64) *ResidualAttention
 // Forward runs the block on x [N, L, W] with an optional additive [L, L]
 // attention mask.
 func (r *ResidualAttentionBlock) Forward(x, mask *ts.Tensor) (*ts.Tensor, error) {
-	var s scope
-	defer s.drop()
+	var s torch.Scope
+	defer s.Drop()
 	h, err := r.LN1.Forward(x)
 	if err != nil {
 		return nil, err
 	}
-	s.keep(h)
+	s.Keep(h)
 	a, err := r.Attn.Forward(h, mask)
 	if err != nil {
 		return nil, err
 	}
-	s.keep(a)
+	s.Keep(a)
 	x1, err := x.Add(a, false)
 	if err != nil {
 		return nil, wrap("residual", err)
 	}
-	s.keep(x1)
+	s.Keep(x1)
 	h2, err := r.LN2.Forward(x1)
 	if err != nil {
 		return nil, err
 	}
-	s.keep(h2)
+	s.Keep(h2)
 	m, err := r.MLP.Forward(h2)
 	if err != nil {
 		return nil, err
 	}
-	s.keep(m)
+	s.Keep(m)
 	y, err := x1.Add(m, false)
 	return y, wrap("residual", err)
 }

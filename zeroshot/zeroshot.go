@@ -77,18 +77,26 @@ func (m *Method) Init(ctx *train.Context, views []*train.Features) error {
 	if err != nil {
 		return fmt.Errorf("zero-shot: %w", err)
 	}
-	if s := w.MustSize(); ctx.FeatureDim != 0 && s[1] != ctx.FeatureDim {
-		w.MustDrop()
-		return fmt.Errorf("zero-shot: text features have size %d, the context says D = %d", s[1], ctx.FeatureDim)
-	}
-	wd, err := w.To(ctx.Device, true)
+	var s torch.Scope
+	defer s.Drop()
+	s.Keep(w)
+	shape, err := w.Size()
 	if err != nil {
-		return torch.Err("zero-shot: move classifier to "+torch.DeviceName(ctx.Device), err)
+		return torch.Err("zero-shot: classifier shape", err)
+	}
+	if len(shape) != 2 {
+		return fmt.Errorf("zero-shot: classifier has shape %v, want [C, D]", shape)
+	}
+	if ctx.FeatureDim != 0 && shape[1] != ctx.FeatureDim {
+		return fmt.Errorf("zero-shot: text features have size %d, the context says D = %d", shape[1], ctx.FeatureDim)
 	}
 	scale := ctx.Text.LogitScale()
 	if !(scale > 0) || math.IsInf(scale, 0) {
-		wd.MustDrop()
 		return fmt.Errorf("zero-shot: the text encoder's logit scale is %g, want a positive finite value", scale)
+	}
+	wd, err := w.To(ctx.Device, false)
+	if err != nil {
+		return torch.Err("zero-shot: move classifier to "+torch.DeviceName(ctx.Device), err)
 	}
 	m.Drop()
 	m.weights, m.scale = wd, scale
@@ -120,13 +128,13 @@ func Classifier(text train.TextEncoder, names, templates []string, batchSize int
 	}
 	var out *ts.Tensor
 	err := torch.NoGrad(func() error {
+		var s torch.Scope
+		defer s.Drop()
 		var sum *ts.Tensor
-		defer func() {
-			if sum != nil && sum != out {
-				sum.MustDrop()
-			}
-		}()
-		for _, tmpl := range templates {
+		var dim int64
+		// add encodes one template and adds it to sum, dropping its
+		// features at once: only the running sum stays alive.
+		add := func(tmpl string) error {
 			texts := make([]string, len(names))
 			for i, name := range names {
 				texts[i] = strings.Replace(tmpl, "{}", name, 1)
@@ -135,18 +143,24 @@ func Classifier(text train.TextEncoder, names, templates []string, batchSize int
 			if err != nil {
 				return fmt.Errorf("template %q: %w", tmpl, err)
 			}
-			if sum == nil {
-				sum = g
-				continue
-			}
-			if s, t := sum.MustSize(), g.MustSize(); s[1] != t[1] {
-				g.MustDrop()
-				return fmt.Errorf("template %q: text features of size %d, earlier ones %d", tmpl, t[1], s[1])
-			}
-			err = sum.Add_(g)
-			g.MustDrop()
+			shape, err := g.Size()
 			if err != nil {
-				return torch.Err("sum over templates", err)
+				g.Drop()
+				return torch.Err(fmt.Sprintf("template %q: shape of text features", tmpl), err)
+			}
+			if sum == nil {
+				sum, dim = s.Keep(g), shape[1]
+				return nil
+			}
+			defer g.Drop()
+			if shape[1] != dim {
+				return fmt.Errorf("template %q: text features of size %d, earlier ones %d", tmpl, shape[1], dim)
+			}
+			return torch.Err("sum over templates", sum.Add_(g))
+		}
+		for _, tmpl := range templates {
+			if err := add(tmpl); err != nil {
+				return err
 			}
 		}
 		if err := sum.DivScalar_(ts.FloatScalar(float64(len(templates)))); err != nil {
@@ -168,40 +182,41 @@ func Classifier(text train.TextEncoder, names, templates []string, batchSize int
 // encodeNormalized encodes texts in batches and returns their L2-normalized
 // float32 features, [len(texts), D].
 func encodeNormalized(text train.TextEncoder, texts []string, batchSize int) (*ts.Tensor, error) {
-	var parts []*ts.Tensor
-	defer func() {
-		for _, p := range parts {
-			p.MustDrop()
-		}
-	}()
-	for lo := 0; lo < len(texts); lo += batchSize {
-		hi := min(lo+batchSize, len(texts))
+	// parts holds the normalized batches until they are concatenated.
+	var parts torch.Scope
+	defer parts.Drop()
+	var batches []*ts.Tensor
+	// batch encodes texts[lo:hi] and returns its normalized features;
+	// the intermediate tensors are dropped on return.
+	batch := func(lo, hi int) (*ts.Tensor, error) {
+		var s torch.Scope
+		defer s.Drop()
 		g, err := text.EncodeTexts(texts[lo:hi])
 		if err != nil {
 			return nil, fmt.Errorf("encode %q...: %w", texts[lo], err)
 		}
-		s, err := g.Size()
-		if err != nil || len(s) != 2 || s[0] != int64(hi-lo) {
-			g.MustDrop()
-			return nil, fmt.Errorf("text encoder returned shape %v for %d texts", s, hi-lo)
+		s.Keep(g)
+		shape, err := g.Size()
+		if err != nil || len(shape) != 2 || shape[0] != int64(hi-lo) {
+			return nil, fmt.Errorf("text encoder returned shape %v for %d texts", shape, hi-lo)
 		}
-		gf, err := g.Totype(gotch.Float, true)
-		if err != nil {
-			return nil, torch.Err("cast text features to float32", err)
-		}
-		gn, err := nn.Normalize(gf)
-		gf.MustDrop()
+		gf, err := s.Op("cast text features to float32")(g.Totype(gotch.Float, false))
 		if err != nil {
 			return nil, err
 		}
-		parts = append(parts, gn)
+		return nn.Normalize(gf)
 	}
-	if len(parts) == 1 {
-		p := parts[0]
-		parts = nil
-		return p, nil
+	for lo := 0; lo < len(texts); lo += batchSize {
+		gn, err := batch(lo, min(lo+batchSize, len(texts)))
+		if err != nil {
+			return nil, err
+		}
+		batches = append(batches, parts.Keep(gn))
 	}
-	all, err := ts.Cat(parts, 0)
+	if len(batches) == 1 {
+		return parts.Release(batches[0]), nil
+	}
+	all, err := ts.Cat(batches, 0)
 	if err != nil {
 		return nil, torch.Err("concatenate text features", err)
 	}
@@ -229,7 +244,7 @@ func ScaledCosine(f, w *ts.Tensor, scale float64) (*ts.Tensor, error) {
 	if err != nil {
 		return nil, torch.Err("cast image features to float32", err)
 	}
-	defer ff.MustDrop()
+	defer ff.Drop()
 	return clip.Classify(ff, w, scale)
 }
 
@@ -240,7 +255,7 @@ func (m *Method) Weights() *ts.Tensor { return m.weights }
 // Drop frees the classifier.
 func (m *Method) Drop() {
 	if m.weights != nil {
-		m.weights.MustDrop()
+		m.weights.Drop()
 		m.weights = nil
 	}
 }

@@ -1,6 +1,11 @@
 // Package torch holds the toolkit's small helpers on top of gotch: grad-mode
 // scopes that restore the previous mode, device selection, readable errors
-// and a resident-memory probe.
+// (Err), a Scope that frees a computation's intermediate tensors on every
+// return path, and a resident-memory probe.
+//
+// Errors: code a user reaches calls gotch's error-returning functions, never
+// the Must* ones (which panic or end the process), and wraps each error
+// with Err, naming the operation; callers add which method or model it was.
 //
 // Memory: every gotch tensor owns C memory that is released when Drop (or
 // MustDrop) is called, or later by a finalizer. The toolkit drops every

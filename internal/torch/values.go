@@ -27,7 +27,16 @@ func Values[T float32 | float64 | int64](t *ts.Tensor) ([]T, error) {
 		defer c.Drop()
 		src = c
 	}
-	out := make([]T, src.Numel())
+	// Not src.Numel(): it ends the process when the shape cannot be read.
+	shape, err := src.Size()
+	if err != nil {
+		return nil, Err("read values", err)
+	}
+	n := int64(1)
+	for _, d := range shape {
+		n *= d
+	}
+	out := make([]T, n)
 	if len(out) == 0 {
 		return out, nil
 	}

@@ -18,6 +18,7 @@ func (c *classInfo) isState(attr string) bool {
 	return c.params[attr] || c.buffers[attr] || !c.hasBuffers
 }
 
+// Constant patterns: MustCompile cannot fail at run time.
 var (
 	classLine = regexp.MustCompile(`^class\s+(\w+)\s*\(\s*Module\s*\)\s*:`)
 	listLine  = regexp.MustCompile(`^\s+(__parameters__|__buffers__)\s*=\s*\[(.*)\]`)
