@@ -1,10 +1,14 @@
 package probe
 
 import (
+	"errors"
 	"fmt"
 	"math"
 
+	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
+	"gonum.org/v1/gonum/floats"
+	"gonum.org/v1/gonum/optimize"
 
 	"github.com/clipadapter/clipgo/internal/torch"
 )
@@ -20,7 +24,7 @@ type lbfgsConfig struct {
 	maxIter   int     // iterations (sklearn: max_iter)
 	maxEval   int     // objective evaluations (scipy: maxfun 15000)
 	gtol      float64 // converged when max|grad| <= gtol (scipy: pgtol = sklearn tol)
-	ftol      float64 // converged when (f_k-f_k+1)/max(|f_k|,|f_k+1|,1) <= ftol (scipy: factr*eps)
+	ftol      float64 // converged when (f_k-f_k+1)/max(|f_k|,|f_k+1|,1) <= ftol (scipy: factr*eps); negative: never
 	memory    int     // correction pairs kept (scipy: maxcor 10)
 	maxSearch int     // evaluations per line search (scipy: maxls 20)
 }
@@ -59,8 +63,9 @@ type lbfgsResult struct {
 	stop        stopReason
 }
 
-// Strong Wolfe constants: sufficient decrease c1 and curvature c2, the usual
-// choice for quasi-Newton methods (Nocedal & Wright, ch. 3).
+// Line search constants: sufficient decrease c1 and curvature c2 of the
+// strong Wolfe conditions, the usual choice for quasi-Newton methods
+// (Nocedal & Wright, ch. 3).
 const (
 	wolfeC1 = 1e-4
 	wolfeC2 = 0.9
@@ -71,487 +76,301 @@ const (
 // step is also accepted when f(t) <= f(0) + approxEps*|f(0)| and
 // c2*phi'(0) <= phi'(t) <= (2*approxDelta - 1)*phi'(0). approxEps is a few
 // thousand ulps: far below the default relative-reduction test (2.2e-9), so
-// this only lets tightly configured fits reach a smaller gradient.
+// this only lets tightly configured fits reach a smaller gradient. gonum's
+// line searches test sufficient decrease on f alone and stop a few times
+// above a gradient of 1e-9 on the probe's tests.
 const (
 	approxEps   = 1e-12
 	approxDelta = 0.1
 )
 
-// point is an evaluated point on the search line x + t*d.
-type point struct {
-	t    float64
-	f    float64
-	dphi float64    // directional derivative <grad, d>
-	x    *ts.Tensor // nil for t = 0 (the caller's point)
-	g    *ts.Tensor
-}
-
-func (p *point) drop() {
-	drop(p.x, p.g)
-	p.x, p.g = nil, nil
-}
-
-// minimize runs L-BFGS from x0 (not modified) and returns the final point,
-// which the caller owns. It fails only on tensor errors or a non-finite
-// objective at x0; not converging is reported in the result.
+// minimize runs gonum's L-BFGS (optimize.LBFGS with a Moré–Thuente line
+// search) from x0 (not modified) and returns the final point, which the
+// caller owns. The parameters travel between the device and the host as
+// float64 at every evaluation; the objective itself runs where x0 lives.
+//
+// Stopping follows cfg: the gradient test (max |grad| < gtol), scipy's
+// relative-reduction test (see reductionTest), the iteration and
+// evaluation limits, and at most maxSearch evaluations per line search.
+// When a line search fails after some iterations, the curvature pairs are
+// forgotten and the minimization restarts along the gradient from the best
+// point (a fresh gonum run); a failure on the first step of a run ends the
+// fit with stopLineSearch.
+//
+// minimize fails only on tensor errors or a non-finite objective at x0;
+// not converging is reported in the result.
 func minimize(fn objective, x0 *ts.Tensor, cfg lbfgsConfig) (*ts.Tensor, lbfgsResult, error) {
 	var res lbfgsResult
-	x, err := clone(x0)
+	shape, err := x0.Size()
 	if err != nil {
-		return nil, res, err
+		return nil, res, torch.Err("lbfgs: start", err)
 	}
-	f, g, err := fn(x)
+	dev, err := x0.Device()
 	if err != nil {
-		drop(x)
-		return nil, res, err
+		return nil, res, torch.Err("lbfgs: start", err)
 	}
-	res.evaluations = 1
+	x, err := torch.Values[float64](x0)
+	if err != nil {
+		return nil, res, fmt.Errorf("lbfgs: start: %w", err)
+	}
+	if len(x) == 0 {
+		return nil, res, errors.New("lbfgs: no parameters")
+	}
+	ev := &evaluator{fn: fn, shape: shape, device: dev}
+	f, g := ev.value(x)
+	if ev.err != nil {
+		return nil, res, ev.err
+	}
 	if math.IsNaN(f) || math.IsInf(f, 0) {
-		drop(x, g)
 		return nil, res, fmt.Errorf("objective is %v at the starting point", f)
 	}
-	hist := &history{memory: cfg.memory}
-	defer hist.drop()
-	// fail drops the current point on a tensor error.
-	fail := func(err error) (*ts.Tensor, lbfgsResult, error) {
-		drop(x, g)
-		return nil, res, err
-	}
-	finish := func(stop stopReason) (*ts.Tensor, lbfgsResult, error) {
-		gmax, err := maxAbs(g)
-		if err != nil {
-			return fail(err)
+	g = append([]float64(nil), g...)
+	for {
+		run, err := optimize.Minimize(
+			optimize.Problem{Func: ev.fun, Grad: ev.grad, Status: ev.status},
+			x,
+			&optimize.Settings{
+				InitValues:        &optimize.Location{F: f, Gradient: g},
+				GradientThreshold: cfg.gtol,
+				Converger:         &reductionTest{ftol: cfg.ftol},
+				// gonum counts the starting point as a major iteration.
+				MajorIterations: cfg.maxIter - res.iterations + 1,
+				FuncEvaluations: max(1, cfg.maxEval-ev.count),
+			},
+			&optimize.LBFGS{
+				Store:             cfg.memory,
+				GradStopThreshold: math.NaN(), // Settings.GradientThreshold decides
+				Linesearcher:      &cappedSearch{max: cfg.maxSearch},
+			},
+		)
+		if ev.err != nil {
+			return nil, res, ev.err
 		}
-		drop(g)
-		res.f, res.gradMax, res.stop = f, gmax, stop
-		return x, res, nil
-	}
-	gmax, err := maxAbs(g)
-	if err != nil {
-		return fail(err)
-	}
-	if gmax <= cfg.gtol {
-		return finish(stopGradient)
-	}
-	for res.iterations < cfg.maxIter {
-		if res.evaluations >= cfg.maxEval {
-			return finish(stopMaxEval)
+		if run == nil {
+			return nil, res, fmt.Errorf("lbfgs: %w", err)
 		}
-		d, err := hist.direction(g)
-		if err != nil {
-			return fail(err)
-		}
-		dphi0, err := dot(g, d)
-		if err != nil {
-			drop(d)
-			return fail(err)
-		}
-		if !(dphi0 < 0) && hist.len() > 0 {
-			// Not a descent direction (rounding): restart from steepest descent.
-			hist.reset()
-			drop(d)
-			if d, err = hist.direction(g); err != nil {
-				return fail(err)
+		iters := max(0, run.MajorIterations-1)
+		res.iterations += iters
+		x, f, g = run.X, run.F, run.Gradient
+		var stop stopReason
+		switch run.Status {
+		case optimize.GradientThreshold:
+			stop = stopGradient
+		case optimize.FunctionConvergence:
+			stop = stopReduction
+		case optimize.IterationLimit:
+			stop = stopMaxIter
+		case optimize.FunctionEvaluationLimit:
+			stop = stopMaxEval
+		default:
+			if err == nil {
+				return nil, res, fmt.Errorf("lbfgs: unexpected stop %v", run.Status)
 			}
-			if dphi0, err = dot(g, d); err != nil {
-				drop(d)
-				return fail(err)
-			}
-		}
-		if !(dphi0 < 0) {
-			drop(d)
-			return finish(stopLineSearch)
-		}
-		// Without curvature pairs (first iteration, restarts) the first trial
-		// step has unit length, as in L-BFGS-B; otherwise t = 1.
-		t0 := 1.0
-		if hist.len() == 0 {
-			t0 = 1 / math.Sqrt(-dphi0) // d = -g
-		}
-		budget := min(cfg.maxSearch, cfg.maxEval-res.evaluations)
-		p, evals, err := lineSearch(fn, x, f, dphi0, d, t0, budget)
-		res.evaluations += evals
-		if err != nil {
-			drop(d)
-			return fail(err)
-		}
-		if p.x == nil {
-			drop(d)
-			if hist.len() > 0 {
-				// Forget the curvature pairs and retry along -g, as L-BFGS-B does.
-				hist.reset()
+			// A failed line search (no decrease, no progress in float64,
+			// not a descent direction): retry along the gradient, unless
+			// this run never got past its first step.
+			if iters > 0 && res.iterations < cfg.maxIter && ev.count < cfg.maxEval {
 				continue
 			}
-			return finish(stopLineSearch)
+			stop = stopLineSearch
+			if res.iterations >= cfg.maxIter {
+				stop = stopMaxIter
+			} else if ev.count >= cfg.maxEval {
+				stop = stopMaxEval
+			}
 		}
-		res.iterations++
-		// s = t*d, y = g_new - g.
-		s, err := d.MulScalar(ts.FloatScalar(p.t), true)
+		res.f, res.gradMax, res.stop, res.evaluations = f, floats.Norm(g, math.Inf(1)), stop, ev.count
+		out, err := ev.tensor(x)
 		if err != nil {
-			p.drop()
-			return fail(torch.Err("lbfgs: step", err))
+			return nil, res, err
 		}
-		y, err := p.g.Sub(g, false)
+		return out, res, nil
+	}
+}
+
+// evaluator adapts a tensor objective to gonum's Func and Grad, which
+// gonum calls separately at the same point: the last point's value and
+// gradient are kept so that each point costs one evaluation.
+type evaluator struct {
+	fn     objective
+	shape  []int64
+	device gotch.Device
+	count  int   // evaluations of fn
+	err    error // first tensor error; evaluations stop after it
+
+	x, g []float64
+	f    float64
+}
+
+// value returns f and the gradient at x, evaluating fn unless x is the
+// last point. A non-finite f reads as +Inf (a step too long). After an
+// error it returns +Inf without evaluating.
+func (e *evaluator) value(x []float64) (float64, []float64) {
+	if e.err != nil {
+		return math.Inf(1), e.g
+	}
+	if e.x != nil && floats.Equal(x, e.x) {
+		return e.f, e.g
+	}
+	f, g, err := e.eval(x)
+	e.count++
+	if err != nil {
+		e.err = err
+		return math.Inf(1), e.g
+	}
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		f = math.Inf(1)
+	}
+	e.x = append(e.x[:0], x...)
+	e.f, e.g = f, g
+	return f, g
+}
+
+// eval runs fn at x on the device. gonum evaluates on its own goroutine,
+// so gradient tracking is turned off there (torch.NoGrad locks the thread).
+func (e *evaluator) eval(x []float64) (f float64, g []float64, err error) {
+	err = torch.NoGrad(func() error {
+		xt, err := e.tensor(x)
 		if err != nil {
-			drop(s)
-			p.drop()
-			return fail(torch.Err("lbfgs: gradient change", err))
+			return err
 		}
-		fOld := f
-		drop(x, g)
-		x, g, f = p.x, p.g, p.f
-		if gmax, err = maxAbs(g); err != nil {
-			drop(s, y)
-			return fail(err)
+		defer drop(xt)
+		var gt *ts.Tensor
+		f, gt, err = e.fn(xt)
+		if err != nil {
+			return err
 		}
-		if gmax <= cfg.gtol {
-			drop(s, y)
-			return finish(stopGradient)
+		defer drop(gt)
+		g, err = torch.Values[float64](gt)
+		if err != nil {
+			return fmt.Errorf("lbfgs: gradient: %w", err)
 		}
-		if fOld-f <= cfg.ftol*max(math.Abs(fOld), math.Abs(f), 1) {
-			drop(s, y)
-			return finish(stopReduction)
+		if len(g) != len(x) {
+			return fmt.Errorf("lbfgs: gradient has %d values for %d parameters", len(g), len(x))
 		}
-		if err := hist.add(s, y); err != nil {
-			return fail(err)
-		}
-	}
-	return finish(stopMaxIter)
-}
-
-// history holds the L-BFGS correction pairs s_i = x_{i+1} - x_i,
-// y_i = g_{i+1} - g_i (oldest first) as the rows of one [2m, P] tensor
-// (s rows, then y rows), with their inner products kept on the host, so
-// that a direction costs two matrix products (the compact representation
-// of Byrd, Nocedal and Schnabel, 1994) instead of 4m vector operations.
-type history struct {
-	memory int
-	shape  []int64      // shape of x
-	s, y   []*ts.Tensor // [1, P] rows, oldest first
-	stack  *ts.Tensor   // [2k, P]: s rows then y rows; nil when k = 0
-	sy, yy [][]float64  // sy[i][j] = s_i'y_j, yy[i][j] = y_i'y_j
-}
-
-func (h *history) len() int { return len(h.s) }
-
-func (h *history) reset() {
-	drop(h.s...)
-	drop(h.y...)
-	drop(h.stack)
-	h.s, h.y, h.stack, h.sy, h.yy = nil, nil, nil, nil, nil
-}
-
-func (h *history) drop() { h.reset() }
-
-// add takes ownership of s and y and stores them as the newest pair,
-// forgetting the oldest beyond memory, unless s'y is not positive (no
-// curvature information), in which case the pair is skipped.
-func (h *history) add(s, y *ts.Tensor) error {
-	shape, err := s.Size()
-	if err != nil {
-		drop(s, y)
-		return torch.Err("lbfgs: history", err)
-	}
-	sr, err := s.View([]int64{1, -1}, true)
-	if err != nil {
-		drop(y)
-		return torch.Err("lbfgs: history", err)
-	}
-	yr, err := y.View([]int64{1, -1}, true)
-	if err != nil {
-		drop(sr)
-		return torch.Err("lbfgs: history", err)
-	}
-	keep := 0
-	if len(h.s) >= h.memory {
-		keep = len(h.s) - h.memory + 1
-	}
-	ss := append(append([]*ts.Tensor(nil), h.s[keep:]...), sr)
-	ys := append(append([]*ts.Tensor(nil), h.y[keep:]...), yr)
-	stack, err := ts.Cat(append(append([]*ts.Tensor(nil), ss...), ys...), 0)
-	if err != nil {
-		drop(sr, yr)
-		return torch.Err("lbfgs: history", err)
-	}
-	// Inner products of every row with the new s and y: [2k, 2].
-	pair, err := ts.Cat([]*ts.Tensor{sr, yr}, 0)
-	if err == nil {
-		pair, err = pair.T(true)
-	}
-	var prod *ts.Tensor
-	if err == nil {
-		prod, err = stack.Mm(pair, false)
-		drop(pair)
-	}
-	var v []float64
-	if err == nil {
-		v, err = torch.Values[float64](prod)
-		drop(prod)
-	}
-	if err != nil {
-		drop(sr, yr, stack)
-		return torch.Err("lbfgs: history", err)
-	}
-	k := len(ss)
-	sy, yy := v[2*(k-1)+1], v[2*(2*k-1)+1] // s'y and y'y of the new pair
-	if !(sy > 2.220446049250313e-16*yy && yy > 0) {
-		drop(sr, yr, stack) // no positive curvature: skip the update
 		return nil
-	}
-	drop(h.s[:keep]...)
-	drop(h.y[:keep]...)
-	drop(h.stack)
-	h.shape, h.s, h.y, h.stack = shape, ss, ys, stack
-	grow := func(m [][]float64) [][]float64 {
-		out := make([][]float64, k)
-		for i := range out {
-			out[i] = make([]float64, k)
-			if i < k-1 {
-				copy(out[i], m[i+keep][keep:])
-			}
-		}
-		return out
-	}
-	h.sy, h.yy = grow(h.sy), grow(h.yy)
-	for i := 0; i < k; i++ {
-		// Row i of prod: [s_i's, s_i'y]; row k+i: [y_i's, y_i'y].
-		h.sy[i][k-1] = v[2*i+1]   // s_i'y_new
-		h.sy[k-1][i] = v[2*(k+i)] // s_new'y_i = y_i's_new
-		h.yy[i][k-1] = v[2*(k+i)+1]
-		h.yy[k-1][i] = v[2*(k+i)+1]
-	}
-	return nil
+	})
+	return f, g, err
 }
 
-// direction returns -H*g for the L-BFGS inverse Hessian approximation H
-// with initial matrix gamma*I, gamma = s'y/y'y of the newest pair. In the
-// compact form, with S and Y the pair matrices, R the upper triangle of
-// S'Y and D its diagonal:
-//
-//	H g = gamma g + S R^-T ((D + gamma Y'Y) R^-1 S'g - gamma Y'g) - gamma Y R^-1 S'g.
-//
-// Without pairs it is -g.
-func (h *history) direction(g *ts.Tensor) (*ts.Tensor, error) {
-	k := len(h.s)
-	if k == 0 {
-		d, err := g.MulScalar(ts.FloatScalar(-1), false)
-		return d, torch.Err("lbfgs: direction", err)
-	}
-	gc, err := g.View([]int64{-1, 1}, false)
-	if err != nil {
-		return nil, torch.Err("lbfgs: direction", err)
-	}
-	prod, err := h.stack.Mm(gc, false) // [S'g; Y'g]
-	drop(gc)
-	if err != nil {
-		return nil, torch.Err("lbfgs: direction", err)
-	}
-	v, err := torch.Values[float64](prod)
-	drop(prod)
-	if err != nil {
-		return nil, fmt.Errorf("lbfgs: direction: %w", err)
-	}
-	sg, yg := v[:k], v[k:]
-	gamma := h.sy[k-1][k-1] / h.yy[k-1][k-1]
-	// p = R^-1 S'g (R upper triangular: back substitution).
-	p := make([]float64, k)
-	for i := k - 1; i >= 0; i-- {
-		sum := sg[i]
-		for j := i + 1; j < k; j++ {
-			sum -= h.sy[i][j] * p[j]
-		}
-		p[i] = sum / h.sy[i][i]
-	}
-	// w = (D + gamma Y'Y) p - gamma Y'g.
-	w := make([]float64, k)
-	for i := range w {
-		sum := h.sy[i][i]*p[i] - gamma*yg[i]
-		for j := range p {
-			sum += gamma * h.yy[i][j] * p[j]
-		}
-		w[i] = sum
-	}
-	// q = R^-T w (R^T lower triangular: forward substitution).
-	q := make([]float64, k)
-	for i := 0; i < k; i++ {
-		sum := w[i]
-		for j := 0; j < i; j++ {
-			sum -= h.sy[j][i] * q[j]
-		}
-		q[i] = sum / h.sy[i][i]
-	}
-	// -H g = -gamma g - S q + gamma Y p.
-	coef := make([]float64, 2*k)
-	for i := range k {
-		coef[i], coef[k+i] = -q[i], gamma*p[i]
-	}
-	dev, err := g.Device()
-	if err != nil {
-		return nil, torch.Err("lbfgs: direction", err)
-	}
-	c, err := ts.OfSlice(coef)
+// tensor copies x to a float64 tensor of the parameters' shape and device.
+func (e *evaluator) tensor(x []float64) (*ts.Tensor, error) {
+	t, err := ts.OfSlice(x)
 	if err == nil {
-		c, err = c.ToDevice(dev, g.DType(), false, false, true)
+		t, err = t.ToDevice(e.device, gotch.Double, false, false, true)
 	}
 	if err == nil {
-		c, err = c.View([]int64{1, 2 * int64(k)}, true)
+		t, err = t.View(e.shape, true)
 	}
-	var comb *ts.Tensor
-	if err == nil {
-		comb, err = c.Mm(h.stack, true) // [1, P]
-	}
-	if err == nil {
-		comb, err = comb.View(h.shape, true)
-	}
-	if err != nil {
-		return nil, torch.Err("lbfgs: direction", err)
-	}
-	if err := axpy(comb, -gamma, g); err != nil {
-		drop(comb)
-		return nil, err
-	}
-	return comb, nil
+	return t, torch.Err("lbfgs: parameters", err)
 }
 
-// lineSearch looks for a step t > 0 along d from x that satisfies the strong
-// Wolfe conditions (Nocedal & Wright, algorithms 3.5 and 3.6, with safeguarded
-// cubic interpolation) or the approximate Wolfe conditions. If the evaluation budget runs out first it returns
-// the best point with sufficient decrease found so far; if there is none, a
-// point with nil x. It returns the number of evaluations used. The returned
-// point's x and g belong to the caller.
-func lineSearch(fn objective, x *ts.Tensor, f0, dphi0 float64, d *ts.Tensor, t float64, budget int) (point, int, error) {
-	evals := 0
-	eval := func(t float64) (point, error) {
-		xt, err := addScaled(x, t, d)
-		if err != nil {
-			return point{}, err
-		}
-		ft, gt, err := fn(xt)
-		evals++
-		if err != nil {
-			drop(xt)
-			return point{}, err
-		}
-		p := point{t: t, f: ft, x: xt, g: gt}
-		if math.IsNaN(ft) || math.IsInf(ft, 0) {
-			// Treat as a failed (too long) step: no decrease, steep slope.
-			p.f, p.dphi = math.Inf(1), math.Inf(1)
-			return p, nil
-		}
-		p.dphi, err = dot(gt, d)
-		if err != nil {
-			p.drop()
-			return point{}, err
-		}
-		return p, nil
-	}
-	armijo := func(p point) bool { return p.f <= f0+wolfeC1*p.t*dphi0 }
-	curvature := func(p point) bool { return math.Abs(p.dphi) <= -wolfeC2*dphi0 }
-	approx := func(p point) bool {
-		return p.f <= f0+approxEps*math.Abs(f0) && p.dphi >= wolfeC2*dphi0 && p.dphi <= (2*approxDelta-1)*dphi0
-	}
+func (e *evaluator) fun(x []float64) float64 {
+	f, _ := e.value(x)
+	return f
+}
 
-	prev := point{t: 0, f: f0, dphi: dphi0}
-	var lo, hi point
-	bracketed := false
-	for !bracketed {
-		if evals >= budget {
-			if prev.x != nil {
-				return prev, evals, nil // sufficient decrease holds at prev
-			}
-			return point{}, evals, nil
-		}
-		cur, err := eval(t)
-		if err != nil {
-			prev.drop()
-			return point{}, evals, err
-		}
-		switch {
-		case !armijo(cur) && approx(cur):
-			prev.drop()
-			return cur, evals, nil
-		case !armijo(cur) || (prev.x != nil && cur.f >= prev.f):
-			lo, hi, bracketed = prev, cur, true
-		case curvature(cur):
-			prev.drop()
-			return cur, evals, nil
-		case cur.dphi >= 0:
-			lo, hi, bracketed = cur, prev, true
-		default:
-			// Still descending: extrapolate, between 2 and 10 times further.
-			next := cubicMin(prev, cur)
-			lower, upper := cur.t+2*(cur.t-prev.t), cur.t+10*(cur.t-prev.t)
-			if math.IsNaN(next) || next < lower || next > upper {
-				next = lower
-			}
-			prev.drop()
-			prev, t = cur, next
-		}
+func (e *evaluator) grad(dst, x []float64) {
+	_, g := e.value(x)
+	if len(g) == len(dst) {
+		copy(dst, g)
+		return
 	}
-	// Zoom: lo has sufficient decrease and the lowest f so far; the minimizer
-	// lies between lo.t and hi.t.
-	for {
-		if evals >= budget || math.Abs(hi.t-lo.t) <= 1e-14*max(lo.t, hi.t) {
-			hi.drop()
-			if lo.x != nil {
-				return lo, evals, nil
-			}
-			return point{}, evals, nil
-		}
-		a, b := min(lo.t, hi.t), max(lo.t, hi.t)
-		next := cubicMin(lo, hi)
-		if math.IsInf(hi.f, 1) || math.IsNaN(next) || next < a+0.1*(b-a) || next > b-0.1*(b-a) {
-			next = (a + b) / 2
-		}
-		cur, err := eval(next)
-		if err != nil {
-			lo.drop()
-			hi.drop()
-			return point{}, evals, err
-		}
-		if !armijo(cur) && approx(cur) {
-			lo.drop()
-			hi.drop()
-			return cur, evals, nil
-		}
-		if !armijo(cur) || cur.f >= lo.f {
-			hi.drop()
-			hi = cur
-			continue
-		}
-		if curvature(cur) {
-			lo.drop()
-			hi.drop()
-			return cur, evals, nil
-		}
-		if cur.dphi*(hi.t-lo.t) >= 0 {
-			hi.drop()
-			hi = lo
-		} else {
-			lo.drop()
-		}
-		lo = cur
+	for i := range dst {
+		dst[i] = math.NaN()
 	}
 }
 
-// cubicMin returns the minimizer of the cubic that interpolates f and its
-// slope at a and b, or NaN when that cubic has no minimizer.
-func cubicMin(a, b point) float64 {
-	if math.IsInf(a.f, 0) || math.IsInf(b.f, 0) || a.t == b.t {
-		return math.NaN()
+// status stops gonum after a tensor error.
+func (e *evaluator) status() (optimize.Status, error) {
+	if e.err != nil {
+		return optimize.Failure, e.err
 	}
-	d1 := a.dphi + b.dphi - 3*(a.f-b.f)/(a.t-b.t)
-	disc := d1*d1 - a.dphi*b.dphi
-	if disc < 0 {
-		return math.NaN()
+	return optimize.NotTerminated, nil
+}
+
+// reductionTest is scipy's L-BFGS-B relative-reduction test as a gonum
+// Converger: converged when (f_k - f_{k+1}) / max(|f_k|, |f_{k+1}|, 1) <=
+// ftol between consecutive iterations. A negative ftol disables it.
+type reductionTest struct {
+	ftol  float64
+	prev  float64
+	first bool
+}
+
+// Init implements optimize.Converger.
+func (r *reductionTest) Init(int) { r.first = true }
+
+// Converged implements optimize.Converger.
+func (r *reductionTest) Converged(loc *optimize.Location) optimize.Status {
+	f := loc.F
+	if r.first || r.ftol < 0 {
+		r.prev, r.first = f, false
+		return optimize.NotTerminated
 	}
-	d2 := math.Sqrt(disc)
-	if b.t < a.t {
-		d2 = -d2
+	prev := r.prev
+	r.prev = f
+	if prev-f <= r.ftol*max(math.Abs(prev), math.Abs(f), 1) {
+		return optimize.FunctionConvergence
 	}
-	den := b.dphi - a.dphi + 2*d2
-	if den == 0 {
-		return math.NaN()
+	return optimize.NotTerminated
+}
+
+// cappedSearch is gonum's Moré–Thuente line search for the strong Wolfe
+// conditions (c1 = 1e-4, c2 = 0.9) with at most max evaluations per
+// search (scipy's maxls), which also accepts a step that meets the
+// approximate Wolfe conditions (see approxEps). When the budget runs out,
+// the last step is accepted if it decreased f sufficiently; otherwise the
+// search fails. A
+// non-finite f (the evaluator's +Inf) restarts the search at a tenth of
+// the step, which Moré–Thuente's interpolation cannot handle.
+type cappedSearch struct {
+	max int
+
+	mt           optimize.MoreThuente
+	f0, g0, step float64
+	evals        int
+}
+
+// Init implements optimize.Linesearcher.
+func (c *cappedSearch) Init(f, g, step float64) optimize.Operation {
+	c.f0, c.g0, c.step, c.evals = f, g, step, 0
+	return c.restart(step)
+}
+
+func (c *cappedSearch) restart(step float64) optimize.Operation {
+	if !(step > 0) || math.IsInf(step, 1) {
+		step = 1 // Moré–Thuente needs a positive finite first step
 	}
-	return b.t - (b.t-a.t)*(b.dphi+d2-d1)/den
+	c.mt = optimize.MoreThuente{DecreaseFactor: wolfeC1, CurvatureFactor: wolfeC2}
+	c.step = step
+	return c.mt.Init(c.f0, c.g0, step)
+}
+
+// Iterate implements optimize.Linesearcher.
+func (c *cappedSearch) Iterate(f, g float64) (optimize.Operation, float64, error) {
+	c.evals++
+	if math.IsInf(f, 1) || math.IsNaN(f) {
+		if c.evals >= c.max {
+			return optimize.NoOperation, c.step, optimize.ErrLinesearcherFailure
+		}
+		op := c.restart(c.step / 10)
+		return op, c.step, nil
+	}
+	if !optimize.ArmijoConditionMet(f, c.f0, c.g0, c.step, wolfeC1) &&
+		f <= c.f0+approxEps*math.Abs(c.f0) && g >= wolfeC2*c.g0 && g <= (2*approxDelta-1)*c.g0 {
+		return optimize.MajorIteration, c.step, nil
+	}
+	op, step, err := c.mt.Iterate(f, g)
+	if err != nil || op == optimize.MajorIteration {
+		return op, step, err
+	}
+	if c.evals >= c.max {
+		if optimize.ArmijoConditionMet(f, c.f0, c.g0, c.step, wolfeC1) {
+			return optimize.MajorIteration, c.step, nil
+		}
+		return optimize.NoOperation, c.step, optimize.ErrLinesearcherFailure
+	}
+	c.step = step
+	return op, step, nil
 }

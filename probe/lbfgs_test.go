@@ -1,11 +1,13 @@
 package probe
 
 import (
+	"errors"
 	"math"
-	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"github.com/sugarme/gotch/ts"
+	"gonum.org/v1/gonum/optimize"
 
 	"github.com/clipadapter/clipgo/internal/torch"
 )
@@ -85,123 +87,103 @@ func TestMinimizeLimits(t *testing.T) {
 	}
 }
 
-func TestCubicMin(t *testing.T) {
-	// phi(t) = (t-2)^2 - 1 is its own cubic interpolant: the minimizer is 2
-	// from any two points.
-	phi := func(t float64) point { return point{t: t, f: (t-2)*(t-2) - 1, dphi: 2 * (t - 2)} }
-	for _, pair := range [][2]float64{{0, 1}, {0, 5}, {3, 0.5}, {-1, 4}} {
-		if got := cubicMin(phi(pair[0]), phi(pair[1])); math.Abs(got-2) > 1e-12 {
-			t.Errorf("cubicMin(%v) = %v, want 2", pair, got)
-		}
-	}
-	// phi(t) = t^3 - 3t has its local minimum at t = 1.
-	cube := func(t float64) point { return point{t: t, f: t*t*t - 3*t, dphi: 3*t*t - 3} }
-	if got := cubicMin(cube(0), cube(2)); math.Abs(got-1) > 1e-12 {
-		t.Errorf("cubicMin on t^3-3t = %v, want 1", got)
-	}
-}
-
-// twoLoop is the textbook L-BFGS two-loop recursion (Nocedal & Wright,
-// algorithm 7.4) in plain Go: the reference for history.direction.
-func twoLoop(g []float64, ss, ys [][]float64) []float64 {
-	dotf := func(a, b []float64) float64 {
-		s := 0.0
-		for i := range a {
-			s += a[i] * b[i]
-		}
-		return s
-	}
-	k := len(ss)
-	q := append([]float64(nil), g...)
-	alpha := make([]float64, k)
-	for i := k - 1; i >= 0; i-- {
-		alpha[i] = dotf(ss[i], q) / dotf(ys[i], ss[i])
-		for j := range q {
-			q[j] -= alpha[i] * ys[i][j]
-		}
-	}
-	gamma := dotf(ss[k-1], ys[k-1]) / dotf(ys[k-1], ys[k-1])
-	for j := range q {
-		q[j] *= gamma
-	}
-	for i := 0; i < k; i++ {
-		beta := dotf(ys[i], q) / dotf(ys[i], ss[i])
-		for j := range q {
-			q[j] += (alpha[i] - beta) * ss[i][j]
-		}
-	}
-	for j := range q {
-		q[j] = -q[j]
-	}
-	return q
-}
-
-// TestDirectionMatchesTwoLoop feeds random curvature pairs (more than the
-// memory, so old ones are forgotten, and one with negative curvature, which
-// must be skipped) to history and compares its compact-form direction with
-// the two-loop recursion.
-func TestDirectionMatchesTwoLoop(t *testing.T) {
+// TestMinimizeObjectiveError checks that a tensor error in the middle of a
+// run (gonum evaluates on its own goroutine) comes back as an error.
+func TestMinimizeObjectiveError(t *testing.T) {
 	lockThread(t)
-	rng := rand.New(rand.NewPCG(3, 4))
-	const rows, cols, memory = 3, 7, 4
-	n := rows * cols
-	vec := func() []float64 {
-		v := make([]float64, n)
-		for i := range v {
-			v[i] = rng.NormFloat64()
+	x0 := ts.MustOfSlice([]float64{-1.2, 1})
+	defer x0.MustDrop()
+	evals := 0
+	inner := rosenbrock(t, &evals)
+	fn := func(x *ts.Tensor) (float64, *ts.Tensor, error) {
+		if evals == 3 {
+			return 0, nil, errors.New("device lost")
 		}
-		return v
+		return inner(x)
 	}
-	tensor := func(v []float64) *ts.Tensor {
-		return ts.MustOfSlice(v).MustView([]int64{rows, cols}, true)
+	x, _, err := minimize(fn, x0, defaultLBFGS())
+	if err == nil || !strings.Contains(err.Error(), "device lost") {
+		t.Errorf("err = %v, want the objective's error", err)
 	}
-	h := &history{memory: memory}
-	defer h.drop()
-	var ss, ys [][]float64
-	for step := 0; step < 7; step++ {
-		s := vec()
-		// y = A s with A symmetric positive definite (diagonal 1..n), plus
-		// noise: positive curvature like a real objective.
-		y := make([]float64, n)
-		for i := range y {
-			y[i] = float64(i+1)*s[i] + 0.1*rng.NormFloat64()
-		}
-		if step == 3 {
-			for i := range y {
-				y[i] = -s[i] // s'y < 0: must be skipped
-			}
-		} else {
-			ss, ys = append(ss, s), append(ys, y)
-			if len(ss) > memory {
-				ss, ys = ss[1:], ys[1:]
-			}
-		}
-		if err := h.add(tensor(s), tensor(y)); err != nil {
-			t.Fatal(err)
-		}
-		if h.len() != len(ss) {
-			t.Fatalf("step %d: history holds %d pairs, want %d", step, h.len(), len(ss))
-		}
-		g := vec()
-		gt := tensor(g)
-		d, err := h.direction(gt)
-		gt.MustDrop()
+	if x != nil {
+		t.Errorf("got a point with an error")
+	}
+}
+
+// TestMinimizeNonFinite: f is NaN beyond x = 2 (a step too long), which
+// the line search must step back from; at the start it is an error.
+func TestMinimizeNonFinite(t *testing.T) {
+	lockThread(t)
+	fn := func(x *ts.Tensor) (float64, *ts.Tensor, error) {
+		v, err := torch.Values[float64](x)
 		if err != nil {
-			t.Fatal(err)
+			return 0, nil, err
 		}
-		if sz := d.MustSize(); len(sz) != 2 || sz[0] != rows || sz[1] != cols {
-			t.Fatalf("direction shape %v", sz)
+		f := (v[0] - 1.5) * (v[0] - 1.5)
+		if v[0] > 2 {
+			f = math.NaN()
 		}
-		got, err := torch.Values[float64](d)
-		d.MustDrop()
-		if err != nil {
-			t.Fatal(err)
+		g, err := ts.OfSlice([]float64{2 * (v[0] - 1.5)})
+		return f, g, err
+	}
+	x0 := ts.MustOfSlice([]float64{-1000})
+	defer x0.MustDrop()
+	cfg := defaultLBFGS()
+	cfg.gtol, cfg.ftol = 1e-9, -1
+	x, res, err := minimize(fn, x0, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, _ := torch.Values[float64](x)
+	x.MustDrop()
+	if math.Abs(v[0]-1.5) > 1e-8 || !res.stop.converged() {
+		t.Errorf("minimum at %v (%+v), want 1.5", v, res)
+	}
+	bad := ts.MustOfSlice([]float64{3})
+	defer bad.MustDrop()
+	if _, _, err := minimize(fn, bad, cfg); err == nil || !strings.Contains(err.Error(), "starting point") {
+		t.Errorf("NaN at the start: err = %v", err)
+	}
+}
+
+func TestReductionTest(t *testing.T) {
+	r := &reductionTest{ftol: 1e-3}
+	r.Init(1)
+	for i, c := range []struct {
+		f    float64
+		want optimize.Status
+	}{
+		{100, optimize.NotTerminated}, // first point
+		{50, optimize.NotTerminated},  // reduction 0.5
+		{49.99, optimize.FunctionConvergence},
+		{0.5, optimize.NotTerminated},
+		{0.4995, optimize.FunctionConvergence}, // 5e-4 <= 1e-3 * max(.., 1)
+	} {
+		if got := r.Converged(&optimize.Location{F: c.f}); got != c.want {
+			t.Errorf("step %d (f=%v): %v, want %v", i, c.f, got, c.want)
 		}
-		want := twoLoop(g, ss, ys)
-		for i := range want {
-			if math.Abs(got[i]-want[i]) > 1e-10*max(1, math.Abs(want[i])) {
-				t.Fatalf("step %d: direction[%d] = %.15g, two-loop %.15g", step, i, got[i], want[i])
-			}
+	}
+	off := &reductionTest{ftol: -1}
+	off.Init(1)
+	for _, f := range []float64{1, 1, 1} {
+		if got := off.Converged(&optimize.Location{F: f}); got != optimize.NotTerminated {
+			t.Errorf("disabled test stopped: %v", got)
 		}
+	}
+}
+
+// TestCappedSearchBudget: with one evaluation allowed, a step with
+// sufficient decrease is taken and one without fails the search.
+func TestCappedSearchBudget(t *testing.T) {
+	c := &cappedSearch{max: 1}
+	// phi(t) = (t-10)^2: phi(0) = 100, phi'(0) = -20; t = 1 decreases f
+	// but is far from the curvature condition.
+	c.Init(100, -20, 1)
+	if op, step, err := c.Iterate(81, -18); err != nil || op != optimize.MajorIteration || step != 1 {
+		t.Errorf("sufficient decrease at the budget: %v %v %v", op, step, err)
+	}
+	c.Init(100, -20, 30)
+	if _, _, err := c.Iterate(400, 40); !errors.Is(err, optimize.ErrLinesearcherFailure) {
+		t.Errorf("no decrease at the budget: err = %v", err)
 	}
 }

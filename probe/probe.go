@@ -16,17 +16,16 @@
 // runs in float64 like scikit-learn's lbfgs, with every matrix product in
 // libtorch on the features' device (or the one Init was given).
 //
-// The solver is L-BFGS written on gotch tensors: 10 correction pairs (like
-// scipy), applied through the compact representation (two matrix products
-// per direction instead of the 40 vector operations of the two-loop
-// recursion; the result is the same), and a line search for the strong
-// Wolfe conditions (c1 = 1e-4, c2 = 0.9, safeguarded cubic interpolation,
-// at most 20 evaluations), which also accepts Hager and Zhang's
-// approximate Wolfe conditions when f changes by less than 1e-12 of its
-// value (rounding; this only matters for fits tighter than the defaults).
-// The first step of a fit (and after a restart) has unit length, as in
-// L-BFGS-B. A failed line search forgets the curvature pairs and retries
-// along the gradient once.
+// The solver is gonum's L-BFGS (gonum.org/v1/gonum/optimize): 10
+// correction pairs (like scipy) and its Moré–Thuente line search for the
+// strong Wolfe conditions (c1 = 1e-4, c2 = 0.9, at most 20 evaluations),
+// which also accepts Hager and Zhang's approximate Wolfe conditions when f
+// changes by less than 1e-12 of its value (rounding; this only matters for
+// fits tighter than the defaults). The objective and its gradient are
+// computed in libtorch; the parameters cross to the host at each
+// evaluation. The first step of a fit (and after a restart) has unit
+// length, as in L-BFGS-B. A failed line search forgets the curvature pairs
+// and retries along the gradient.
 //
 // Stopping rules, as scikit-learn 1.2 runs scipy's L-BFGS-B: they apply to
 // f = Σ CE + ‖W‖²/(2C), the objective above divided by C (what

@@ -335,15 +335,15 @@ func (j *job) fetch(ctx context.Context) (restart bool, err error) {
 		return false, j.fail(fmt.Errorf("open partial file: %w", err))
 	}
 
-	var bar *byteProgress
+	var bar *progress.Bar
 	sink := io.Writer(io.MultiWriter(f, h))
 	if j.progress != nil {
 		verb := "downloading"
 		if offset > 0 {
-			verb = fmt.Sprintf("resuming at %s", formatBytes(offset))
+			verb = fmt.Sprintf("resuming at %s", progress.FormatBytes(offset))
 		}
 		fmt.Fprintf(j.progress, "%s %s: %s -> %s\n", verb, j.name, j.url, j.final)
-		bar = newByteProgress(j.progress, filepath.Base(j.final), total, offset, progress.IsTerminal(j.progress), j.interval, nil)
+		bar = progress.NewBytes(j.progress, filepath.Base(j.final), total, offset, j.interval)
 		sink = io.MultiWriter(f, h, bar)
 	}
 	n, copyErr := io.Copy(sink, &stallReader{r: resp.Body, timer: timer, d: j.stall})
@@ -352,12 +352,12 @@ func (j *job) fetch(ctx context.Context) (restart bool, err error) {
 		if copyErr != nil {
 			status = "interrupted"
 		}
-		bar.finish(status)
+		bar.End(status)
 	}
 	if copyErr != nil {
 		f.Close()
 		return false, j.fail(fmt.Errorf("transfer interrupted after %s: %w; the partial file %s is kept and the next attempt resumes from it",
-			formatBytes(offset+n), explain(copyErr), j.part))
+			progress.FormatBytes(offset+n), explain(copyErr), j.part))
 	}
 	if err := f.Sync(); err != nil {
 		f.Close()
