@@ -1,13 +1,29 @@
 // Command gen writes the per-dataset, per-method configurations under
 // configs/ from the hyper-parameters of docs/hyperparameters.md (§1–§6).
 // Run it with `go generate ./configs`.
+//
+// The [method] table of each file comes from the method registry
+// (package methods): one key per field of the method's keys struct, with
+// its default, the published per-dataset value where one exists
+// (methodValues), and the field's doc comment, read from the method
+// package's source, above it. A new registered method gets its files
+// without any change here.
 package main
 
 import (
+	"bytes"
 	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/clipadapter/clipgo/methods"
 )
 
 type dataset struct {
@@ -62,15 +78,20 @@ func main() {
 	if len(os.Args) > 1 {
 		dir = os.Args[1]
 	}
-	main16 := strings.Replace(render(sets[0], "clip-adapter"), "# clip-adapter on ImageNet,",
+	clipAdapter, _, err := methods.All().Lookup("clip-adapter")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "gen:", err)
+		os.Exit(1)
+	}
+	main16 := strings.Replace(render(sets[0], clipAdapter), "# clip-adapter on ImageNet,",
 		"# The paper's main ImageNet run: `go run ./cmd/train -config configs/imagenet_16shot.toml`.\n# clip-adapter on ImageNet,", 1)
 	if err := write(filepath.Join(dir, "imagenet_16shot.toml"), main16); err != nil {
 		fmt.Fprintln(os.Stderr, "gen:", err)
 		os.Exit(1)
 	}
 	for _, d := range sets {
-		for _, m := range []string{"zeroshot", "linear-probe", "coop", "clip-adapter", "tip-adapter", "tip-adapter-f"} {
-			if err := write(filepath.Join(dir, d.config, m+".toml"), render(d, m)); err != nil {
+		for _, spec := range methods.All() {
+			if err := write(filepath.Join(dir, d.config, spec.Name+".toml"), render(d, spec)); err != nil {
 				fmt.Fprintln(os.Stderr, "gen:", err)
 				os.Exit(1)
 			}
@@ -85,7 +106,8 @@ func write(path, content string) error {
 	return os.WriteFile(path, []byte(content), 0o644)
 }
 
-func render(d dataset, method string) string {
+func render(d dataset, spec methods.Spec) string {
+	method := spec.Name
 	templates := "single"
 	if d.ensembleFirst && (method == "clip-adapter" || method == "tip-adapter" || method == "tip-adapter-f") {
 		templates = "ensemble"
@@ -93,40 +115,133 @@ func render(d dataset, method string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, header, method, d.name, d.config, d.config, templates)
 	b.WriteString("\n")
+	if err := methodTable(&b, spec, methodValues(d, method)); err != nil {
+		fmt.Fprintln(os.Stderr, "gen:", err)
+		os.Exit(1)
+	}
+	b.WriteString("\n")
+	b.WriteString(trainTable(d, method))
+	b.WriteString(`
+[output]
+dir = "runs"
+`)
+	return b.String()
+}
+
+// methodValues are the published values of a method's keys for a
+// dataset, where they differ from the method's defaults.
+func methodValues(d dataset, method string) map[string]any {
+	switch method {
+	case "linear-probe":
+		return map[string]any{"normalize": false} // CoOp's lpclip fits raw image features
+	case "clip-adapter":
+		return map[string]any{"alpha": d.adapterAlpha}
+	case "tip-adapter", "tip-adapter-f":
+		return map[string]any{"init_alpha": d.tipAlpha, "search_scale": d.tipScale}
+	}
+	return nil
+}
+
+// methodTable writes [method]: name, then every key of the method's keys
+// struct with its default (or values' entry) and its doc comment.
+func methodTable(b *strings.Builder, spec methods.Spec, values map[string]any) error {
+	keys := reflect.ValueOf(spec.Defaults()).Elem()
+	docs, err := fieldDocs(keys.Type())
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(b, "[method]\nname = %q  # %s\n", spec.Name, spec.Label)
+	used := map[string]bool{}
+	for i := 0; i < keys.NumField(); i++ {
+		f := keys.Type().Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("toml"), ",")
+		if name == "" || name == "-" || !f.IsExported() {
+			continue
+		}
+		v := keys.Field(i).Interface()
+		if pv, ok := values[name]; ok {
+			v, used[name] = pv, true
+		}
+		var line bytes.Buffer
+		if err := toml.NewEncoder(&line).Encode(map[string]any{name: v}); err != nil {
+			return fmt.Errorf("%s: key %s: %w", spec.Name, name, err)
+		}
+		for _, l := range strings.Split(strings.TrimSpace(docs[f.Name]), "\n") {
+			if l != "" {
+				fmt.Fprintf(b, "# %s\n", l)
+			}
+		}
+		b.Write(line.Bytes())
+	}
+	for k := range values {
+		if !used[k] {
+			return fmt.Errorf("%s has no key %q", spec.Name, k)
+		}
+	}
+	return nil
+}
+
+// fieldDocs returns the doc comments of the fields of struct type t, read
+// from its package's source (this command runs in configs/, beside the
+// module's packages).
+func fieldDocs(t reflect.Type) (map[string]string, error) {
+	const module = "github.com/clipadapter/clipgo/"
+	rel, ok := strings.CutPrefix(t.PkgPath(), module)
+	if !ok {
+		return nil, fmt.Errorf("%s is not in %s", t.PkgPath(), module)
+	}
+	dir := filepath.Join("..", filepath.FromSlash(rel))
+	fset := token.NewFileSet()
+	files, err := filepath.Glob(filepath.Join(dir, "*.go"))
+	if err != nil {
+		return nil, err
+	}
+	docs := map[string]string{}
+	for _, path := range files {
+		if strings.HasSuffix(path, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, path, nil, parser.ParseComments)
+		if err != nil {
+			return nil, err
+		}
+		ast.Inspect(f, func(n ast.Node) bool {
+			ts, ok := n.(*ast.TypeSpec)
+			if !ok || ts.Name.Name != t.Name() {
+				return true
+			}
+			if st, ok := ts.Type.(*ast.StructType); ok {
+				for _, field := range st.Fields.List {
+					for _, name := range field.Names {
+						docs[name.Name] = field.Doc.Text()
+					}
+				}
+			}
+			return false
+		})
+	}
+	if len(docs) == 0 {
+		return nil, fmt.Errorf("type %s not found in %s", t.Name(), dir)
+	}
+	return docs, nil
+}
+
+// trainTable is the [train] table of the method's published training
+// recipe; a method without one gets CoOp's defaults (config.Defaults).
+func trainTable(d dataset, method string) string {
 	switch method {
 	case "zeroshot":
-		b.WriteString(`[method]
-name = "zeroshot"      # CoOp's ZeroshotCLIP: one template per class, no training
-templates = 0          # ensemble all data.templates (one with "single")
-
-[train]
+		return `[train]
 epochs = 0
 eval_batch_size = 100
-`)
+`
 	case "linear-probe":
-		b.WriteString(`[method]
-name = "linear-probe"  # CoOp's lpclip: sklearn-style L-BFGS logistic regression
-normalize = false      # lpclip fits raw image features; true L2-normalizes them
-max_iter = 1000        # L-BFGS iterations per fit
-tol = 1e-4             # stopping tolerance on the gradient (sklearn's default)
-cs = [1e6, 1e4, 1e2, 1.0, 1e-2, 1e-4, 1e-6]  # coarse grid of the inverse regularization C
-search_steps = 8       # refinement rounds around the best C (lpclip's num_step)
-c = 0.0                # > 0: use this C and skip the search
-
-[train]
+		return `[train]
 epochs = 0             # fitted by L-BFGS, not by the SGD loop
 eval_batch_size = 200  # rn50_val.yaml's batch size
-`)
+`
 	case "coop":
-		fmt.Fprintf(&b, `[method]
-name = "coop"
-n_ctx = 16                   # M learned context vectors (CoOp's default)
-ctx_init = ""                # "" = random N(0, 0.02²); "a photo of a" = word init (M = 4)
-class_specific = false       # CSC: one context per class
-class_token_position = "end" # end | middle | front
-init_std = 0.02
-
-[train]
+		return fmt.Sprintf(`[train]
 epochs = %d                  # CoOp: 200 for 8/16 shots (50 on ImageNet)
 batch_size = 32
 lr = 0.002
@@ -142,21 +257,7 @@ cache_features = true        # image features of each augmented view are compute
 augment_views = 0            # 0: one augmented view per epoch, as CoOp
 `, d.coopEpochs16)
 	case "clip-adapter":
-		note := "generic data: the paper's optimum is about 0.2"
-		if d.fineGrained {
-			note = "fine-grained/specialised data: the paper reports 0.6–0.8 (exact per-dataset values unpublished)"
-		}
-		fmt.Fprintf(&b, `[method]
-name = "clip-adapter"
-variant = "visual"        # visual (paper's default) | text | both
-reduction = 4             # bottleneck D/4 (256 for RN50)
-alpha = %.1f               # visual residual ratio; %s
-beta = 0.2                # text residual ratio (text and both variants)
-learn_ratios = false      # learn alpha/beta (paper's text-adapter study)
-relu_after_second = true  # the released code has a ReLU after both layers
-templates = 0             # ensemble all data.templates
-
-[train]
+		return `[train]
 epochs = 200              # the released trainer runs CoOp's schedule
 batch_size = 32
 lr = 0.002                # CoOp's OPTIM config (the paper's text says 1e-5; see docs/hyperparameters.md §4)
@@ -170,28 +271,14 @@ select = "last"
 eval_batch_size = 100
 cache_features = true     # false recomputes image features every step (the official way)
 augment_views = 0         # 0: one augmented view per epoch
-`, d.adapterAlpha, note)
-	case "tip-adapter", "tip-adapter-f":
-		fmt.Fprintf(&b, `[method]
-name = %q
-init_alpha = %g           # residual ratio before the search (Tip-Adapter's %s config)
-init_beta = 1.0           # sharpness before the search
-search_scale = [%g, %g]   # [beta_max, alpha_max] of the grid search
-search_steps = [200, 20]  # beta steps (outer), alpha steps (inner)
-no_search = false         # the search runs on the few-shot val split, never on test
-use_logit_scale = false   # Tip-Adapter multiplies the CLIP term by 100
-templates = 0             # ensemble all data.templates
-augment_views = 10        # augment_epoch: views averaged into the cache keys
-`, method, d.tipAlpha, d.config, d.tipScale[0], d.tipScale[1])
-		if method == "tip-adapter" {
-			b.WriteString(`
-[train]
+`
+	case "tip-adapter":
+		return `[train]
 epochs = 0                # training-free
 eval_batch_size = 64
-`)
-		} else {
-			fmt.Fprintf(&b, `
-[train]
+`
+	case "tip-adapter-f":
+		return fmt.Sprintf(`[train]
 epochs = %d               # Tip-Adapter-F: 20 (EuroSAT 100)
 batch_size = 256
 lr = 0.001
@@ -203,11 +290,6 @@ warmup_epochs = 0
 select = "best_val"       # the published code keeps the best *test* epoch; we select on val
 eval_batch_size = 64
 `, d.tipFEpochs)
-		}
 	}
-	b.WriteString(`
-[output]
-dir = "runs"
-`)
-	return b.String()
+	return "[train]\n# CoOp's optimization defaults (docs/hyperparameters.md §1) apply.\n"
 }

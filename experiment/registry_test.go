@@ -1,0 +1,147 @@
+package experiment
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/sugarme/gotch/ts"
+
+	"github.com/clipadapter/clipgo/config"
+	"github.com/clipadapter/clipgo/internal/torch"
+	"github.com/clipadapter/clipgo/methods"
+	"github.com/clipadapter/clipgo/nn"
+	"github.com/clipadapter/clipgo/rundir"
+	"github.com/clipadapter/clipgo/train"
+)
+
+// prototypeOptions are the keys of the test's toy method.
+type prototypeOptions struct {
+	// Scale multiplies the cosine similarities.
+	Scale float64 `toml:"scale"`
+}
+
+// prototypes is a toy method registered the way a new method package
+// registers: nearest class mean of the normalized train features.
+type prototypes struct {
+	o     prototypeOptions
+	means *ts.Tensor // [C, D], unit rows
+}
+
+func (p *prototypes) Init(ctx *train.Context, views []*train.Features) error {
+	x, err := torch.Values[float32](views[0].X)
+	if err != nil {
+		return err
+	}
+	c, d := len(ctx.ClassNames), int(ctx.FeatureDim)
+	means := make([]float32, c*d)
+	for i, y := range views[0].Y {
+		for j := 0; j < d; j++ {
+			means[int(y)*d+j] += x[i*d+j]
+		}
+	}
+	m, err := ts.OfSlice(means)
+	if err != nil {
+		return err
+	}
+	defer m.Drop()
+	var s torch.Scope
+	defer s.Drop()
+	m2, err := s.Op("view")(m.View([]int64{int64(c), int64(d)}, false))
+	if err != nil {
+		return err
+	}
+	p.means, err = nn.Normalize(m2)
+	return err
+}
+
+func (p *prototypes) Parameters() []train.Param { return nil }
+
+func (p *prototypes) Logits(f *ts.Tensor, _ bool) (*ts.Tensor, error) {
+	var s torch.Scope
+	defer s.Drop()
+	x, err := s.Op("normalize")(nn.Normalize(f))
+	if err != nil {
+		return nil, err
+	}
+	mt, err := s.Op("transpose")(p.means.T(false))
+	if err != nil {
+		return nil, err
+	}
+	sim, err := s.Op("similarity")(x.Matmul(mt, false))
+	if err != nil {
+		return nil, err
+	}
+	return sim.MulScalar(ts.FloatScalar(p.o.Scale), false)
+}
+
+func (p *prototypes) Drop() {
+	if p.means != nil {
+		p.means.Drop()
+	}
+}
+
+// TestRegisteredToyMethodRunsEndToEnd adds a method with one Register
+// line and runs it through the whole experiment: its keys are decoded
+// strictly and resolved into config.toml, its needs are honoured, and the
+// result records its label and registry rank.
+func TestRegisteredToyMethodRunsEndToEnd(t *testing.T) {
+	reg := append(methods.All(), methods.Register("prototypes", "Class prototypes",
+		func() prototypeOptions { return prototypeOptions{Scale: 100} },
+		func(o prototypeOptions) (train.Method, train.Needs, error) {
+			return &prototypes{o: o}, train.Needs{TrainFeatures: true}, nil
+		}))
+	dir := t.TempDir()
+	text := `
+[model]
+name = "random:tiny"
+device = "cpu"
+[data]
+dataset = "synthetic"
+root = "` + filepath.Join(dir, "data") + `"
+synth_classes = 4
+synth_per_class = 12
+shots = 4
+num_workers = 1
+[method]
+name = "prototypes"
+[train]
+epochs = 0
+[output]
+dir = "` + dir + `"
+`
+	cfg, err := config.Parse(text, []string{"method.scale=50"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	res, err := Run(context.Background(), Options{Config: cfg, Methods: reg, Progress: io.Discard, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Method != "prototypes" || res.MethodLabel != "Class prototypes" || res.MethodRank == nil || *res.MethodRank != len(reg)-1 {
+		t.Errorf("result names method %q label %q rank %v", res.Method, res.MethodLabel, res.MethodRank)
+	}
+	if res.Test.N == 0 || res.Val == nil || res.Val.N == 0 {
+		t.Errorf("result evaluated %d test and %v val images", res.Test.N, res.Val)
+	}
+	resolved, err := os.ReadFile(filepath.Join(dir, cfg.RunName(), rundir.ConfigFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(resolved), "scale = 50.0") {
+		t.Errorf("config.toml lacks the method's resolved key:\n%s", resolved)
+	}
+	// The registry's strict decoding applies to the new method too.
+	bad, err := config.Parse(text, []string{"method.scael=1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.Check(bad); err == nil || !strings.Contains(err.Error(), `did you mean "method.scale"`) {
+		t.Errorf("misspelt key: %v", err)
+	}
+}
