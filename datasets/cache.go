@@ -173,6 +173,11 @@ func indexPaths(items []Item) map[string]int {
 	return m
 }
 
+// coopPickle decodes CoOp's pickles: plain data and Dassl's Datum records
+// (accepted under any module path, as forks move Dassl); any other class
+// reference is refused.
+var coopPickle = pickle.Options{Allow: func(g pickle.Global) bool { return g.Name == "Datum" }}
+
 // readPickleCache reads CoOp's shot_K-seed_S.pkl: a pickled dict
 // {"train": [Datum...], "val": [Datum...]} ("train" only for ImageNet).
 func readPickleCache(d *Dataset, file string) (*Split, error) {
@@ -180,7 +185,7 @@ func readPickleCache(d *Dataset, file string) (*Split, error) {
 	if err != nil {
 		return nil, fmt.Errorf("CoOp few-shot cache: %w", err)
 	}
-	v, err := pickle.Decode(raw)
+	v, err := coopPickle.Decode(raw)
 	if err != nil {
 		return nil, fmt.Errorf("CoOp few-shot cache %s: %w", file, err)
 	}

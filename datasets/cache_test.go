@@ -90,6 +90,28 @@ func TestCoOpPickleCacheMismatch(t *testing.T) {
 	}
 }
 
+// A cache that would run a command if Python unpickled it is refused by
+// name, and a truncated one is an error naming the file. (internal/pickle's
+// tests cover damage of every kind.)
+func TestCoOpPickleCacheRefusedOrDamaged(t *testing.T) {
+	d := miniCaltech(t)
+	copyFile(t, "testdata/coop_cache_evil/shot_1-seed_1.pkl", CachePath(d, 1, 1, ".pkl"))
+	_, err := CachedFewShot(d, 1, 1)
+	if err == nil || !strings.Contains(err.Error(), "class posix.system") || !strings.Contains(err.Error(), "shot_1-seed_1.pkl") {
+		t.Errorf("command-running pickle: err = %v", err)
+	}
+	good, err := os.ReadFile("testdata/coop_cache/shot_4-seed_1.pkl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range [][]byte{good[:1], good[:len(good)/2], good[:len(good)-1]} {
+		os.WriteFile(CachePath(d, 4, 1, ".pkl"), bad, 0o644)
+		if _, err := CachedFewShot(d, 4, 1); err == nil || !strings.Contains(err.Error(), "shot_4-seed_1.pkl") {
+			t.Errorf("damaged pickle (%d bytes): err = %v", len(bad), err)
+		}
+	}
+}
+
 func TestReadCoOpImageNetPickle(t *testing.T) {
 	root := t.TempDir()
 	imagenetTree(t, root)

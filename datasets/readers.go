@@ -354,7 +354,7 @@ func readImageNetPreprocessed(d *Dataset, file string) error {
 	if err != nil {
 		return err
 	}
-	v, err := pickle.Decode(raw)
+	v, err := coopPickle.Decode(raw)
 	if err != nil {
 		return fmt.Errorf("%s: %w", file, err)
 	}

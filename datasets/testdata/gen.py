@@ -18,6 +18,9 @@ Files written next to this script:
                        into another machine's data root (protocols 4 and 5)
   coop_cache_bad/shot_1-seed_1.pkl
                        a cache naming an image that is not in the split
+  coop_cache_evil/shot_1-seed_1.pkl
+                       a cache whose unpickling in Python would run a shell
+                       command (written only; the Go reader must refuse it)
   imagenet_layout.json, imagenet_cache/shot_4-seed_1.pkl
                        a tiny ImageNet tree (for the Go test to create) and a
                        CoOp cache of it ({"train": [...]} only)
@@ -191,6 +194,18 @@ bad = coop_cache(1, 1)
 bad["train"][2] = Datum(impath=ELSEWHERE + "/Faces/image_9999.jpg", label=0, domain=0, classname="face")
 with open(os.path.join(here, "coop_cache_bad", "shot_1-seed_1.pkl"), "wb") as f:
     pickle.dump(bad, f, protocol=4)
+
+
+class RunCommand:
+    """Unpickling this in Python would call os.system."""
+
+    def __reduce__(self):
+        return (os.system, ("echo this must never run",))
+
+
+os.makedirs(os.path.join(here, "coop_cache_evil"), exist_ok=True)
+with open(os.path.join(here, "coop_cache_evil", "shot_1-seed_1.pkl"), "wb") as f:
+    pickle.dump({"train": [RunCommand()], "val": []}, f, protocol=4)
 
 # A tiny ImageNet: CoOp lists wnid folders sorted and files in os.listdir
 # order; the Go port sorts files, so the layout is given sorted.

@@ -6,8 +6,10 @@
 // at raw little-endian storages <prefix>/data/<key>. A TorchScript archive also
 // holds <prefix>/code/ (the module classes, which declare which attributes are
 // parameters and buffers) and <prefix>/constants.pkl (graph constants, not
-// part of the state dict). The pickle is decoded by internal/pickle, which
-// only builds data; nothing from the file is ever executed.
+// part of the state dict). The pickle is decoded by internal/pickle (gopickle
+// underneath), which only builds data and refuses class references outside
+// PyTorch's own (torch.*, __torch__.*); nothing from the file is ever
+// executed.
 //
 // Open lists the tensors with their names, dtypes and shapes without reading
 // their data; Archive.Read returns one tensor's storage bytes, checked against
@@ -329,6 +331,10 @@ func describe(v any) string {
 	}
 }
 
+// PySetState ignores a BUILD on a rebuilt tensor: it sets Python-side
+// attributes (extra state) that the reader does not use.
+func (v *view) PySetState(state any) error { return nil }
+
 // check verifies that the view lies inside its storage.
 func (v *view) check() error {
 	if v.offset < 0 {
@@ -390,29 +396,27 @@ func loadStorage(pid any, prefix string, files map[string]*zip.File, storages ma
 }
 
 // unpickle decodes a PyTorch pickle (data.pkl). Persistent ids go to
-// persistentLoad (nil: they are an error); calls are interpreted by reduce;
-// BUILD on anything but a module object is ignored: it sets an
-// OrderedDict's attributes (a state dict's _metadata) or a rebuilt
-// tensor's extra state, neither of which the reader uses.
+// persistentLoad (nil: they are an error); calls are interpreted by rebuild;
+// class references must be PyTorch's (see torchGlobal).
 func unpickle(data []byte, persistentLoad func(pid any) (any, error)) (any, error) {
 	return pickle.Options{
+		Allow:          torchGlobal,
 		PersistentLoad: persistentLoad,
-		Reduce:         reduce,
-		Build:          func(target, state any) error { return nil },
+		Reduce:         rebuild,
 	}.Decode(data)
 }
 
-// reduce interprets the pickled calls the reader understands: those that
-// rebuild tensors, and OrderedDict(), which becomes an empty dict for the
-// SETITEMS that follow.
-func reduce(fn pickle.Global, args pickle.Tuple) (any, bool, error) {
-	if v, handled, err := rebuild(fn, args); handled {
-		return v, true, err
+// torchGlobal accepts the class references a PyTorch archive makes: torch's
+// storage types and rebuild functions (torch.*) and TorchScript's module
+// classes (__torch__.*). Those not interpreted by rebuild only become inert
+// records; any other module (os, builtins, ...) is refused.
+func torchGlobal(g pickle.Global) bool {
+	for _, root := range []string{"torch", "__torch__"} {
+		if g.Module == root || strings.HasPrefix(g.Module, root+".") {
+			return true
+		}
 	}
-	if fn == (pickle.Global{Module: "collections", Name: "OrderedDict"}) && len(args) == 0 {
-		return &pickle.Dict{}, true, nil
-	}
-	return nil, false, nil
+	return false
 }
 
 // rebuild interprets the pickled calls that rebuild tensors.

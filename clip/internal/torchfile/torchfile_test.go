@@ -328,3 +328,30 @@ func TestOpenRejectsDamage(t *testing.T) {
 		t.Errorf("err = %v, want a checksum error naming visual.proj", err)
 	}
 }
+
+// An archive whose data.pkl references a class outside PyTorch's (here one
+// that would run a shell command if Python unpickled it) is refused with an
+// error naming the file and the class.
+func TestOpenRefusesForeignClasses(t *testing.T) {
+	// Python's pickle.dumps of an object whose __reduce__ returns
+	// (os.system, ("echo this must never run",)), protocol 2.
+	evil, err := hex.DecodeString("800263706f7369780a73797374656d0a710058180000006563686f2074686973206d757374206e657665722072756e71018571025271032e")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "evil.pt")
+	rewrite(t, "../../testdata/vit_sd.pt", path, func(n string, d []byte) []byte {
+		if strings.HasSuffix(n, "data.pkl") {
+			return evil
+		}
+		return d
+	})
+	a, err := Open(path)
+	if err == nil {
+		a.Close()
+		t.Fatal("Open succeeded")
+	}
+	if !strings.Contains(err.Error(), "evil.pt") || !strings.Contains(err.Error(), "class posix.system") {
+		t.Errorf("err = %v, want one naming the file and the refused class", err)
+	}
+}

@@ -8,6 +8,9 @@ Files written next to this script:
                    class dassl.data.datasets.base_dataset.Datum (N = 0, 2, 4, 5)
   expected.json    each values file's value, and the objects' value (key
                    "objects"), as a tagged tree (see describe)
+  evil_p<N>.pkl    pickles that would run a command or evaluate code if a
+                   Python unpickler loaded them (N = 2, 4); the Go reader
+                   must refuse them (they are only written, never loaded)
 """
 import json
 import os
@@ -103,6 +106,26 @@ expected["objects"] = describe(objects())
 for p in (0, 2, 4, 5):
     with open(os.path.join(here, "objects_p%d.pkl" % p), "wb") as f:
         pickle.dump(objects(), f, protocol=p)
+
+
+
+class RunCommand:
+    """Unpickling this in Python would call os.system."""
+
+    def __reduce__(self):
+        return (os.system, ("echo this must never run",))
+
+
+class EvalCode:
+    """Unpickling this in Python would call eval."""
+
+    def __reduce__(self):
+        return (eval, ("print('this must never run')",))
+
+
+for p, evil in ((2, RunCommand()), (4, {"train": [EvalCode()]})):
+    with open(os.path.join(here, "evil_p%d.pkl" % p), "wb") as f:
+        pickle.dump(evil, f, protocol=p)
 
 with open(os.path.join(here, "expected.json"), "w") as f:
     json.dump({"python": sys.version.split()[0], "files": expected}, f, separators=(",", ":"))
