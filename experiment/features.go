@@ -56,13 +56,10 @@ type BatchIterator interface {
 func EncodeImages(ctx context.Context, enc ImageEncoder, it BatchIterator, resolution int, device gotch.Device, bar *progress.Bar) (*train.Features, error) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	var parts []*ts.Tensor
+	var parts torch.Scope // the features of each batch
+	defer parts.Drop()
+	var partList []*ts.Tensor
 	var labels []int64
-	defer func() {
-		for _, p := range parts {
-			p.MustDrop()
-		}
-	}()
 	err := torch.NoGrad(func() error {
 		for {
 			// Ctrl-C and SIGTERM are honoured between batches.
@@ -76,18 +73,11 @@ func EncodeImages(ctx context.Context, enc ImageEncoder, it BatchIterator, resol
 			if err != nil {
 				return err
 			}
-			r := int64(resolution)
-			x, err := ts.OfSlice(b.Pixels)
-			if err != nil {
-				return torch.Err("image batch", err)
-			}
-			x = x.MustView([]int64{int64(b.N), 3, r, r}, true).MustTo(device, true)
-			f, err := enc.EncodeImage(x)
-			x.MustDrop()
+			f, err := encodeBatch(enc, b, int64(resolution), device)
 			if err != nil {
 				return err
 			}
-			parts = append(parts, f.MustTotype(gotch.Float, true))
+			partList = append(partList, parts.Keep(f))
 			labels = append(labels, b.Labels...)
 			if bar != nil {
 				bar.Add(b.N)
@@ -100,15 +90,46 @@ func EncodeImages(ctx context.Context, enc ImageEncoder, it BatchIterator, resol
 	if bar != nil {
 		bar.Finish()
 	}
-	if len(parts) == 0 {
+	if len(partList) == 0 {
 		return nil, errors.New("encode images: no images")
 	}
-	x, err := ts.Cat(parts, 0)
+	var s torch.Scope
+	defer s.Drop()
+	x, err := s.Op("concatenate features")(ts.Cat(partList, 0))
 	if err != nil {
-		return nil, torch.Err("concatenate features", err)
+		return nil, err
 	}
-	lab := ts.MustOfSlice(labels).MustTo(device, true)
-	return &train.Features{X: x, Labels: lab, Y: labels}, nil
+	lab, err := s.Op("labels")(ts.OfSlice(labels))
+	if err == nil {
+		lab, err = s.Op("labels to " + torch.DeviceName(device))(lab.To(device, false))
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &train.Features{X: s.Release(x), Labels: s.Release(lab), Y: labels}, nil
+}
+
+// encodeBatch encodes one image batch into float32 features on device.
+func encodeBatch(enc ImageEncoder, b *ImageBatch, r int64, device gotch.Device) (*ts.Tensor, error) {
+	var s torch.Scope
+	defer s.Drop()
+	x, err := s.Op("image batch")(ts.OfSlice(b.Pixels))
+	if err == nil {
+		x, err = s.Op("image batch: view")(x.View([]int64{int64(b.N), 3, r, r}, false))
+	}
+	if err == nil {
+		x, err = s.Op("image batch to " + torch.DeviceName(device))(x.To(device, false))
+	}
+	if err != nil {
+		return nil, err
+	}
+	f, err := enc.EncodeImage(x)
+	if err != nil {
+		return nil, err
+	}
+	s.Keep(f)
+	out, err := s.Op("image features to float32")(f.Totype(gotch.Float, false))
+	return s.Release(out), err
 }
 
 // FeatureCache stores encoded features on disk, keyed by everything that
@@ -167,21 +188,25 @@ func (c FeatureCache) Load(k FeatureKey, labels []int64, device gotch.Device) (*
 		return nil, false, fmt.Errorf("feature cache: %w (recomputing)", err)
 	}
 	x, lab := t["x"], t["labels"]
+	// The scope frees every tensor read on every return path, but x and
+	// labels when they are returned.
+	var s torch.Scope
+	defer s.Drop()
+	for _, tensor := range t {
+		s.Keep(tensor)
+	}
 	if x == nil || lab == nil || stored.Hash() != k.Hash() {
 		return nil, false, fmt.Errorf("feature cache %s does not match its key (recomputing)", p)
 	}
-	drop := func() { x.MustDrop(); lab.MustDrop() }
 	y, err := torch.Values[int64](lab)
 	if err != nil {
-		drop()
 		return nil, false, fmt.Errorf("feature cache %s: labels: %w", p, err)
 	}
 	shape, err := x.Size()
 	if err != nil || len(shape) != 2 || shape[0] != int64(len(labels)) || !slices.Equal(y, labels) {
-		drop()
 		return nil, false, fmt.Errorf("feature cache %s holds features of shape %v with %d labels, want %d rows with the items' labels (recomputing)", p, shape, len(y), len(labels))
 	}
-	return &train.Features{X: x, Labels: lab, Y: y}, true, nil
+	return &train.Features{X: s.Release(x), Labels: s.Release(lab), Y: y}, true, nil
 }
 
 // Store writes features for k.

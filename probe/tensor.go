@@ -13,14 +13,14 @@ import (
 func drop(tensors ...*ts.Tensor) {
 	for _, t := range tensors {
 		if t != nil {
-			t.MustDrop()
+			t.Drop()
 		}
 	}
 }
 
 // item reads the value of a one-element tensor and frees the tensor.
 func item(t *ts.Tensor, what string) (float64, error) {
-	defer t.MustDrop()
+	defer t.Drop()
 	v, err := t.Float64Value([]int64{})
 	return v, torch.Err(what, err)
 }
@@ -58,7 +58,7 @@ func axpy(y *ts.Tensor, alpha float64, x *ts.Tensor) error {
 	if err != nil {
 		return torch.Err("axpy", err)
 	}
-	defer ax.MustDrop()
+	defer ax.Drop()
 	return torch.Err("axpy", y.Add_(ax))
 }
 

@@ -12,6 +12,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/sugarme/gotch"
@@ -172,7 +173,7 @@ func ReadTensors(path string, meta any, device gotch.Device) (tensors map[string
 	defer func() {
 		if err != nil { // free what was read before the error
 			for _, t := range out {
-				t.MustDrop()
+				t.Drop()
 			}
 		}
 	}()
@@ -360,16 +361,36 @@ func CopyParameters(params []Param, tensors map[string]*ts.Tensor, prefix string
 			if !ok {
 				return fmt.Errorf("no tensor for parameter %s", p.Name)
 			}
-			want, got := p.Tensor.MustSize(), src.MustSize()
-			if fmt.Sprint(want) != fmt.Sprint(got) {
-				return fmt.Errorf("parameter %s has shape %v, the checkpoint has %v", p.Name, want, got)
+			if err := copyParameter(p, src); err != nil {
+				return err
 			}
-			s := src.MustTotype(p.Tensor.DType(), false)
-			p.Tensor.Copy_(s)
-			s.MustDrop()
 		}
 		return nil
 	})
+}
+
+// copyParameter copies src into the parameter p, converting its dtype;
+// their shapes must be equal.
+func copyParameter(p Param, src *ts.Tensor) error {
+	want, err := p.Tensor.Size()
+	if err != nil {
+		return fmt.Errorf("parameter %s: %w", p.Name, torch.Err("size", err))
+	}
+	got, err := src.Size()
+	if err != nil {
+		return fmt.Errorf("parameter %s: %w", p.Name, torch.Err("size in the checkpoint", err))
+	}
+	if !slices.Equal(want, got) {
+		return fmt.Errorf("parameter %s has shape %v, the checkpoint has %v", p.Name, want, got)
+	}
+	var s torch.Scope
+	defer s.Drop()
+	what := "parameter " + p.Name + ": convert to " + p.Tensor.DType().String()
+	conv, err := s.Op(what)(src.Totype(p.Tensor.DType(), false))
+	if err != nil {
+		return err
+	}
+	return torch.CopyInto("parameter "+p.Name+": copy", p.Tensor, conv)
 }
 
 func prefixed(prefix string, ps []Param) []Param {

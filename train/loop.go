@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/clipadapter/clipgo/metrics"
 	"math"
 	"math/rand/v2"
 	"runtime"
@@ -12,7 +11,9 @@ import (
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
 
+	"github.com/clipadapter/clipgo/internal/cli"
 	"github.com/clipadapter/clipgo/internal/torch"
+	"github.com/clipadapter/clipgo/metrics"
 )
 
 // ErrInterrupted is returned by Loop.Run when its context is cancelled
@@ -135,7 +136,7 @@ func (l *Loop) Run(ctx context.Context) (err error) {
 	defer runtime.UnlockOSThread()
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("training step failed: %v", r)
+			err = fmt.Errorf("training step failed: %s", cli.Recovered(r))
 		}
 	}()
 	if len(l.Views) == 0 || l.Views[0].Len() == 0 {
@@ -214,6 +215,8 @@ func (l *Loop) interrupt() error {
 // step runs one optimization step on the examples idx of view and returns
 // the loss and the number of correct predictions.
 func (l *Loop) step(view *Features, idx []int, lr float64) (float64, int, error) {
+	var s torch.Scope
+	defer s.Drop()
 	ids := make([]int64, len(idx))
 	for i, v := range idx {
 		ids[i] = int64(v)
@@ -222,28 +225,36 @@ func (l *Loop) step(view *Features, idx []int, lr float64) (float64, int, error)
 	if err != nil {
 		return 0, 0, torch.Err("features device", err)
 	}
-	index := ts.MustOfSlice(ids).MustTo(dev, true)
+	index, err := s.Op("batch index")(ts.OfSlice(ids))
+	if err == nil {
+		index, err = s.Op("batch index to " + torch.DeviceName(dev))(index.To(dev, false))
+	}
+	if err != nil {
+		return 0, 0, err
+	}
 	var x *ts.Tensor
 	if l.Features != nil {
 		if x, err = l.Features(l.Epoch, idx); err != nil {
-			index.MustDrop()
 			return 0, 0, err
 		}
-	} else {
-		x = view.X.MustIndexSelect(0, index, false)
+		s.Keep(x)
+	} else if x, err = s.Op("batch features")(view.X.IndexSelect(0, index, false)); err != nil {
+		return 0, 0, err
 	}
-	y := view.Labels.MustIndexSelect(0, index, false)
-	index.MustDrop()
-	defer x.MustDrop()
-	defer y.MustDrop()
+	y, err := s.Op("batch labels")(view.Labels.IndexSelect(0, index, false))
+	if err != nil {
+		return 0, 0, err
+	}
 
 	logits, err := l.Method.Logits(x, true)
 	if err != nil {
 		return 0, 0, err
 	}
-	defer logits.MustDrop()
-	loss := logits.CrossEntropyForLogits(y)
-	defer loss.MustDrop()
+	s.Keep(logits)
+	loss, err := crossEntropy(&s, logits, y)
+	if err != nil {
+		return 0, 0, err
+	}
 	lv, err := torch.Values[float64](loss)
 	if err != nil {
 		return 0, 0, fmt.Errorf("loss: %w", err)
@@ -258,14 +269,38 @@ func (l *Loop) step(view *Features, idx []int, lr float64) (float64, int, error)
 	if err := l.Optimizer.Step(lr); err != nil {
 		return 0, 0, err
 	}
-	pred := logits.MustArgmax([]int64{1}, false, false)
-	eq := pred.MustEqTensor(y, true).MustSum(gotch.Int64, true)
-	n, err := torch.Values[int64](eq)
-	eq.MustDrop()
+	pred, err := s.Op("count correct: argmax")(logits.Argmax([]int64{1}, false, false))
+	if err != nil {
+		return 0, 0, err
+	}
+	eq, err := s.Op("count correct: compare")(pred.EqTensor(y, false))
+	if err != nil {
+		return 0, 0, err
+	}
+	sum, err := s.Op("count correct: sum")(eq.Sum(gotch.Int64, false))
+	if err != nil {
+		return 0, 0, err
+	}
+	n, err := torch.Values[int64](sum)
 	if err != nil {
 		return 0, 0, fmt.Errorf("count correct: %w", err)
 	}
 	return v, int(n[0]), nil
+}
+
+// crossEntropy returns the mean cross-entropy of logits [B, C] against the
+// class indices y [B], computed as libtorch's log-softmax over the last
+// dimension followed by the negative log-likelihood (no class weights, mean
+// reduction, ignore index -100). Intermediates are recorded in s, and so
+// is the result.
+func crossEntropy(s *torch.Scope, logits, y *ts.Tensor) (*ts.Tensor, error) {
+	logp, err := s.Op("cross-entropy: log-softmax")(logits.LogSoftmax(-1, logits.DType(), false))
+	if err != nil {
+		return nil, err
+	}
+	noWeight := s.Keep(ts.NewTensor()) // undefined: every class weighs 1
+	const meanReduction, ignoreIndex = 1, -100
+	return s.Op("cross-entropy: nll")(logp.NllLoss(y, noWeight, meanReduction, ignoreIndex, false))
 }
 
 // Logits evaluates the method on features in batches without gradients and
@@ -273,37 +308,53 @@ func (l *Loop) step(view *Features, idx []int, lr float64) (float64, int, error)
 func Logits(m Method, f *Features, batchSize int) ([]float32, int, error) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
+	if batchSize <= 0 {
+		return nil, 0, fmt.Errorf("evaluation batch size %d must be positive", batchSize)
+	}
 	var out []float32
 	classes := 0
 	n := f.Len()
 	err := torch.NoGrad(func() error {
 		for lo := 0; lo < n; lo += batchSize {
 			hi := min(lo+batchSize, n)
-			x := f.X.MustNarrow(0, int64(lo), int64(hi-lo), false)
-			logits, err := m.Logits(x, false)
-			x.MustDrop()
+			buf, c, err := batchLogits(m, f.X, lo, hi)
 			if err != nil {
 				return err
 			}
-			size, err := logits.Size()
-			if err == nil && len(size) != 2 {
-				err = fmt.Errorf("shape %v, want [batch, classes]", size)
-			}
-			if err != nil {
-				logits.MustDrop()
-				return fmt.Errorf("logits: %w", err)
-			}
-			classes = int(size[1])
-			buf, err := torch.Values[float32](logits)
-			logits.MustDrop()
-			if err != nil {
-				return fmt.Errorf("logits: %w", err)
-			}
+			classes = c
 			out = append(out, buf...)
 		}
 		return nil
 	})
 	return out, classes, err
+}
+
+// batchLogits returns the logits of the rows lo..hi of x on the CPU and the
+// number of classes.
+func batchLogits(m Method, x *ts.Tensor, lo, hi int) ([]float32, int, error) {
+	var s torch.Scope
+	defer s.Drop()
+	rows, err := s.Op("evaluation batch")(x.Narrow(0, int64(lo), int64(hi-lo), false))
+	if err != nil {
+		return nil, 0, err
+	}
+	logits, err := m.Logits(rows, false)
+	if err != nil {
+		return nil, 0, err
+	}
+	s.Keep(logits)
+	size, err := logits.Size()
+	if err == nil && len(size) != 2 {
+		err = fmt.Errorf("shape %v, want [batch, classes]", size)
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("logits: %w", err)
+	}
+	buf, err := torch.Values[float32](logits)
+	if err != nil {
+		return nil, 0, fmt.Errorf("logits: %w", err)
+	}
+	return buf, int(size[1]), nil
 }
 
 // EvaluateMethod computes metrics of m on f.

@@ -12,6 +12,8 @@ import (
 
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
+
+	"github.com/clipadapter/clipgo/internal/torch"
 )
 
 // Features is a set of image features with their labels, on one device.
@@ -27,17 +29,16 @@ type Features struct {
 // Len returns the number of examples.
 func (f *Features) Len() int { return len(f.Y) }
 
-// Drop frees the tensors.
+// Drop frees the tensors; it may be called on a nil *Features, and on
+// Features without X (labels only).
 func (f *Features) Drop() {
 	if f == nil {
 		return
 	}
-	if f.X != nil {
-		f.X.MustDrop()
-	}
-	if f.Labels != nil {
-		f.Labels.MustDrop()
-	}
+	var s torch.Scope
+	s.Keep(f.X)
+	s.Keep(f.Labels)
+	s.Drop()
 }
 
 // TextEncoder is what methods may use of CLIP's frozen text side.

@@ -49,27 +49,46 @@ func NewSGD(params []Param, momentum, weightDecay float64) *SGD {
 
 // Step implements Optimizer.
 func (o *SGD) Step(lr float64) error {
-	return stepAll(o.params, func(i int, p, g *ts.Tensor) {
+	return stepAll(o.params, func(i int, p, g *ts.Tensor) error {
+		var s torch.Scope
+		defer s.Drop()
 		if o.WeightDecay != 0 {
 			// g = g + wd * p
-			wd := p.MustMulScalar(scalar(o.WeightDecay), false)
-			g.MustAdd_(wd)
-			wd.MustDrop()
+			wd, err := s.Op("weight decay")(p.MulScalar(scalar(o.WeightDecay), false))
+			if err != nil {
+				return err
+			}
+			if err := g.Add_(wd); err != nil {
+				return torch.Err("weight decay", err)
+			}
 		}
 		d := g
 		if o.Momentum != 0 {
 			if o.bufs[i] == nil {
-				o.bufs[i] = g.MustZerosLike(false)
-				o.bufs[i].Copy_(g)
+				b, err := g.ZerosLike(false)
+				if err != nil {
+					return torch.Err("momentum buffer", err)
+				}
+				if err := torch.CopyInto("momentum buffer", b, g); err != nil {
+					b.Drop()
+					return err
+				}
+				o.bufs[i] = b
 			} else {
-				o.bufs[i].MustMulScalar_(scalar(o.Momentum))
-				o.bufs[i].MustAdd_(g)
+				if err := o.bufs[i].MulScalar_(scalar(o.Momentum)); err != nil {
+					return torch.Err("momentum", err)
+				}
+				if err := o.bufs[i].Add_(g); err != nil {
+					return torch.Err("momentum", err)
+				}
 			}
 			d = o.bufs[i]
 		}
-		upd := d.MustMulScalar(scalar(lr), false)
-		p.MustSub_(upd)
-		upd.MustDrop()
+		upd, err := s.Op("update")(d.MulScalar(scalar(lr), false))
+		if err != nil {
+			return err
+		}
+		return torch.Err("update", p.Sub_(upd))
 	}, &o.step)
 }
 
@@ -121,34 +140,70 @@ func (o *AdamW) Step(lr float64) error {
 	t := float64(o.step + 1)
 	bc1 := 1 - math.Pow(o.Beta1, t)
 	bc2 := 1 - math.Pow(o.Beta2, t)
-	return stepAll(o.params, func(i int, p, g *ts.Tensor) {
+	return stepAll(o.params, func(i int, p, g *ts.Tensor) error {
+		var s torch.Scope
+		defer s.Drop()
 		if o.WeightDecay != 0 {
-			p.MustMulScalar_(scalar(1 - lr*o.WeightDecay))
+			if err := p.MulScalar_(scalar(1 - lr*o.WeightDecay)); err != nil {
+				return torch.Err("weight decay", err)
+			}
 		}
 		if o.m[i] == nil {
-			o.m[i] = p.MustZerosLike(false)
-			o.v[i] = p.MustZerosLike(false)
+			m, err := p.ZerosLike(false)
+			if err != nil {
+				return torch.Err("first moment", err)
+			}
+			v, err := p.ZerosLike(false)
+			if err != nil {
+				m.Drop()
+				return torch.Err("second moment", err)
+			}
+			o.m[i], o.v[i] = m, v
 		}
 		// m = b1 m + (1-b1) g
-		o.m[i].MustMulScalar_(scalar(o.Beta1))
-		gm := g.MustMulScalar(scalar(1-o.Beta1), false)
-		o.m[i].MustAdd_(gm)
-		gm.MustDrop()
+		if err := o.m[i].MulScalar_(scalar(o.Beta1)); err != nil {
+			return torch.Err("first moment", err)
+		}
+		gm, err := s.Op("first moment")(g.MulScalar(scalar(1-o.Beta1), false))
+		if err != nil {
+			return err
+		}
+		if err := o.m[i].Add_(gm); err != nil {
+			return torch.Err("first moment", err)
+		}
 		// v = b2 v + (1-b2) g^2
-		o.v[i].MustMulScalar_(scalar(o.Beta2))
-		g2 := g.MustMul(g, false)
-		g2.MustMulScalar_(scalar(1 - o.Beta2))
-		o.v[i].MustAdd_(g2)
-		g2.MustDrop()
+		if err := o.v[i].MulScalar_(scalar(o.Beta2)); err != nil {
+			return torch.Err("second moment", err)
+		}
+		g2, err := s.Op("second moment")(g.Mul(g, false))
+		if err != nil {
+			return err
+		}
+		if err := g2.MulScalar_(scalar(1 - o.Beta2)); err != nil {
+			return torch.Err("second moment", err)
+		}
+		if err := o.v[i].Add_(g2); err != nil {
+			return torch.Err("second moment", err)
+		}
 		// p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps)
-		denom := o.v[i].MustSqrt(false)
-		denom.MustDivScalar_(scalar(math.Sqrt(bc2)))
-		denom.MustAddScalar_(scalar(o.Eps))
-		upd := o.m[i].MustDiv(denom, false)
-		denom.MustDrop()
-		upd.MustMulScalar_(scalar(lr / bc1))
-		p.MustSub_(upd)
-		upd.MustDrop()
+		denom, err := s.Op("update denominator")(o.v[i].Sqrt(false))
+		if err != nil {
+			return err
+		}
+		if err := denom.DivScalar_(scalar(math.Sqrt(bc2))); err != nil {
+			return torch.Err("update denominator", err)
+		}
+		if err := denom.AddScalar_(scalar(o.Eps)); err != nil {
+			return torch.Err("update denominator", err)
+		}
+		upd, err := s.Op("update")(o.m[i].Div(denom, false))
+		if err != nil {
+			return err
+		}
+		if err := upd.MulScalar_(scalar(lr / bc1)); err != nil {
+			return torch.Err("update", err)
+		}
+		return torch.Err("update", p.Sub_(upd))
 	}, &o.step)
 }
 
@@ -178,21 +233,14 @@ func (o *AdamW) SetState(tensors map[string]*ts.Tensor, step int64) error {
 }
 
 // stepAll runs update for every parameter with a defined gradient, without
-// recording gradients, then zeroes the gradients and advances step.
-func stepAll(params []Param, update func(i int, p, g *ts.Tensor), step *int64) error {
+// recording gradients, then zeroes the gradients and advances step. An
+// error names the parameter; step advances only when every update ran.
+func stepAll(params []Param, update func(i int, p, g *ts.Tensor) error, step *int64) error {
 	err := torch.NoGrad(func() error {
 		for i, prm := range params {
-			g, err := prm.Tensor.Grad(false)
-			if err != nil {
-				return torch.Err("gradient of "+prm.Name, err)
+			if err := stepOne(i, prm, update); err != nil {
+				return fmt.Errorf("optimizer step, parameter %s: %w", prm.Name, err)
 			}
-			if !g.MustDefined() {
-				g.MustDrop()
-				continue
-			}
-			update(i, prm.Tensor, g)
-			g.MustZero_()
-			g.MustDrop()
 		}
 		return nil
 	})
@@ -200,6 +248,27 @@ func stepAll(params []Param, update func(i int, p, g *ts.Tensor), step *int64) e
 		*step++
 	}
 	return err
+}
+
+// stepOne updates one parameter from its gradient (when it has one) and
+// zeroes the gradient.
+func stepOne(i int, prm Param, update func(i int, p, g *ts.Tensor) error) error {
+	g, err := prm.Tensor.Grad(false)
+	if err != nil {
+		return torch.Err("gradient", err)
+	}
+	defer g.Drop()
+	ok, err := g.Defined()
+	if err != nil {
+		return torch.Err("gradient", err)
+	}
+	if !ok {
+		return nil
+	}
+	if err := update(i, prm.Tensor, g); err != nil {
+		return err
+	}
+	return torch.Err("zero the gradient", g.Zero_())
 }
 
 // scalar returns a libtorch scalar; gotch frees it with a finalizer.

@@ -84,3 +84,48 @@ func TestCosineWarmupMatchesReference(t *testing.T) {
 		t.Errorf("cosine_step halfway = %g, want 5e-4", got)
 	}
 }
+
+// TestOptimizerErrorsAreReturned restores optimizer state of the wrong
+// shape: the in-place update fails in libtorch, and Step must return an
+// error naming the parameter and the operation (not end the process), and
+// leave the step count alone.
+func TestOptimizerErrorsAreReturned(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	for _, tc := range []struct {
+		name  string
+		opt   func([]Param) Optimizer
+		state []string
+		want  string
+	}{
+		{"sgd", func(ps []Param) Optimizer { return NewSGD(ps, 0.9, 0) }, []string{"momentum.w"}, "momentum"},
+		{"adamw", func(ps []Param) Optimizer { return NewAdamW(ps, 0.9, 0.999, 1e-8, 0) }, []string{"exp_avg.w", "exp_avg_sq.w"}, "first moment"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := ts.MustOfSlice([]float32{1, 2}).MustSetRequiresGrad(true, true)
+			defer p.MustDrop()
+			loss := p.MustSum(gotch.Float, false)
+			defer loss.MustDrop()
+			loss.MustBackward()
+			opt := tc.opt([]Param{{Name: "w", Tensor: p}})
+			state := map[string]*ts.Tensor{}
+			for _, name := range tc.state {
+				state[name] = ts.MustOfSlice([]float32{0, 0, 0})
+				defer state[name].MustDrop()
+			}
+			if err := opt.SetState(state, 1); err != nil {
+				t.Fatal(err)
+			}
+			err := opt.Step(0.1)
+			if err == nil || !contains(err.Error(), "parameter w") || !contains(err.Error(), tc.want) {
+				t.Fatalf("Step = %v, want an error naming parameter w and %q", err, tc.want)
+			}
+			if contains(err.Error(), "\n") {
+				t.Errorf("error spans several lines: %q", err)
+			}
+			if _, step := opt.State(); step != 1 {
+				t.Errorf("step = %d after a failed step, want 1", step)
+			}
+		})
+	}
+}

@@ -112,13 +112,12 @@ func runVersion(_ context.Context, args []string, stdout, _ io.Writer) error {
 }
 
 // run is the command: it returns the exit status. A panic (gotch reports
-// some failures that way) becomes an error message with its first line
-// only, never a Go stack trace.
+// some failures that way) becomes one line: the panic's first line and the
+// function and file line where it happened, never a Go stack trace.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) (code int) {
 	defer func() {
 		if r := recover(); r != nil {
-			msg := cli.FirstLine(fmt.Errorf("%v", r))
-			fmt.Fprintf(stderr, "clip: internal error: %s\n", msg)
+			fmt.Fprintf(stderr, "clip: internal error: %s\n", cli.Recovered(r))
 			code = 1
 		}
 	}()

@@ -65,7 +65,7 @@ Run "data <command> -h" for a command's flags.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) (code int) {
 	defer func() {
 		if r := recover(); r != nil {
-			fmt.Fprintf(stderr, "data: internal error: %v\n", r)
+			fmt.Fprintf(stderr, "data: internal error: %s\n", cli.Recovered(r))
 			code = 1
 		}
 	}()

@@ -43,7 +43,7 @@ func main() {
 func run(args []string, stdout, stderr io.Writer) (code int) {
 	defer func() {
 		if r := recover(); r != nil {
-			fmt.Fprintf(stderr, "train: internal error: %v\n", r)
+			fmt.Fprintf(stderr, "train: internal error: %s\n", cli.Recovered(r))
 			code = 1
 		}
 	}()

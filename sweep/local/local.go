@@ -210,7 +210,7 @@ func runCell(ctx context.Context, c sweep.Cell, dev string, reg methods.Registry
 	defer func() {
 		out.Elapsed = time.Since(start)
 		if r := recover(); r != nil {
-			out.Status, out.Err = Failed, fmt.Errorf("internal error: %v", r)
+			out.Status, out.Err = Failed, fmt.Errorf("internal error: %s", cli.Recovered(r))
 		}
 	}()
 	if exists(filepath.Join(c.Dir, rundir.ResultFile)) {
