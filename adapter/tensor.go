@@ -120,7 +120,7 @@ func textClassifier(ctx *train.Context, n int) (*ts.Tensor, error) {
 		templates = templates[:n]
 	}
 	// A batch holds every class: one encoder call per template.
-	w, err := zeroshot.Classifier(ctx.Text, ctx.ClassNames, templates, len(ctx.ClassNames))
+	w, err := zeroshot.Classifier(ctx.Text, ctx.ClassNames, templates)
 	if err != nil {
 		return nil, err
 	}

@@ -4,10 +4,12 @@ import (
 	"fmt"
 	"math"
 
-	"github.com/clipadapter/clipgo/internal/torch"
-	"github.com/clipadapter/clipgo/nn"
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
+
+	"github.com/clipadapter/clipgo/clip/tokenizer"
+	"github.com/clipadapter/clipgo/internal/torch"
+	"github.com/clipadapter/clipgo/nn"
 )
 
 var negInf = math.Inf(-1)
@@ -187,14 +189,7 @@ func EndOfTextPositions(ids []int64, length int64) []int64 {
 	}
 	out := make([]int64, int64(len(ids))/length)
 	for r := range out {
-		row := ids[int64(r)*length : int64(r+1)*length]
-		best := 0
-		for j, v := range row {
-			if v > row[best] {
-				best = j
-			}
-		}
-		out[r] = int64(best)
+		out[r] = int64(tokenizer.EOTIndex(ids[int64(r)*length : int64(r+1)*length]))
 	}
 	return out
 }

@@ -33,11 +33,18 @@ func (t *TextSide) Tokenize(texts []string) (*ts.Tensor, error) {
 	for _, r := range rows {
 		flat = append(flat, r...)
 	}
-	x, err := ts.OfSlice(flat)
+	var s torch.Scope
+	defer s.Drop()
+	x, err := s.Op("tokens")(ts.OfSlice(flat))
 	if err != nil {
-		return nil, torch.Err("tokens", err)
+		return nil, err
 	}
-	return x.MustView([]int64{int64(len(rows)), int64(ctxLen)}, true).MustTo(t.Device, true), nil
+	x2, err := s.Op("tokens")(x.View([]int64{int64(len(rows)), int64(ctxLen)}, false))
+	if err != nil {
+		return nil, err
+	}
+	out, err := x2.To(t.Device, false)
+	return out, torch.Err("tokens to device", err)
 }
 
 // EncodeTexts implements train.TextEncoder.
@@ -48,36 +55,29 @@ func (t *TextSide) EncodeTexts(texts []string) (*ts.Tensor, error) {
 	if batch <= 0 {
 		batch = 256
 	}
-	var parts []*ts.Tensor
+	var parts torch.Scope
+	defer parts.Drop()
+	var feats []*ts.Tensor
 	for lo := 0; lo < len(texts); lo += batch {
 		hi := min(lo+batch, len(texts))
 		tok, err := t.Tokenize(texts[lo:hi])
 		if err != nil {
-			for _, p := range parts {
-				p.MustDrop()
-			}
 			return nil, err
 		}
 		f, err := t.Model.EncodeText(tok)
-		tok.MustDrop()
+		tok.Drop()
 		if err != nil {
-			for _, p := range parts {
-				p.MustDrop()
-			}
 			return nil, err
 		}
-		parts = append(parts, f)
+		feats = append(feats, parts.Keep(f))
 	}
-	if len(parts) == 0 {
+	switch len(feats) {
+	case 0:
 		return nil, fmt.Errorf("encode texts: no texts")
+	case 1:
+		return parts.Release(feats[0]), nil
 	}
-	if len(parts) == 1 {
-		return parts[0], nil
-	}
-	out, err := ts.Cat(parts, 0)
-	for _, p := range parts {
-		p.MustDrop()
-	}
+	out, err := ts.Cat(feats, 0)
 	return out, torch.Err("concatenate text features", err)
 }
 

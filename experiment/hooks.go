@@ -14,23 +14,18 @@ import (
 	"github.com/clipadapter/clipgo/train"
 )
 
-// newLoop builds the loop, optimizer and schedule from the config (the
-// method may ask for its own optimizer).
+// newLoop builds the loop, optimizer and schedule from the config.
 func newLoop(cfg *config.Config, b *methods.Built, views []*train.Features) (*train.Loop, error) {
 	t := cfg.Train
 	params := b.Method.Parameters()
-	optName := t.Optimizer
-	if b.Needs.Optimizer != "" {
-		optName = b.Needs.Optimizer
-	}
 	var opt train.Optimizer
-	switch optName {
+	switch t.Optimizer {
 	case "sgd":
 		opt = train.NewSGD(params, t.Momentum, t.WeightDecay)
 	case "adamw":
 		opt = train.NewAdamW(params, t.AdamBeta1, t.AdamBeta2, t.AdamEps, t.WeightDecay)
 	default:
-		return nil, fmt.Errorf("unknown optimizer %q", optName)
+		return nil, fmt.Errorf("unknown optimizer %q", t.Optimizer)
 	}
 	sched, err := train.NewSchedule(t.Schedule, t.LR, t.Epochs, t.WarmupEpochs, t.WarmupLR)
 	if err != nil {

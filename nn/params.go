@@ -317,15 +317,6 @@ func (b Builder) Sub(name string) Builder {
 	return b
 }
 
-// Name returns the full name of a parameter called name.
-func (b Builder) Name(name string) string { return b.prefix + name }
-
-// WeightDType returns the dtype of convolution and linear weights.
-func (b Builder) WeightDType() gotch.DType { return b.weightDType }
-
-// Params returns the store the builder adds to.
-func (b Builder) Params() *Params { return b.params }
-
 // Param adds a zero tensor called prefix+name.
 func (b Builder) Param(name string, dtype gotch.DType, shape ...int64) *ts.Tensor {
 	if b.state.err != nil {

@@ -39,19 +39,6 @@ func dot(a, b *ts.Tensor) (float64, error) {
 	return item(s, "dot")
 }
 
-// maxAbs returns the largest absolute entry of t (the infinity norm).
-func maxAbs(t *ts.Tensor) (float64, error) {
-	a, err := t.Abs(false)
-	if err != nil {
-		return 0, torch.Err("max abs", err)
-	}
-	m, err := a.Max(true)
-	if err != nil {
-		return 0, torch.Err("max abs", err)
-	}
-	return item(m, "max abs")
-}
-
 // axpy sets y = y + alpha*x in place.
 func axpy(y *ts.Tensor, alpha float64, x *ts.Tensor) error {
 	ax, err := x.MulScalar(ts.FloatScalar(alpha), false)
@@ -60,25 +47,6 @@ func axpy(y *ts.Tensor, alpha float64, x *ts.Tensor) error {
 	}
 	defer ax.Drop()
 	return torch.Err("axpy", y.Add_(ax))
-}
-
-// addScaled returns x + alpha*d as a new tensor.
-func addScaled(x *ts.Tensor, alpha float64, d *ts.Tensor) (*ts.Tensor, error) {
-	ad, err := d.MulScalar(ts.FloatScalar(alpha), false)
-	if err != nil {
-		return nil, torch.Err("x + t*d", err)
-	}
-	r, err := ad.Add(x, true)
-	return r, torch.Err("x + t*d", err)
-}
-
-// clone returns a copy of t with its own storage.
-func clone(t *ts.Tensor) (*ts.Tensor, error) {
-	c, err := t.Copy(t, false, false)
-	if err != nil {
-		return nil, torch.Err("clone", err)
-	}
-	return c, nil
 }
 
 // shape2 returns the sizes of a 2-D tensor.

@@ -7,11 +7,9 @@
 package report
 
 import (
-	"encoding/json"
 	"fmt"
 	"io/fs"
 	"math"
-	"os"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -69,13 +67,9 @@ func Collect(root string) ([]Run, error) {
 }
 
 func readRun(dir string) (Run, error) {
-	var res rundir.Result
-	b, err := os.ReadFile(filepath.Join(dir, rundir.ResultFile))
+	res, err := rundir.ReadResult(dir)
 	if err != nil {
 		return Run{}, err
-	}
-	if err := json.Unmarshal(b, &res); err != nil {
-		return Run{}, fmt.Errorf("%s: %w", filepath.Join(dir, rundir.ResultFile), err)
 	}
 	// Only data.dataset is needed; the rest of the file is not checked, so
 	// runs of other toolkit versions can be reported.

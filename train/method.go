@@ -93,8 +93,6 @@ type Needs struct {
 	// MinScale is the lower bound of the random resized crop's scale
 	// (0: torchvision's 0.08).
 	MinScale float64
-	// Optimizer, when set, overrides train.optimizer for this method.
-	Optimizer string
 }
 
 // Method is a few-shot classifier on top of frozen CLIP features.

@@ -28,19 +28,12 @@ import (
 	"github.com/clipadapter/clipgo/train"
 )
 
-// DefaultBatchSize is how many texts go through the text encoder at once
-// when Options.BatchSize is 0.
-const DefaultBatchSize = 256
-
 // Options configures the zero-shot classifier.
 type Options struct {
 	// Templates is how many of Context.Templates build the classifier,
 	// counted from the first (the dataset's single template); 0 uses all
 	// of them.
 	Templates int `toml:"templates"`
-	// BatchSize is how many texts are encoded at once; 0 means
-	// DefaultBatchSize.
-	BatchSize int `toml:"-"`
 }
 
 // Method is zero-shot CLIP. Create it with New; Init builds the classifier.
@@ -73,7 +66,7 @@ func (m *Method) Init(ctx *train.Context, views []*train.Features) error {
 	} else if n > 0 {
 		templates = templates[:n]
 	}
-	w, err := Classifier(ctx.Text, ctx.ClassNames, templates, m.opts.BatchSize)
+	w, err := Classifier(ctx.Text, ctx.ClassNames, templates)
 	if err != nil {
 		return fmt.Errorf("zero-shot: %w", err)
 	}
@@ -107,9 +100,9 @@ func (m *Method) Init(ctx *train.Context, views []*train.Features) error {
 // one "{}", replaced by the name), L2-normalizes each text feature, averages
 // them per class over the templates and L2-normalizes the average. It
 // returns the [len(names), D] float32 classifier, computed without
-// gradients on the text encoder's device. batchSize bounds how many texts
-// are encoded at once (0: DefaultBatchSize).
-func Classifier(text train.TextEncoder, names, templates []string, batchSize int) (*ts.Tensor, error) {
+// gradients on the text encoder's device. The encoder bounds how many
+// texts go through the model at once (clip.TextSide.Batch).
+func Classifier(text train.TextEncoder, names, templates []string) (*ts.Tensor, error) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	if len(names) == 0 {
@@ -122,9 +115,6 @@ func Classifier(text train.TextEncoder, names, templates []string, batchSize int
 		if strings.Count(t, "{}") != 1 {
 			return nil, fmt.Errorf("text classifier: template %q must contain exactly one {}", t)
 		}
-	}
-	if batchSize <= 0 {
-		batchSize = DefaultBatchSize
 	}
 	var out *ts.Tensor
 	err := torch.NoGrad(func() error {
@@ -139,7 +129,7 @@ func Classifier(text train.TextEncoder, names, templates []string, batchSize int
 			for i, name := range names {
 				texts[i] = strings.Replace(tmpl, "{}", name, 1)
 			}
-			g, err := encodeNormalized(text, texts, batchSize)
+			g, err := encodeNormalized(text, texts)
 			if err != nil {
 				return fmt.Errorf("template %q: %w", tmpl, err)
 			}
@@ -179,48 +169,25 @@ func Classifier(text train.TextEncoder, names, templates []string, batchSize int
 	return out, nil
 }
 
-// encodeNormalized encodes texts in batches and returns their L2-normalized
-// float32 features, [len(texts), D].
-func encodeNormalized(text train.TextEncoder, texts []string, batchSize int) (*ts.Tensor, error) {
-	// parts holds the normalized batches until they are concatenated.
-	var parts torch.Scope
-	defer parts.Drop()
-	var batches []*ts.Tensor
-	// batch encodes texts[lo:hi] and returns its normalized features;
-	// the intermediate tensors are dropped on return.
-	batch := func(lo, hi int) (*ts.Tensor, error) {
-		var s torch.Scope
-		defer s.Drop()
-		g, err := text.EncodeTexts(texts[lo:hi])
-		if err != nil {
-			return nil, fmt.Errorf("encode %q...: %w", texts[lo], err)
-		}
-		s.Keep(g)
-		shape, err := g.Size()
-		if err != nil || len(shape) != 2 || shape[0] != int64(hi-lo) {
-			return nil, fmt.Errorf("text encoder returned shape %v for %d texts", shape, hi-lo)
-		}
-		gf, err := s.Op("cast text features to float32")(g.Totype(gotch.Float, false))
-		if err != nil {
-			return nil, err
-		}
-		return nn.Normalize(gf)
-	}
-	for lo := 0; lo < len(texts); lo += batchSize {
-		gn, err := batch(lo, min(lo+batchSize, len(texts)))
-		if err != nil {
-			return nil, err
-		}
-		batches = append(batches, parts.Keep(gn))
-	}
-	if len(batches) == 1 {
-		return parts.Release(batches[0]), nil
-	}
-	all, err := ts.Cat(batches, 0)
+// encodeNormalized encodes texts and returns their L2-normalized float32
+// features, [len(texts), D].
+func encodeNormalized(text train.TextEncoder, texts []string) (*ts.Tensor, error) {
+	var s torch.Scope
+	defer s.Drop()
+	g, err := text.EncodeTexts(texts)
 	if err != nil {
-		return nil, torch.Err("concatenate text features", err)
+		return nil, fmt.Errorf("encode %q...: %w", texts[0], err)
 	}
-	return all, nil
+	s.Keep(g)
+	shape, err := g.Size()
+	if err != nil || len(shape) != 2 || shape[0] != int64(len(texts)) {
+		return nil, fmt.Errorf("text encoder returned shape %v for %d texts", shape, len(texts))
+	}
+	gf, err := s.Op("cast text features to float32")(g.Totype(gotch.Float, false))
+	if err != nil {
+		return nil, err
+	}
+	return nn.Normalize(gf)
 }
 
 // Parameters returns nil: zero-shot CLIP has nothing to train.
@@ -260,8 +227,7 @@ func (m *Method) Drop() {
 	}
 }
 
-// DefaultOptions returns the defaults: every template of the context,
-// DefaultBatchSize texts at a time.
+// DefaultOptions returns the defaults: every template of the context.
 func DefaultOptions() Options { return Options{} }
 
 // Build is zero-shot CLIP's constructor for the method registry: it uses

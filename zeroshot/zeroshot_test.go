@@ -122,13 +122,7 @@ func TestZeroShot(t *testing.T) {
 			},
 			wantBatches: []int{2},
 		},
-		{
-			name:        "batch of one",
-			opts:        Options{BatchSize: 1},
-			weights:     []float64{1 / r10, 3 / r10, 1 / r2, -1 / r2},
-			logits:      []float64{50 / r10, 50 / r2, 150 / r10, -50 / r2, -90 / r10, 70 / r2},
-			wantBatches: []int{1, 1, 1, 1},
-		},
+
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

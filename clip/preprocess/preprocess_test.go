@@ -407,7 +407,7 @@ func TestRandomResizedCropFallback(t *testing.T) {
 // and normalization.
 func TestTrainTransform(t *testing.T) {
 	src := openFixture(t, "img/b_211x157.png")
-	for _, opt := range []TrainOptions{{}, TipAdapterTrainOptions(), {NoFlip: true}} {
+	for _, opt := range []TrainOptions{{}, {Scale: [2]float64{0.5, 1}}, {NoFlip: true}} {
 		tr := Train(61, opt)
 		if tr.Size() != 61 {
 			t.Fatalf("Size() = %d", tr.Size())

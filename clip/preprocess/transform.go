@@ -70,13 +70,6 @@ type TrainOptions struct {
 	NoFlip bool
 }
 
-// TipAdapterTrainOptions returns the augmentation options of Tip-Adapter
-// (RandomResizedCrop with scale (0.5, 1), default ratio, flip), used for
-// building its cache and for Tip-Adapter-F training (docs/protocol.md §4).
-func TipAdapterTrainOptions() TrainOptions {
-	return TrainOptions{Scale: [2]float64{0.5, 1}}
-}
-
 // withDefaults fills zero fields with torchvision's defaults.
 func (o TrainOptions) withDefaults() TrainOptions {
 	if o.Scale == [2]float64{} {

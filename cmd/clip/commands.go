@@ -215,7 +215,7 @@ func zeroshotProbabilities(ctx context.Context, m *clip.Model, device gotch.Devi
 	if err != nil {
 		return nil, err
 	}
-	w, err := zeroshot.Classifier(text, classes, templates, f.batch)
+	w, err := zeroshot.Classifier(text, classes, templates)
 	if err != nil {
 		return nil, err
 	}

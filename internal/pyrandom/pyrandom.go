@@ -253,11 +253,3 @@ func Choices[T any](r *Random, pop []T, k int) []T {
 	}
 	return out
 }
-
-// Shuffle permutes x in place like random.shuffle(x).
-func Shuffle[T any](r *Random, x []T) {
-	for i := len(x) - 1; i > 0; i-- {
-		j := r.Below(i + 1)
-		x[i], x[j] = x[j], x[i]
-	}
-}

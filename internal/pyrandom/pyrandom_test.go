@@ -67,7 +67,6 @@ type vectors struct {
 		Below   [][2]int64          `json:"below"`
 		Sample  [][]json.RawMessage `json:"sample"`
 		Choices [][]json.RawMessage `json:"choices"`
-		Shuffle [][]int             `json:"shuffle"`
 	} `json:"cases"`
 }
 
@@ -135,17 +134,6 @@ func TestPythonVectors(t *testing.T) {
 			mustUnmarshal(t, s[2], &want)
 			if got := r.ChoiceIndices(nn, k); !slices.Equal(got, want) {
 				t.Errorf("seed %d: choices(range(%d), k=%d) = %v, want %v", c.Seed, nn, k, got, want)
-			}
-		}
-		r.Seed(c.Seed)
-		for _, want := range c.Shuffle {
-			x := make([]int, len(want))
-			for i := range x {
-				x[i] = i
-			}
-			Shuffle(r, x)
-			if !slices.Equal(x, want) {
-				t.Errorf("seed %d: shuffle(range(%d)) = %v, want %v", c.Seed, len(x), x, want)
 			}
 		}
 	}

@@ -33,13 +33,6 @@ for seed in SEEDS:
     c["sample"] = samples
     r.seed(seed)
     c["choices"] = [[nn, k, r.choices(range(nn), k=k)] for nn, k in [(1, 3), (3, 5), (7, 16), (1000, 4)]]
-    r.seed(seed)
-    sh = []
-    for nn in (0, 1, 2, 10, 50):
-        x = list(range(nn))
-        r.shuffle(x)
-        sh.append(x)
-    c["shuffle"] = sh
     cases.append(c)
 
 out = {"python": sys.version.split()[0], "cases": cases}
