@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -67,6 +68,7 @@ type run struct {
 	enc    *extractor
 	views  []*train.Features
 	val    *train.Features
+	counts *rundir.DataCounts
 	// selected is the state the result describes: "last", or "best_val"
 	// once the best validation epoch has been reloaded.
 	selected string
@@ -187,7 +189,57 @@ func (r *run) loadData(context.Context) (err error) {
 		return err
 	}
 	r.log.Info("data", "dataset", r.data.Name, "classes", len(r.data.ClassNames), "train", len(r.split.Train), "val", len(r.split.Val), "test", len(r.data.Test), "split", r.split.Source)
+	r.counts = countData(r.data, r.split, r.testItems())
+	shots := r.cfg.Data.Shots
+	if n := len(r.counts.EmptyClasses); n > 0 {
+		r.log.Warn("classes without a training image", "count", n, "classes", firstNames(r.counts.EmptyClasses, 10))
+	}
+	if n := len(r.counts.ShortClasses); n > 0 && shots > 0 {
+		names := make([]string, 0, n)
+		for c := range r.counts.ShortClasses {
+			names = append(names, c)
+		}
+		slices.Sort(names)
+		r.log.Warn("classes with fewer training images than data.shots", "shots", shots, "count", n,
+			"fewest", r.counts.TrainPerClassMin, "classes", firstNames(names, 10))
+	}
 	return nil
+}
+
+// countData counts what the split really holds per class (ShortClasses
+// is filled only for a few-shot split, against its shots).
+func countData(ds *datasets.Dataset, split *datasets.Split, test []datasets.Item) *rundir.DataCounts {
+	c := &rundir.DataCounts{Train: len(split.Train), Val: len(split.Val), Test: len(test)}
+	per := make([]int, len(ds.ClassNames))
+	for _, it := range split.Train {
+		if it.Label >= 0 && it.Label < len(per) {
+			per[it.Label]++
+		}
+	}
+	for label, n := range per {
+		if label == 0 || n < c.TrainPerClassMin {
+			c.TrainPerClassMin = n
+		}
+		c.TrainPerClassMax = max(c.TrainPerClassMax, n)
+		switch {
+		case n == 0:
+			c.EmptyClasses = append(c.EmptyClasses, ds.ClassNames[label])
+		case split.Shots > 0 && n < split.Shots:
+			if c.ShortClasses == nil {
+				c.ShortClasses = map[string]int{}
+			}
+			c.ShortClasses[ds.ClassNames[label]] = n
+		}
+	}
+	return c
+}
+
+// firstNames joins up to n names, with the number left out.
+func firstNames(names []string, n int) string {
+	if len(names) <= n {
+		return strings.Join(names, ", ")
+	}
+	return fmt.Sprintf("%s, ... (%d more)", strings.Join(names[:n], ", "), len(names)-n)
 }
 
 // loadModel loads the frozen CLIP and sets up feature extraction.
@@ -358,6 +410,7 @@ func (r *run) finish(context.Context) (*rundir.Result, error) {
 		Dataset: r.data.Name, Backbone: r.cfg.Model.Name, Shots: r.cfg.Data.Shots, Seed: r.cfg.Data.Seed,
 		Test: testM, Val: &valM, Selected: r.selected, Tuned: tuned,
 		Seconds: time.Since(r.start).Seconds(), Finished: time.Now().UTC().Format(time.RFC3339),
+		Data: r.counts,
 	}
 	if r.trains() {
 		res.Epochs = r.cfg.Train.Epochs
@@ -372,16 +425,21 @@ func (r *run) finish(context.Context) (*rundir.Result, error) {
 // evaluateTest encodes the test set (the first data.max_test images when
 // set) and evaluates the method on it.
 func (r *run) evaluateTest() (metrics.Metrics, error) {
-	items := r.data.Test
-	if n := r.cfg.Data.MaxTest; n > 0 && len(items) > n {
-		items = items[:n]
-	}
-	test, err := r.enc.features("test", items, train.Needs{}, 0)
+	test, err := r.enc.features("test", r.testItems(), train.Needs{}, 0)
 	if err != nil {
 		return metrics.Metrics{}, err
 	}
 	defer test.Drop()
 	return train.EvaluateMethod(r.method.Method, test, r.cfg.Train.EvalBatchSize)
+}
+
+// testItems is the test list, cut to data.max_test when set.
+func (r *run) testItems() []datasets.Item {
+	items := r.data.Test
+	if n := r.cfg.Data.MaxTest; n > 0 && len(items) > n {
+		items = items[:n]
+	}
+	return items
 }
 
 // drop frees what the steps made.
