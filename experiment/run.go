@@ -97,10 +97,24 @@ func Run(ctx context.Context, o Options) (*rundir.Result, error) {
 	}
 	for _, s := range steps {
 		if err := s.do(ctx); err != nil {
-			return nil, err
+			return nil, r.stopped(s.name, err)
 		}
 	}
-	return r.finish(ctx)
+	res, err := r.finish(ctx)
+	return res, r.stopped("finish", err)
+}
+
+// stopped adds what to do next to an interruption outside the training
+// loop (which says so itself): continue from the checkpoint when there
+// is one, else run again.
+func (r *run) stopped(step string, err error) error {
+	if !errors.Is(err, train.ErrInterrupted) || step == "train" {
+		return err
+	}
+	if _, serr := os.Stat(r.file(rundir.CheckpointFile)); serr == nil {
+		return fmt.Errorf("%w; no result written: continue with -resume %s", err, r.dir)
+	}
+	return fmt.Errorf("%w; no result written: run it again to start over", err)
 }
 
 func newRun(o Options) *run {
@@ -302,7 +316,7 @@ func (r *run) trainViews() int {
 
 // initMethod gives the method CLIP's text side and the train features,
 // and lets a Fitter fit itself.
-func (r *run) initMethod(context.Context) error {
+func (r *run) initMethod(ctx context.Context) error {
 	tok, err := tokenizer.New()
 	if err != nil {
 		return err
@@ -324,7 +338,7 @@ func (r *run) initMethod(context.Context) error {
 		if len(r.views) == 0 {
 			return fmt.Errorf("%s: fit: the method fits but asked for no train features", name)
 		}
-		if err := f.Fit(r.views[0], r.val); err != nil {
+		if err := f.Fit(ctx, r.views[0], r.val); err != nil {
 			return fmt.Errorf("%s: fit: %w", name, err)
 		}
 	}
@@ -383,24 +397,24 @@ func (r *run) train(ctx context.Context) error {
 
 // finish tunes the method on validation (a Tuner), evaluates it on
 // validation and test, and writes result.json.
-func (r *run) finish(context.Context) (*rundir.Result, error) {
+func (r *run) finish(ctx context.Context) (*rundir.Result, error) {
 	name := r.method.Spec.Name
 	m := r.method.Method
 	var tuned map[string]float64
 	if t, ok := m.(train.Tuner); ok {
 		var err error
-		if tuned, err = t.Tune(r.val); err != nil {
+		if tuned, err = t.Tune(ctx, r.val); err != nil {
 			return nil, fmt.Errorf("%s: tune: %w", name, err)
 		}
 	}
 	if s, ok := m.(train.Saver); ok && tuned == nil {
 		tuned = s.Extra() // e.g. the linear probe's chosen C
 	}
-	valM, err := train.EvaluateMethod(m, r.val, r.cfg.Train.EvalBatchSize)
+	valM, err := train.EvaluateMethod(ctx, m, r.val, r.cfg.Train.EvalBatchSize)
 	if err != nil {
 		return nil, err
 	}
-	testM, err := r.evaluateTest()
+	testM, err := r.evaluateTest(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -424,13 +438,13 @@ func (r *run) finish(context.Context) (*rundir.Result, error) {
 
 // evaluateTest encodes the test set (the first data.max_test images when
 // set) and evaluates the method on it.
-func (r *run) evaluateTest() (metrics.Metrics, error) {
+func (r *run) evaluateTest(ctx context.Context) (metrics.Metrics, error) {
 	test, err := r.enc.features("test", r.testItems(), train.Needs{}, 0)
 	if err != nil {
 		return metrics.Metrics{}, err
 	}
 	defer test.Drop()
-	return train.EvaluateMethod(r.method.Method, test, r.cfg.Train.EvalBatchSize)
+	return train.EvaluateMethod(ctx, r.method.Method, test, r.cfg.Train.EvalBatchSize)
 }
 
 // testItems is the test list, cut to data.max_test when set.

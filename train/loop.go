@@ -4,10 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/clipadapter/clipgo/metrics"
 	"math"
 	"math/rand/v2"
 	"runtime"
+
+	"github.com/clipadapter/clipgo/metrics"
 
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
@@ -269,8 +270,9 @@ func (l *Loop) step(view *Features, idx []int, lr float64) (float64, int, error)
 }
 
 // Logits evaluates the method on features in batches without gradients and
-// returns the row-major logits on the CPU.
-func Logits(m Method, f *Features, batchSize int) ([]float32, int, error) {
+// returns the row-major logits on the CPU. It stops with ErrInterrupted
+// between batches once ctx is cancelled.
+func Logits(ctx context.Context, m Method, f *Features, batchSize int) ([]float32, int, error) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	var out []float32
@@ -278,6 +280,9 @@ func Logits(m Method, f *Features, batchSize int) ([]float32, int, error) {
 	n := f.Len()
 	err := torch.NoGrad(func() error {
 		for lo := 0; lo < n; lo += batchSize {
+			if ctx.Err() != nil {
+				return fmt.Errorf("evaluate: %w", ErrInterrupted)
+			}
 			hi := min(lo+batchSize, n)
 			x := f.X.MustNarrow(0, int64(lo), int64(hi-lo), false)
 			logits, err := m.Logits(x, false)
@@ -306,9 +311,10 @@ func Logits(m Method, f *Features, batchSize int) ([]float32, int, error) {
 	return out, classes, err
 }
 
-// EvaluateMethod computes metrics of m on f.
-func EvaluateMethod(m Method, f *Features, batchSize int) (metrics.Metrics, error) {
-	logits, classes, err := Logits(m, f, batchSize)
+// EvaluateMethod computes metrics of m on f, batch by batch; it stops with
+// ErrInterrupted between batches once ctx is cancelled.
+func EvaluateMethod(ctx context.Context, m Method, f *Features, batchSize int) (metrics.Metrics, error) {
+	logits, classes, err := Logits(ctx, m, f, batchSize)
 	if err != nil {
 		return metrics.Metrics{}, err
 	}
