@@ -1,6 +1,7 @@
 package adapter
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"slices"
@@ -386,7 +387,7 @@ func (o TipOptions) SearchGrid() (betas, alphas []float64) {
 // (BenchmarkTipSearch: 1.7 s for the 4000 pairs at N = 1000, C = 100,
 // NK = 1600 on two CPU cores). Large validation sets are processed in row
 // chunks.
-func (m *TipAdapter) Tune(val *train.Features) (map[string]float64, error) {
+func (m *TipAdapter) Tune(ctx context.Context, val *train.Features) (map[string]float64, error) {
 	if m.classifier == nil {
 		return nil, fmt.Errorf("%s: Tune before Init", m.name())
 	}
@@ -406,7 +407,7 @@ func (m *TipAdapter) Tune(val *train.Features) (map[string]float64, error) {
 	var best searchResult
 	err = torch.NoGrad(func() error {
 		var err error
-		best, err = m.search(val)
+		best, err = m.search(ctx, val)
 		return err
 	})
 	if err != nil {
@@ -427,9 +428,9 @@ type searchResult struct {
 // validation set into row chunks whose correct counts add up.
 const searchBudget = 1 << 24
 
-func (m *TipAdapter) search(val *train.Features) (searchResult, error) {
+func (m *TipAdapter) search(ctx context.Context, val *train.Features) (searchResult, error) {
 	var best searchResult
-	counts, err := m.searchCounts(val, searchBudget)
+	counts, err := m.searchCounts(ctx, val, searchBudget)
 	if err != nil {
 		return best, err
 	}
@@ -447,7 +448,7 @@ func (m *TipAdapter) search(val *train.Features) (searchResult, error) {
 // searchCounts returns the number of correct validation predictions for
 // every (β, α) of the grid, [β][α], working on row chunks of at most
 // budget elements in the largest temporary tensor.
-func (m *TipAdapter) searchCounts(val *train.Features, budget int64) ([][]int64, error) {
+func (m *TipAdapter) searchCounts(ctx context.Context, val *train.Features, budget int64) ([][]int64, error) {
 	dev, err := m.classifier.Device()
 	if err != nil {
 		return nil, torch.Err(m.name()+": classifier device", err)
@@ -478,7 +479,7 @@ func (m *TipAdapter) searchCounts(val *train.Features, budget int64) ([][]int64,
 	}
 	for start := int64(0); start < n; start += rows {
 		size := min(rows, n-start)
-		if err := m.countChunk(val, start, size, dev, at, betas, counts); err != nil {
+		if err := m.countChunk(ctx, val, start, size, dev, at, betas, counts); err != nil {
 			return nil, err
 		}
 	}
@@ -487,7 +488,7 @@ func (m *TipAdapter) searchCounts(val *train.Features, budget int64) ([][]int64,
 
 // countChunk adds, for every (β, α), the correct predictions on the rows
 // [start, start+size) of val to counts.
-func (m *TipAdapter) countChunk(val *train.Features, start, size int64, dev gotch.Device, at *ts.Tensor, betas []float64, counts [][]int64) error {
+func (m *TipAdapter) countChunk(ctx context.Context, val *train.Features, start, size int64, dev gotch.Device, at *ts.Tensor, betas []float64, counts [][]int64) error {
 	var s torch.Scope
 	defer s.Drop()
 	xs, err := s.Op(m.name() + ": slice validation features")(val.X.Narrow(0, start, size, false))
@@ -564,6 +565,9 @@ func (m *TipAdapter) countChunk(val *train.Features, start, size int64, dev gotc
 		return nil
 	}
 	for i, beta := range betas {
+		if ctx.Err() != nil {
+			return fmt.Errorf("%s: search: %w", m.name(), train.ErrInterrupted)
+		}
 		// exp(−(β − β·A)) computed as exp(β·A − β), the same float32
 		// value, then ·Lv; then clip + α·cache for all α at once.
 		if err := out("sharpen affinity", func() (*ts.Tensor, error) { return aff.MulScalarOut(e, ts.FloatScalar(beta), false) }); err != nil {

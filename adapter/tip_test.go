@@ -1,9 +1,12 @@
 package adapter
 
 import (
+	"context"
+	"errors"
 	"math"
 	"math/rand/v2"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -92,7 +95,7 @@ func TestTipSearchMatchesPyTorch(t *testing.T) {
 		t.Fatalf("grid %dx%d, fixture %v", len(betas), len(alphas), want.shape)
 	}
 	for _, budget := range []int64{searchBudget, 7 * 20 * 5} { // one chunk; chunks of 7 rows
-		counts, err := a.searchCounts(val, budget)
+		counts, err := a.searchCounts(context.Background(), val, budget)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -112,7 +115,7 @@ func TestTipSearchMatchesPyTorch(t *testing.T) {
 		}
 	}
 
-	got, err := a.Tune(val)
+	got, err := a.Tune(context.Background(), val)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,7 +264,7 @@ func TestTipAdapterErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer a.Drop()
-	got, err := a.Tune(nil)
+	got, err := a.Tune(context.Background(), nil)
 	if err != nil || got["alpha"] != 0 || got["beta"] != 1 {
 		t.Errorf("Tune with NoSearch = %v, %v; want the initial alpha 0, beta 1", got, err)
 	}
@@ -312,7 +315,7 @@ func BenchmarkTipSearch(b *testing.B) {
 	cpu0 := cpuTime()
 	b.ResetTimer()
 	for range b.N {
-		if _, err := a.Tune(val); err != nil {
+		if _, err := a.Tune(context.Background(), val); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -327,4 +330,48 @@ func cpuTime() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// countdownCtx is a context whose Err turns to Canceled after n calls: a
+// Ctrl-C that arrives after n checks, deterministically.
+type countdownCtx struct {
+	context.Context
+	n atomic.Int64
+}
+
+func newCountdown(n int64) *countdownCtx {
+	c := &countdownCtx{Context: context.Background()}
+	c.n.Store(n)
+	return c
+}
+
+func (c *countdownCtx) Err() error {
+	if c.n.Add(-1) < 0 {
+		return context.Canceled
+	}
+	return nil
+}
+
+// TestTipSearchStops: a cancelled search stops within one β of the grid
+// with ErrInterrupted and leaves α and β as they were.
+func TestTipSearchStops(t *testing.T) {
+	lockThread(t)
+	m := loadMeta(t)
+	a := tipFixture(t, m, false, nil)
+	defer a.Drop()
+	val := features(t, readArray(t, "inputs/val_features"), readLabels(t, "inputs/val_labels"))
+	defer val.Drop()
+	alpha, beta := a.Alpha(), a.Beta()
+	betas, _ := a.Options().SearchGrid()
+	ctx := newCountdown(3)
+	_, err := a.Tune(ctx, val)
+	if !errors.Is(err, train.ErrInterrupted) {
+		t.Fatalf("err = %v, want ErrInterrupted", err)
+	}
+	if checks := 3 - ctx.n.Load(); checks != 4 || len(betas) < 10 {
+		t.Errorf("stopped after %d checks of %d betas, want at the 4th", checks, len(betas))
+	}
+	if a.Alpha() != alpha || a.Beta() != beta {
+		t.Errorf("alpha, beta changed to %v, %v by an interrupted search", a.Alpha(), a.Beta())
+	}
 }

@@ -512,7 +512,7 @@ func TestClassify(t *testing.T) {
 }
 
 // TestEncodeImageMemoryIsFlat runs 200 EncodeImage calls and checks that
-// resident memory stops growing after a warm-up.
+// anonymous memory (torch.AnonymousBytes) stops growing after a warm-up.
 func TestEncodeImageMemoryIsFlat(t *testing.T) {
 	if testing.Short() {
 		t.Skip("long loop")
@@ -534,25 +534,25 @@ func TestEncodeImageMemoryIsFlat(t *testing.T) {
 			const warmup, calls = 50, 200
 			run(warmup)
 			debug.FreeOSMemory()
-			before, err := torch.ResidentBytes()
+			before, err := torch.AnonymousBytes()
 			if err != nil {
-				t.Skip("no /proc/self/statm:", err)
+				t.Skip("no RssAnon/VmSwap in /proc/self/status:", err)
 			}
 			run(calls)
 			debug.FreeOSMemory()
-			after, _ := torch.ResidentBytes()
+			after, _ := torch.AnonymousBytes()
 			growth := after - before
-			t.Logf("resident %.1f MiB; growth over %d EncodeImage calls: %.2f MiB", float64(after)/(1<<20), calls, float64(growth)/(1<<20))
+			t.Logf("anonymous %.1f MiB; growth over %d EncodeImage calls: %.2f MiB", float64(after)/(1<<20), calls, float64(growth)/(1<<20))
 			const bound = 8 << 20
 			if growth > bound {
-				t.Errorf("resident memory grew by %.1f MiB over %d calls; want < %d MiB", float64(growth)/(1<<20), calls, bound>>20)
+				t.Errorf("anonymous memory grew by %.1f MiB over %d calls; want < %d MiB", float64(growth)/(1<<20), calls, bound>>20)
 			}
 		})
 	}
 }
 
 // TestPromptStepMemoryIsFlat runs 100 CoOp-like steps (learned embeddings
-// through EncodeTextEmbeddings, backward) and checks resident memory.
+// through EncodeTextEmbeddings, backward) and checks anonymous memory.
 func TestPromptStepMemoryIsFlat(t *testing.T) {
 	if testing.Short() {
 		t.Skip("long loop")
@@ -601,19 +601,19 @@ func TestPromptStepMemoryIsFlat(t *testing.T) {
 		step()
 	}
 	debug.FreeOSMemory()
-	before, err := torch.ResidentBytes()
+	before, err := torch.AnonymousBytes()
 	if err != nil {
-		t.Skip("no /proc/self/statm:", err)
+		t.Skip("no RssAnon/VmSwap in /proc/self/status:", err)
 	}
 	for i := 0; i < steps; i++ {
 		step()
 	}
 	debug.FreeOSMemory()
-	after, _ := torch.ResidentBytes()
+	after, _ := torch.AnonymousBytes()
 	growth := after - before
-	t.Logf("resident %.1f MiB; growth over %d forward/backward steps: %.2f MiB", float64(after)/(1<<20), steps, float64(growth)/(1<<20))
+	t.Logf("anonymous %.1f MiB; growth over %d forward/backward steps: %.2f MiB", float64(after)/(1<<20), steps, float64(growth)/(1<<20))
 	if growth > 8<<20 {
-		t.Errorf("resident memory grew by %.1f MiB over %d steps; want < 8 MiB", float64(growth)/(1<<20), steps)
+		t.Errorf("anonymous memory grew by %.1f MiB over %d steps; want < 8 MiB", float64(growth)/(1<<20), steps)
 	}
 }
 

@@ -156,15 +156,22 @@ type layout struct {
 // Parse is Load on TOML text.
 func Parse(text string, overrides []string) (*Config, error) {
 	cfg := Defaults()
-	if err := cfg.decodeLayer(text, ""); err != nil {
+	if err := cfg.decodeLayer(text, nil); err != nil {
 		return nil, err
 	}
 	for _, o := range overrides {
-		snippet, err := overrideTOML(o)
+		ov, err := parseOverride(o)
 		if err != nil {
 			return nil, err
 		}
-		if err := cfg.decodeLayer(snippet, o); err != nil {
+		if ov.section != "method" {
+			if ft, ok := fieldType(reflect.TypeOf(cfg), []string{ov.section, ov.key}); ok {
+				if err := checkValue(ov.section+"."+ov.key, ov.value, ft); err != nil {
+					return nil, fmt.Errorf("override %q: %w", o, err)
+				}
+			}
+		}
+		if err := cfg.decodeLayer(ov.snippet, &ov); err != nil {
 			return nil, fmt.Errorf("override %q: %w", o, err)
 		}
 	}
@@ -174,10 +181,10 @@ func Parse(text string, overrides []string) (*Config, error) {
 	return &cfg, nil
 }
 
-// decodeLayer decodes one TOML document (the file, or one override) over
-// c: the sections it names overwrite only the keys it sets; its [method]
-// table sets method.name and is kept for Method.Decode.
-func (c *Config) decodeLayer(text, override string) error {
+// decodeLayer decodes one TOML document (the file, or one override, ov
+// non-nil) over c: the sections it names overwrite only the keys it sets;
+// its [method] table sets method.name and is kept for Method.Decode.
+func (c *Config) decodeLayer(text string, ov *override) error {
 	l := layout{Model: &c.Model, Data: &c.Data, Train: &c.Train, Output: &c.Output}
 	md, err := toml.Decode(text, &l)
 	if err != nil {
@@ -193,7 +200,17 @@ func (c *Config) decodeLayer(text, override string) error {
 		if named.Name != nil {
 			c.Method.Name = *named.Name
 		}
-		c.Method.layers = append(c.Method.layers, methodLayer{md: md, prim: l.Method})
+		c.Method.layers = append(c.Method.layers, methodLayer{md: md, prim: l.Method, ov: ov})
+	}
+	if ov == nil {
+		// TOML has checked the types (its errors cite the file's lines);
+		// what it lets through is a negative number in an unsigned field.
+		var doc map[string]any
+		if _, err := toml.Decode(text, &doc); err == nil {
+			if err := checkSections(doc, reflect.TypeOf(*c)); err != nil {
+				return err
+			}
+		}
 	}
 	var und []toml.Key
 	for _, k := range md.Undecoded() {
@@ -204,26 +221,197 @@ func (c *Config) decodeLayer(text, override string) error {
 	return unknownKeys(und, reflect.TypeOf(*c))
 }
 
-// overrideTOML turns "section.key=value" into a TOML document setting
-// that key. A value that is not TOML (a bare word such as imagenet) is
-// taken as a string.
-func overrideTOML(o string) (string, error) {
+// override is one "-set section.key=value": the key, the value as TOML
+// decodes it, and a one-key TOML document setting it.
+type override struct {
+	text, section, key string
+	value              any
+	snippet            string
+}
+
+// numberLike matches what a user means as a number (TOML integer or
+// float syntax), so that one TOML cannot represent is reported as out of
+// range rather than taken as a string.
+var numberLike = regexp.MustCompile(`^[+-]?(0x[0-9A-Fa-f_]+|0o[0-7_]+|0b[01_]+|[0-9][0-9_]*(\.[0-9_]+)?([eE][+-]?[0-9_]+)?)$`)
+
+// parseOverride parses "section.key=value". A value that is not TOML (a
+// bare word such as imagenet) is taken as a string; a number TOML cannot
+// represent (an integer beyond int64) is an error.
+func parseOverride(o string) (override, error) {
 	key, value, ok := strings.Cut(o, "=")
 	if !ok {
-		return "", fmt.Errorf("override %q: want section.key=value", o)
+		return override{}, fmt.Errorf("override %q: want section.key=value", o)
 	}
 	parts := strings.Split(strings.TrimSpace(key), ".")
 	if len(parts) != 2 || !bareKey.MatchString(parts[0]) || !bareKey.MatchString(parts[1]) {
-		return "", fmt.Errorf("override %q: want section.key=value", o)
+		return override{}, fmt.Errorf("override %q: want section.key=value", o)
 	}
 	var probe map[string]any
 	if _, err := toml.Decode("v = "+value, &probe); err != nil {
+		if v := strings.TrimSpace(value); numberLike.MatchString(v) {
+			kind := "a 64-bit integer"
+			if !strings.Contains(v, "0x") && strings.ContainsAny(v, ".eE") {
+				kind = "a 64-bit float"
+			}
+			return override{}, fmt.Errorf("override %q: %s.%s: %s is out of range for %s", o, parts[0], parts[1], v, kind)
+		}
 		value = strconv.Quote(value)
 		if _, err := toml.Decode("v = "+value, &probe); err != nil {
-			return "", fmt.Errorf("override %q: value is neither TOML nor a plain string", o)
+			return override{}, fmt.Errorf("override %q: value is neither TOML nor a plain string", o)
 		}
 	}
-	return fmt.Sprintf("[%s]\n%s = %s\n", parts[0], parts[1], value), nil
+	return override{
+		text: o, section: parts[0], key: parts[1], value: probe["v"],
+		snippet: fmt.Sprintf("[%s]\n%s = %s\n", parts[0], parts[1], value),
+	}, nil
+}
+
+// fieldType is the Go type of the field a TOML key path names in struct
+// type t (by toml tags), or false when there is none.
+func fieldType(t reflect.Type, path []string) (reflect.Type, bool) {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if len(path) == 0 {
+		return t, true
+	}
+	if t.Kind() != reflect.Struct {
+		return nil, false
+	}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		if f.IsExported() && tomlName(f) == path[0] {
+			return fieldType(f.Type, path[1:])
+		}
+	}
+	return nil, false
+}
+
+// checkValue checks a decoded TOML value against the Go type it will be
+// stored in, so that an override's mistake is reported with the key, the
+// expected type and the value given (TOML's own message cites a line of
+// the one-line document the override became, and lets a negative number
+// wrap around into an unsigned field).
+func checkValue(name string, v any, t reflect.Type) error {
+	bad := func() error {
+		return fmt.Errorf("%s wants %s, got %s", name, typeWord(t), valueWord(v))
+	}
+	switch t.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		i, ok := v.(int64)
+		if !ok {
+			return bad()
+		}
+		if reflect.New(t).Elem().OverflowInt(i) {
+			return fmt.Errorf("%s: %d is out of range for %s", name, i, typeWord(t))
+		}
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		i, ok := v.(int64)
+		if !ok {
+			return bad()
+		}
+		if i < 0 || reflect.New(t).Elem().OverflowUint(uint64(i)) {
+			return fmt.Errorf("%s: %d is out of range for %s", name, i, typeWord(t))
+		}
+	case reflect.Float32, reflect.Float64:
+		switch v.(type) {
+		case int64, float64:
+		default:
+			return bad()
+		}
+	case reflect.String:
+		if _, ok := v.(string); !ok {
+			return bad()
+		}
+	case reflect.Bool:
+		if _, ok := v.(bool); !ok {
+			return bad()
+		}
+	case reflect.Slice, reflect.Array:
+		a, ok := v.([]any)
+		if !ok {
+			return bad()
+		}
+		if t.Kind() == reflect.Array && len(a) != t.Len() {
+			return fmt.Errorf("%s wants %s, got %d values", name, typeWord(t), len(a))
+		}
+		for i, e := range a {
+			if err := checkValue(fmt.Sprintf("%s[%d]", name, i), e, t.Elem()); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// checkSections runs checkValue on every key of the fixed sections of a
+// decoded document.
+func checkSections(doc map[string]any, t reflect.Type) error {
+	for _, section := range sortedKeys(doc) {
+		keys, ok := doc[section].(map[string]any)
+		if !ok || section == "method" {
+			continue
+		}
+		for _, key := range sortedKeys(keys) {
+			if ft, ok := fieldType(t, []string{section, key}); ok {
+				if err := checkValue(section+"."+key, keys[key], ft); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func sortedKeys(m map[string]any) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// typeWord names a Go type as a user of the configuration knows it.
+func typeWord(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.Int, reflect.Int64:
+		return "an integer"
+	case reflect.Int8, reflect.Int16, reflect.Int32:
+		return fmt.Sprintf("an integer (%d-bit)", t.Bits())
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "a non-negative integer"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Slice:
+		return "a list of " + strings.TrimPrefix(strings.TrimPrefix(typeWord(t.Elem()), "an "), "a ") + "s"
+	case reflect.Array:
+		return fmt.Sprintf("a list of %d %ss", t.Len(), strings.TrimPrefix(strings.TrimPrefix(typeWord(t.Elem()), "an "), "a "))
+	}
+	return t.String()
+}
+
+// valueWord describes a decoded TOML value: its kind and the value.
+func valueWord(v any) string {
+	switch x := v.(type) {
+	case string:
+		return fmt.Sprintf("the string %q", x)
+	case int64:
+		return fmt.Sprintf("the integer %d", x)
+	case float64:
+		return fmt.Sprintf("the number %v", x)
+	case bool:
+		return fmt.Sprintf("%v", x)
+	case []any:
+		return fmt.Sprintf("a list %v", x)
+	case map[string]any:
+		return "a table"
+	}
+	return fmt.Sprintf("%v (%T)", v, v)
 }
 
 // bareKey matches a TOML bare key.
@@ -380,6 +568,8 @@ type Method struct {
 type methodLayer struct {
 	md   toml.MetaData
 	prim toml.Primitive
+	// ov is the override this layer came from (nil for the file).
+	ov *override
 }
 
 // Decode decodes the method's keys (every key of [method] but name, from
@@ -389,6 +579,13 @@ type methodLayer struct {
 func (m Method) Decode(dst any) error {
 	var msgs []string
 	for _, l := range m.layers {
+		if l.ov != nil && l.ov.key != "name" {
+			if ft, ok := fieldType(reflect.TypeOf(dst), []string{l.ov.key}); ok {
+				if err := checkValue("method."+l.ov.key, l.ov.value, ft); err != nil {
+					return fmt.Errorf("override %q (method %s): %w", l.ov.text, m.Name, err)
+				}
+			}
+		}
 		if err := l.md.PrimitiveDecode(l.prim, dst); err != nil {
 			return fmt.Errorf("method %s: %w", m.Name, err)
 		}

@@ -117,3 +117,85 @@ func TestRunName(t *testing.T) {
 		}
 	}
 }
+
+// TestOverrideTypeErrors: a -set value of the wrong type names the
+// override, the key, the expected type and the value given, and never a
+// line number (the override has no lines the user wrote); an integer
+// beyond int64 is out of range, not "a string".
+func TestOverrideTypeErrors(t *testing.T) {
+	tests := []struct {
+		override string
+		want     string
+	}{
+		{"train.epochs=abc", `override "train.epochs=abc": train.epochs wants an integer, got the string "abc"`},
+		{"train.epochs=1.5", `train.epochs wants an integer, got the number 1.5`},
+		{"data.shots=true", `data.shots wants an integer, got true`},
+		{"data.shots=[1]", `data.shots wants an integer, got a list [1]`},
+		{"data.dataset=3", `data.dataset wants a string, got the integer 3`},
+		{"train.lr=fast", `train.lr wants a number, got the string "fast"`},
+		{"train.cache_features=1", `train.cache_features wants true or false, got the integer 1`},
+		{"train.epochs=99999999999999999999", `train.epochs: 99999999999999999999 is out of range for a 64-bit integer`},
+		{"train.lr=1e999", `train.lr: 1e999 is out of range for a 64-bit float`},
+		{"model.seed=-1", `model.seed: -1 is out of range for a non-negative integer`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.override, func(t *testing.T) {
+			_, err := Parse(baseConfig, []string{tt.override})
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %q lacks %q", err, tt.want)
+			}
+			if strings.Contains(err.Error(), "line ") {
+				t.Errorf("error %q cites a line number", err)
+			}
+		})
+	}
+}
+
+// TestMethodOverrideTypeErrors: the same for method.* overrides, which are
+// checked when the method decodes its options.
+func TestMethodOverrideTypeErrors(t *testing.T) {
+	type opts struct {
+		Alpha       float64    `toml:"alpha"`
+		Reduction   int64      `toml:"reduction"`
+		SearchSteps [2]int     `toml:"search_steps"`
+		Cs          []float64  `toml:"cs"`
+		Scale       [2]float64 `toml:"scale"`
+	}
+	tests := []struct {
+		override, want string
+	}{
+		{"method.reduction=four", `override "method.reduction=four" (method clip-adapter): method.reduction wants an integer, got the string "four"`},
+		{"method.alpha=yes", `method.alpha wants a number, got the string "yes"`},
+		{"method.search_steps=[1,2,3]", `method.search_steps wants a list of 2 integers, got 3 values`},
+		{"method.cs=[1,'a']", `method.cs[1] wants a number, got the string "a"`},
+		{"method.reduction=1e3", `method.reduction wants an integer, got the number 1000`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.override, func(t *testing.T) {
+			cfg, err := Parse(baseConfig, []string{tt.override})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var o opts
+			err = cfg.Method.Decode(&o)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "line ") {
+				t.Errorf("error %q: want %q and no line number", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestFileNegativeUnsigned: TOML decoding wraps -1 into an unsigned field;
+// the file's value is checked too.
+func TestFileNegativeUnsigned(t *testing.T) {
+	_, err := Parse(strings.Replace(baseConfig, `name = "RN50"`, "name = \"RN50\"\nseed = -1", 1), nil)
+	if err == nil || !strings.Contains(err.Error(), "model.seed: -1 is out of range") {
+		t.Errorf("err = %v", err)
+	}
+}

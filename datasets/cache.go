@@ -15,6 +15,9 @@ import (
 // Split is a few-shot split of a dataset.
 type Split struct {
 	Train, Val []Item
+	// Shots is the number of shots per class asked for (0: the full lists).
+	// A class with fewer images has them all.
+	Shots int
 	// Source says where the lists come from: "sampled", "full" (shots < 1),
 	// or the path of the cache file that was read.
 	Source string
@@ -39,12 +42,43 @@ func CachePath(d *Dataset, shots, seed int, ext string) string {
 // (its stored absolute image paths are mapped back onto d's split lists),
 // else this package's shot_K-seed_S.json, else it samples with FewShot and
 // writes the JSON (atomically). A cache that names images or labels not in
-// d's split lists is an error naming the file. shots < 1 returns the full
-// lists and touches no file.
+// d's split lists is an error naming the file. For ImageNet, whose val
+// list FewShot draws from train, a cache without a val list (CoOp's, or
+// one written before this package drew ImageNet's val) gets the val list
+// drawn from the train images it does not hold. shots < 1 returns the
+// full lists and touches no file.
 func CachedFewShot(d *Dataset, shots, seed int) (*Split, error) {
 	if shots < 1 {
 		return &Split{Train: d.Train, Val: d.Val, Source: "full"}, nil
 	}
+	s, err := cachedFewShot(d, shots, seed)
+	if err != nil {
+		return nil, err
+	}
+	s.Shots = shots
+	if valFromTrain(d) && s.Val == nil {
+		s.Val = drawValFromTrain(d, s.Train, shots, seed)
+	}
+	if valFromTrain(d) {
+		if err := disjoint(s.Train, s.Val); err != nil {
+			return nil, fmt.Errorf("few-shot cache %s: %w; delete it", s.Source, err)
+		}
+	}
+	return s, nil
+}
+
+// disjoint checks that no image is in both train and val.
+func disjoint(train, val []Item) error {
+	in := indexPaths(train)
+	for _, it := range val {
+		if _, ok := in[it.Path]; ok {
+			return fmt.Errorf("%s is in both the train and the val list", it.Path)
+		}
+	}
+	return nil
+}
+
+func cachedFewShot(d *Dataset, shots, seed int) (*Split, error) {
 	pkl := CachePath(d, shots, seed, ".pkl")
 	if _, err := os.Stat(pkl); err == nil {
 		return readPickleCache(d, pkl)
@@ -60,11 +94,7 @@ func CachedFewShot(d *Dataset, shots, seed int) (*Split, error) {
 		return nil, err
 	}
 	s := &Split{Train: train, Val: val, Source: "sampled"}
-	cachedVal := val
-	if d.Name == "ImageNet" {
-		cachedVal = nil // the full val (= test) list, not worth storing
-	}
-	if err := writeJSONCache(d, js, shots, seed, train, cachedVal); err != nil {
+	if err := writeJSONCache(d, js, shots, seed, train, val); err != nil {
 		s.CacheErr = fmt.Errorf("write few-shot cache: %w", err)
 	}
 	return s, nil
@@ -83,30 +113,33 @@ type jsonCache struct {
 func writeJSONCache(d *Dataset, file string, shots, seed int, train, val []Item) error {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "{\n    \"dataset\": %s,\n    \"shots\": %d,\n    \"seed\": %d,\n", quote(d.Name), shots, seed)
-	writeList := func(key string, items []Item, last bool) {
-		fmt.Fprintf(&b, "    %s: [", quote(key))
-		for i, it := range items {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			fmt.Fprintf(&b, "\n        [%s, %d, %s]", quote(it.Path), it.Label, quote(it.ClassName))
-		}
-		if len(items) > 0 {
-			b.WriteString("\n    ")
-		}
-		b.WriteString("]")
-		if !last {
-			b.WriteByte(',')
-		}
-		b.WriteByte('\n')
-	}
-	writeList("train", train, false)
-	writeList("val", val, true)
+	writeEntries(&b, "train", train, false)
+	writeEntries(&b, "val", val, true)
 	b.WriteString("}\n")
 	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
 		return err
 	}
 	return fsutil.WriteFile(file, b.Bytes(), 0o644)
+}
+
+// writeEntries writes `"key": [entries]` with one [path, label,
+// classname] entry a line, and a comma unless last.
+func writeEntries(b *bytes.Buffer, key string, items []Item, last bool) {
+	fmt.Fprintf(b, "    %s: [", quote(key))
+	for i, it := range items {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(b, "\n        [%s, %d, %s]", quote(it.Path), it.Label, quote(it.ClassName))
+	}
+	if len(items) > 0 {
+		b.WriteString("\n    ")
+	}
+	b.WriteString("]")
+	if !last {
+		b.WriteByte(',')
+	}
+	b.WriteByte('\n')
 }
 
 func quote(s string) string {
@@ -135,7 +168,7 @@ func readJSONCache(d *Dataset, file string, shots, seed int) (*Split, error) {
 		dst  *[]Item
 	}{
 		{"train", c.Train, d.Train, &s.Train},
-		{"val", c.Val, d.Val, &s.Val},
+		{"val", c.Val, valPool(d), &s.Val},
 	} {
 		if len(part.raw) == 0 {
 			return nil, fmt.Errorf("few-shot cache %s: no %q list", file, part.name)
@@ -159,8 +192,8 @@ func readJSONCache(d *Dataset, file string, shots, seed int) (*Split, error) {
 		}
 		*part.dst = items
 	}
-	if d.Name == "ImageNet" && len(s.Val) == 0 {
-		s.Val = d.Val
+	if valFromTrain(d) && len(s.Val) == 0 {
+		s.Val = nil // written before ImageNet's val was drawn: CachedFewShot draws it
 	}
 	return s, nil
 }
@@ -200,13 +233,12 @@ func readPickleCache(d *Dataset, file string) (*Split, error) {
 		dst  *[]Item
 	}{
 		{"train", d.Train, &s.Train},
-		{"val", d.Val, &s.Val},
+		{"val", valPool(d), &s.Val},
 	} {
 		lv, ok := top.Get(part.name)
 		if !ok {
-			if part.name == "val" && d.Name == "ImageNet" {
-				s.Val = d.Val // CoOp caches only ImageNet's train list
-				continue
+			if part.name == "val" && valFromTrain(d) {
+				continue // CoOp caches only ImageNet's train list: CachedFewShot draws val
 			}
 			return nil, fmt.Errorf("CoOp few-shot cache %s: no %q list", file, part.name)
 		}

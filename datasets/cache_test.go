@@ -1,8 +1,10 @@
 package datasets
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -90,46 +92,165 @@ func TestCoOpPickleCacheMismatch(t *testing.T) {
 	}
 }
 
-// A cache that would run a command if Python unpickled it is refused by
-// name, and a truncated one is an error naming the file. (internal/pickle's
-// tests cover damage of every kind.)
-func TestCoOpPickleCacheRefusedOrDamaged(t *testing.T) {
-	d := miniCaltech(t)
-	copyFile(t, "testdata/coop_cache_evil/shot_1-seed_1.pkl", CachePath(d, 1, 1, ".pkl"))
-	_, err := CachedFewShot(d, 1, 1)
-	if err == nil || !strings.Contains(err.Error(), "class posix.system") || !strings.Contains(err.Error(), "shot_1-seed_1.pkl") {
-		t.Errorf("command-running pickle: err = %v", err)
-	}
-	good, err := os.ReadFile("testdata/coop_cache/shot_4-seed_1.pkl")
+// imagenetFewShot is testdata/imagenet_fewshot.json: CPython's 4-shot
+// seed-1 train draw of the tiny ImageNet and the val list drawn after it.
+type imagenetFewShot struct {
+	Train, Val []string
+}
+
+func loadImageNetFewShot(t *testing.T) imagenetFewShot {
+	t.Helper()
+	raw, err := os.ReadFile("testdata/imagenet_fewshot.json")
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, bad := range [][]byte{good[:1], good[:len(good)/2], good[:len(good)-1]} {
-		os.WriteFile(CachePath(d, 4, 1, ".pkl"), bad, 0o644)
-		if _, err := CachedFewShot(d, 4, 1); err == nil || !strings.Contains(err.Error(), "shot_4-seed_1.pkl") {
-			t.Errorf("damaged pickle (%d bytes): err = %v", len(bad), err)
-		}
+	var f imagenetFewShot
+	if err := json.Unmarshal(raw, &f); err != nil {
+		t.Fatal(err)
 	}
+	return f
 }
 
-func TestReadCoOpImageNetPickle(t *testing.T) {
+func itemPaths(items []Item) []string {
+	out := make([]string, len(items))
+	for i, it := range items {
+		out[i] = it.Path
+	}
+	return out
+}
+
+// sortedImageNet loads the tiny ImageNet with its listing in the layout's
+// (sorted) order, the order the Python fixtures were drawn from.
+func sortedImageNet(t *testing.T) *Dataset {
+	t.Helper()
 	root := t.TempDir()
-	imagenetTree(t, root)
+	train, test := imagenetTree(t, root)
+	writeImageNetListingOrder(t, root, train, test)
 	d, err := Load("ImageNet", root)
 	if err != nil {
 		t.Fatal(err)
 	}
-	copyFile(t, "testdata/imagenet_cache/shot_4-seed_1.pkl", CachePath(d, 4, 1, ".pkl"))
-	s, err := CachedFewShot(d, 4, 1)
+	return d
+}
+
+// checkImageNetVal checks an ImageNet few-shot split: train and val are
+// CPython's draws, and val shares no image with train or with test.
+func checkImageNetVal(t *testing.T, what string, d *Dataset, s *Split, want imagenetFewShot) {
+	t.Helper()
+	if got := itemPaths(s.Train); !slices.Equal(got, want.Train) {
+		t.Errorf("%s: train %q, CPython %q", what, got, want.Train)
+	}
+	if got := itemPaths(s.Val); !slices.Equal(got, want.Val) {
+		t.Errorf("%s: val %q, CPython %q", what, got, want.Val)
+	}
+	in := func(items []Item) map[string]bool {
+		m := map[string]bool{}
+		for _, it := range items {
+			m[it.Path] = true
+		}
+		return m
+	}
+	trainSet, testSet := in(s.Train), in(d.Test)
+	for _, it := range s.Val {
+		if trainSet[it.Path] || testSet[it.Path] {
+			t.Errorf("%s: val image %s is also in the few-shot train (%v) or test (%v) list", what, it.Path, trainSet[it.Path], testSet[it.Path])
+		}
+	}
+	if len(s.Val) == 0 {
+		t.Errorf("%s: empty val", what)
+	}
+}
+
+// ImageNet's few-shot train list is CoOp's draw; its val list is drawn
+// after it from the remaining train images (never from test), whether the
+// train list was sampled, read from CoOp's pickle (train only), from this
+// package's JSON cache, or from a JSON cache written before val was drawn.
+func TestImageNetFewShotVal(t *testing.T) {
+	want := loadImageNetFewShot(t)
+	d := sortedImageNet(t)
+
+	train, val, err := FewShot(d, 4, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	train, val, _ := FewShot(d, 4, 1)
-	if !slices.Equal(s.Train, train) || len(s.Train) != 12 {
-		t.Errorf("train %v, FewShot %v", s.Train, train)
+	checkImageNetVal(t, "FewShot", d, &Split{Train: train, Val: val}, want)
+
+	s, err := CachedFewShot(d, 4, 1)
+	if err != nil || s.Source != "sampled" {
+		t.Fatal(err, s)
 	}
-	if !slices.Equal(s.Val, d.Test) || !slices.Equal(val, d.Test) {
-		t.Errorf("ImageNet few-shot val should be the full val (= test) list")
+	checkImageNetVal(t, "sampled", d, s, want)
+	js := CachePath(d, 4, 1, ".json")
+	raw, _ := os.ReadFile(js)
+	if !strings.Contains(string(raw), `"val": [`+"\n"+`        ["`+want.Val[0]) {
+		t.Errorf("the JSON cache does not hold the val list:\n%s", raw)
+	}
+	s, err = CachedFewShot(d, 4, 1)
+	if err != nil || s.Source != js {
+		t.Fatal(err, s)
+	}
+	checkImageNetVal(t, "JSON cache", d, s, want)
+
+	// A JSON cache written before ImageNet's val was drawn ("val": []).
+	old := regexp.MustCompile(`(?s)"val": \[.*\]`).ReplaceAllString(string(raw), `"val": []`)
+	os.WriteFile(js, []byte(old), 0o644)
+	if s, err = CachedFewShot(d, 4, 1); err != nil {
+		t.Fatal(err)
+	}
+	checkImageNetVal(t, "old JSON cache", d, s, want)
+
+	// A val list that overlaps train is a stale cache.
+	bad := strings.Replace(string(raw), want.Val[0], want.Train[0], 1)
+	os.WriteFile(js, []byte(bad), 0o644)
+	if _, err := CachedFewShot(d, 4, 1); err == nil || !strings.Contains(err.Error(), "in both the train and the val list") {
+		t.Errorf("val overlapping train: err = %v", err)
+	}
+
+	// CoOp's pickle holds train only.
+	copyFile(t, "testdata/imagenet_cache/shot_4-seed_1.pkl", CachePath(d, 4, 1, ".pkl"))
+	if s, err = CachedFewShot(d, 4, 1); err != nil || !strings.HasSuffix(s.Source, ".pkl") {
+		t.Fatal(err, s)
+	}
+	checkImageNetVal(t, "CoOp pickle", d, s, want)
+
+	// The full split has no val list rather than the test list.
+	if s, err := CachedFewShot(d, 0, 1); err != nil || len(s.Val) != 0 {
+		t.Errorf("0 shots: %d val items, %v; want none", len(s.Val), err)
+	}
+}
+
+// TestImageNetValDisjointManySeeds: for many seeds and shots the val list
+// has min(K, 4) images per class (as many as are left), none in train.
+func TestImageNetValDisjointManySeeds(t *testing.T) {
+	d := sortedImageNet(t)
+	perClass := map[int]int{}
+	for _, it := range d.Train {
+		perClass[it.Label]++
+	}
+	for _, shots := range []int{1, 2, 4, 8, 16} {
+		for seed := 0; seed < 50; seed++ {
+			train, val, err := FewShot(d, shots, seed)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := disjoint(train, val); err != nil {
+				t.Fatalf("shots %d seed %d: %v", shots, seed, err)
+			}
+			got := map[int]int{}
+			for _, it := range val {
+				got[it.Label]++
+			}
+			for label, n := range perClass {
+				left := max(n-shots, 0)
+				if want := min(min(shots, 4), left); got[label] != want {
+					t.Errorf("shots %d seed %d class %d: %d val images, want %d", shots, seed, label, got[label], want)
+				}
+			}
+			again, val2, _ := FewShot(d, shots, seed)
+			if !slices.Equal(again, train) || !slices.Equal(val2, val) {
+				t.Fatalf("shots %d seed %d: not deterministic", shots, seed)
+			}
+		}
 	}
 }
 
@@ -219,6 +340,28 @@ func TestMatchSuffix(t *testing.T) {
 		got, ok := matchSuffix(tt.p, known)
 		if ok != tt.ok || (ok && got != tt.want) {
 			t.Errorf("matchSuffix(%q) = %d, %v; want %d, %v", tt.p, got, ok, tt.want, tt.ok)
+		}
+	}
+}
+
+// A cache that would run a command if Python unpickled it is refused by
+// name, and a truncated one is an error naming the file. (internal/pickle's
+// tests cover damage of every kind.)
+func TestCoOpPickleCacheRefusedOrDamaged(t *testing.T) {
+	d := miniCaltech(t)
+	copyFile(t, "testdata/coop_cache_evil/shot_1-seed_1.pkl", CachePath(d, 1, 1, ".pkl"))
+	_, err := CachedFewShot(d, 1, 1)
+	if err == nil || !strings.Contains(err.Error(), "class posix.system") || !strings.Contains(err.Error(), "shot_1-seed_1.pkl") {
+		t.Errorf("command-running pickle: err = %v", err)
+	}
+	good, err := os.ReadFile("testdata/coop_cache/shot_4-seed_1.pkl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range [][]byte{good[:1], good[:len(good)/2], good[:len(good)-1]} {
+		os.WriteFile(CachePath(d, 4, 1, ".pkl"), bad, 0o644)
+		if _, err := CachedFewShot(d, 4, 1); err == nil || !strings.Contains(err.Error(), "shot_4-seed_1.pkl") {
+			t.Errorf("damaged pickle (%d bytes): err = %v", len(bad), err)
 		}
 	}
 }

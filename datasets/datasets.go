@@ -54,8 +54,9 @@ type Dataset struct {
 	// Template is the dataset's single zero-shot prompt template (CoOp,
 	// CLIP-Adapter); "{}" stands for the class name.
 	Template string
-	// Train, Val and Test are the split lists. For ImageNet Val is the test
-	// list (as in CoOp); the ImageNet variants have only Test.
+	// Train, Val and Test are the split lists. ImageNet has no Val list
+	// (CoOp validates on its test list; FewShot draws ImageNet's few-shot
+	// val from Train instead); the ImageNet variants have only Test.
 	Train, Val, Test []Item
 }
 
@@ -335,12 +336,25 @@ func listDirs(dir string) ([]string, error) {
 }
 
 // listFiles returns the sorted names of the non-hidden entries of dir that
-// are not folders. CoOp lists ImageNet folders unsorted (os.listdir order);
-// sorting is this package's documented deviation.
+// are not folders.
 func listFiles(dir string) ([]string, error) {
-	entries, err := os.ReadDir(dir)
+	out, err := listFilesDirOrder(dir)
+	slices.Sort(out)
+	return out, err
+}
+
+// listFilesDirOrder is listFiles in the directory's own order (what the
+// kernel's getdents returns, as Python's os.listdir does), which CoOp's
+// ImageNet reader keeps and its few-shot draw depends on.
+func listFilesDirOrder(dir string) ([]string, error) {
+	f, err := os.Open(dir)
 	if err != nil {
 		return nil, err
+	}
+	defer f.Close()
+	entries, err := f.ReadDir(-1) // unlike os.ReadDir, does not sort
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", dir, err)
 	}
 	var out []string
 	for _, e := range entries {
@@ -349,6 +363,5 @@ func listFiles(dir string) ([]string, error) {
 		}
 		out = append(out, e.Name())
 	}
-	slices.Sort(out)
 	return out, nil
 }

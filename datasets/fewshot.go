@@ -47,9 +47,12 @@ func valShots(shots int) int { return min(shots, 4) }
 // FewShot draws CoOp's few-shot train and val lists for shots and seed:
 // random.seed(seed), then train = generate_fewshot_dataset(train, shots)
 // and val = generate_fewshot_dataset(val, min(shots, 4)) on the same
-// stream. For ImageNet only train is sampled and val is the full val (=
-// test) list, as in CoOp. shots < 1 returns the full lists. It neither
-// reads nor writes a cache (see CachedFewShot).
+// stream. ImageNet has no val list (CoOp validates on test): its train
+// list is drawn exactly as CoOp draws it, and its val list is then drawn
+// on the same stream from the train images not picked, min(shots, 4) per
+// class (docs/protocol.md §7), so that nothing is ever selected on test.
+// shots < 1 returns the full lists. It neither reads nor writes a cache
+// (see CachedFewShot).
 func FewShot(d *Dataset, shots, seed int) (train, val []Item, err error) {
 	if shots < 1 {
 		return d.Train, d.Val, nil
@@ -62,10 +65,48 @@ func FewShot(d *Dataset, shots, seed int) (train, val []Item, err error) {
 	}
 	r := pyrandom.New(int64(seed))
 	train = SampleFewShot(r, d.Train, shots, false)
-	if d.Name == "ImageNet" {
-		return train, d.Val, nil
+	if valFromTrain(d) {
+		return train, SampleFewShot(r, without(d.Train, train), valShots(shots), false), nil
 	}
 	return train, SampleFewShot(r, d.Val, valShots(shots), false), nil
+}
+
+// valFromTrain says whether d's few-shot val list is drawn from its train
+// list (ImageNet, which has no val list of its own).
+func valFromTrain(d *Dataset) bool { return d.Name == "ImageNet" }
+
+// valPool is the list d's few-shot val items come from.
+func valPool(d *Dataset) []Item {
+	if valFromTrain(d) {
+		return d.Train
+	}
+	return d.Val
+}
+
+// drawValFromTrain draws the few-shot val list of a dataset whose val
+// comes from train (see FewShot) when the train list was read from a
+// cache: the stream is advanced by FewShot's train draw, and val is drawn
+// from the train images not in train (the cached list, which equals the
+// draw unless the cache came from another file order).
+func drawValFromTrain(d *Dataset, train []Item, shots, seed int) []Item {
+	r := pyrandom.New(int64(seed))
+	SampleFewShot(r, d.Train, shots, false)
+	return SampleFewShot(r, without(d.Train, train), valShots(shots), false)
+}
+
+// without returns the items of all whose path is not in drop, in order.
+func without(all, drop []Item) []Item {
+	skip := make(map[string]bool, len(drop))
+	for _, it := range drop {
+		skip[it.Path] = true
+	}
+	out := make([]Item, 0, len(all)-len(drop))
+	for _, it := range all {
+		if !skip[it.Path] {
+			out = append(out, it)
+		}
+	}
+	return out
 }
 
 // Subset selects classes for base-to-new generalisation (CoCoOp).

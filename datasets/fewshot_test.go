@@ -166,11 +166,12 @@ func TestSampleFewShotSemantics(t *testing.T) {
 func TestFewShotDatasetRules(t *testing.T) {
 	train := []Item{{Path: "a", Label: 0}, {Path: "b", Label: 0}, {Path: "c", Label: 1}, {Path: "d", Label: 1}}
 	val := []Item{{Path: "v1", Label: 0}, {Path: "v2", Label: 1}, {Path: "v3", Label: 1}}
-	// ImageNet: val is the full val (= test) list, not sampled.
-	in := &Dataset{Name: "ImageNet", Train: train, Val: val, Test: val}
+	// ImageNet: val is drawn from the train images not picked, never
+	// from test.
+	in := &Dataset{Name: "ImageNet", Train: train, Test: val}
 	tr, va, err := FewShot(in, 1, 1)
-	if err != nil || len(tr) != 2 || len(va) != 3 {
-		t.Errorf("ImageNet 1-shot: %d train, %d val, %v; want 2, 3 (full val)", len(tr), len(va), err)
+	if err != nil || len(tr) != 2 || len(va) != 2 || disjoint(tr, va) != nil || va[0].Path[0] == 'v' || va[1].Path[0] == 'v' {
+		t.Errorf("ImageNet 1-shot: train %v, val %v, %v; want 2 and 2 other train images", tr, va, err)
 	}
 	other := &Dataset{Name: "Caltech101", Train: train, Val: val}
 	if _, va, _ := FewShot(other, 1, 1); len(va) != 2 {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"math"
 	"os"
 	"path"
@@ -209,13 +210,14 @@ func readClassnames(file string) ([]wnidClass, map[string]string, error) {
 	return list, byWnid, nil
 }
 
-// scanClassFolders lists base/<folder>/<file> for each folder in order and
-// labels the images with the folder's index. prefix is prepended to the
-// item paths (relative to the image folder).
-func scanClassFolders(base, prefix string, folders, names []string) ([]Item, error) {
+// scanClassFolders lists base/<folder>/<file> for each folder in order
+// (the files of a folder in the order list gives them) and labels the
+// images with the folder's index. prefix is prepended to the item paths
+// (relative to the image folder).
+func scanClassFolders(base, prefix string, folders, names []string, list func(string) ([]string, error)) ([]Item, error) {
 	var items []Item
 	for label, folder := range folders {
-		files, err := listFiles(filepath.Join(base, folder))
+		files, err := list(filepath.Join(base, folder))
 		if err != nil {
 			return nil, err
 		}
@@ -240,14 +242,23 @@ func namesForFolders(s *spec, file string, folders []string, byWnid map[string]s
 }
 
 // readImageNet scans imagenet/images/{train,val}/<wnid>/ (labels = sorted
-// wnid order) with names from imagenet/classnames.txt. Val is the test
-// list, as in CoOp. When CoOp's imagenet/preprocessed.pkl exists it is read
-// instead, as CoOp does: it keeps the file order of the machine that wrote
-// it, which CoOp's few-shot draw depends on.
+// wnid order; the files of each folder in the directory's own order, as
+// CoOp's os.listdir) with names from imagenet/classnames.txt, and writes
+// the lists to imagenet/listing.json, which later loads read instead so
+// the order (and with it the few-shot draw) no longer depends on the
+// disk. When CoOp's imagenet/preprocessed.pkl exists it is read first, as
+// CoOp does: it keeps the file order of the machine that wrote it. There
+// is no Val list (see Dataset).
 func readImageNet(s *spec, dir string) (*Dataset, error) {
 	d := newDataset(s, dir)
 	if pre := filepath.Join(dir, "preprocessed.pkl"); fileExists(pre) {
 		if err := readImageNetPreprocessed(d, pre); err != nil {
+			return nil, fmt.Errorf("%s: %w", s.name, err)
+		}
+		return d, nil
+	}
+	if ok, err := readImageNetListing(d, filepath.Join(dir, ImageNetListing)); ok || err != nil {
+		if err != nil {
 			return nil, fmt.Errorf("%s: %w", s.name, err)
 		}
 		return d, nil
@@ -279,13 +290,15 @@ func readImageNet(s *spec, dir string) (*Dataset, error) {
 	if d.ClassNames, err = namesForFolders(s, cnFile, folders[0], byWnid); err != nil {
 		return nil, err
 	}
-	if d.Train, err = scanClassFolders(filepath.Join(d.ImageDir, "train"), "train/", folders[0], d.ClassNames); err != nil {
+	if d.Train, err = scanClassFolders(filepath.Join(d.ImageDir, "train"), "train/", folders[0], d.ClassNames, listFilesDirOrder); err != nil {
 		return nil, fmt.Errorf("%s: %w", s.name, err)
 	}
-	if d.Test, err = scanClassFolders(filepath.Join(d.ImageDir, "val"), "val/", folders[1], d.ClassNames); err != nil {
+	if d.Test, err = scanClassFolders(filepath.Join(d.ImageDir, "val"), "val/", folders[1], d.ClassNames, listFilesDirOrder); err != nil {
 		return nil, fmt.Errorf("%s: %w", s.name, err)
 	}
-	d.Val = d.Test
+	if err := writeImageNetListing(d, filepath.Join(dir, ImageNetListing)); err != nil {
+		slog.Warn("ImageNet file listing not saved: the next load scans again, in this disk's order", "err", err)
+	}
 	return d, nil
 }
 
@@ -308,7 +321,7 @@ func readImageNetV2(s *spec, dir string) (*Dataset, error) {
 			return nil, err
 		}
 	}
-	if d.Test, err = scanClassFolders(d.ImageDir, "", folders, d.ClassNames); err != nil {
+	if d.Test, err = scanClassFolders(d.ImageDir, "", folders, d.ClassNames, listFiles); err != nil {
 		return nil, fmt.Errorf("%s: %w", s.name, err)
 	}
 	return d, nil
@@ -334,7 +347,7 @@ func readImageNetVariant(s *spec, dir string) (*Dataset, error) {
 	if d.ClassNames, err = namesForFolders(s, cnFile, folders, byWnid); err != nil {
 		return nil, err
 	}
-	if d.Test, err = scanClassFolders(d.ImageDir, "", folders, d.ClassNames); err != nil {
+	if d.Test, err = scanClassFolders(d.ImageDir, "", folders, d.ClassNames, listFiles); err != nil {
 		return nil, fmt.Errorf("%s: %w", s.name, err)
 	}
 	return d, nil
@@ -387,7 +400,6 @@ func readImageNetPreprocessed(d *Dataset, file string) error {
 		}
 		*part.dst = items
 	}
-	d.Val = d.Test
 	d.ClassNames, err = classNamesFromItems(file, d.Train, d.Test)
 	return err
 }

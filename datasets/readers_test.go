@@ -3,6 +3,7 @@ package datasets
 import (
 	"encoding/json"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -264,6 +265,19 @@ func imagenetTree(t *testing.T, root string) (train, test [][3]any) {
 	return l.Train, l.Test
 }
 
+// writeImageNetListingOrder writes the package's ImageNet listing file
+// with the lists in the given order.
+func writeImageNetListingOrder(t *testing.T, root string, train, test [][3]any) {
+	t.Helper()
+	b, err := json.Marshal(map[string]any{"dataset": "ImageNet", "train": train, "test": test})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "imagenet", ImageNetListing), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestImageNet(t *testing.T) {
 	root := t.TempDir()
 	train, test := imagenetTree(t, root)
@@ -277,19 +291,77 @@ func TestImageNet(t *testing.T) {
 	if d.ImageDir != filepath.Join(root, "imagenet", "images") {
 		t.Errorf("image dir %s", d.ImageDir)
 	}
+	// Each class folder's files come in the directory's own order (what
+	// getdents returns, read here with the raw system call), as CoOp's
+	// os.listdir gives them; labels and class names follow the layout.
 	check := func(name string, got []Item, want [][3]any) {
+		t.Helper()
 		if len(got) != len(want) {
 			t.Fatalf("%s: %d items, want %d", name, len(got), len(want))
 		}
-		for i, w := range want {
-			if got[i].Path != w[0] || float64(got[i].Label) != w[1] || got[i].ClassName != w[2] {
-				t.Errorf("%s[%d] = %+v, want %v", name, i, got[i], w)
+		wantByPath := map[string][3]any{}
+		var folders []string
+		for _, w := range want {
+			wantByPath[w[0].(string)] = w
+			if f := path.Dir(w[0].(string)); !slices.Contains(folders, f) {
+				folders = append(folders, f)
+			}
+		}
+		var order []string
+		for _, f := range folders {
+			for _, n := range getdentsNames(t, filepath.Join(d.ImageDir, f)) {
+				if !strings.HasPrefix(n, ".") {
+					order = append(order, f+"/"+n)
+				}
+			}
+		}
+		for i, it := range got {
+			w, ok := wantByPath[it.Path]
+			if !ok || float64(it.Label) != w[1] || it.ClassName != w[2] {
+				t.Errorf("%s[%d] = %+v, want %v", name, i, it, w)
+			}
+			if it.Path != order[i] {
+				t.Errorf("%s[%d] = %s, the directory lists %s there", name, i, it.Path, order[i])
 			}
 		}
 	}
 	check("train", d.Train, train)
 	check("test", d.Test, test)
-	check("val", d.Val, test)
+	if len(d.Val) != 0 {
+		t.Errorf("ImageNet has a val list of %d items; its few-shot val is drawn from train", len(d.Val))
+	}
+
+	// The listing is saved and later loads read it, whatever the disk's
+	// order: a new file in a folder is not picked up, and a reordered
+	// listing is followed.
+	listing := filepath.Join(root, "imagenet", ImageNetListing)
+	if _, err := os.Stat(listing); err != nil {
+		t.Fatalf("no %s after the first scan: %v", ImageNetListing, err)
+	}
+	writeTree(t, root, map[string]string{"imagenet/images/train/n01440764/new.JPEG": ""})
+	again, err := Load("ImageNet", root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(again.Train, d.Train) || !slices.Equal(again.Test, d.Test) || !slices.Equal(again.ClassNames, d.ClassNames) {
+		t.Errorf("second load differs from the saved listing")
+	}
+	writeImageNetListingOrder(t, root, train, test)
+	sortedLoad, err := Load("ImageNet", root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, w := range train {
+		if sortedLoad.Train[i].Path != w[0] {
+			t.Fatalf("train[%d] = %s after rewriting the listing, want %s", i, sortedLoad.Train[i].Path, w[0])
+		}
+	}
+	os.WriteFile(listing, []byte("{"), 0o644)
+	if _, err := Load("ImageNet", root); err == nil || !strings.Contains(err.Error(), ImageNetListing) || !strings.Contains(err.Error(), "delete it") {
+		t.Errorf("corrupt listing: err = %v", err)
+	}
+	os.Remove(listing)
+	os.Remove(filepath.Join(root, "imagenet/images/train/n01440764/new.JPEG"))
 
 	// Class folders must match between train and val.
 	writeTree(t, root, map[string]string{"imagenet/images/train/n09999999/x.JPEG": ""})
@@ -483,7 +555,7 @@ func TestImageNetPreprocessed(t *testing.T) {
 	if got := paths(d.Train); !slices.Equal(got, want.Train) {
 		t.Errorf("train order %q, want the pickle's %q", got, want.Train)
 	}
-	if len(d.Test) != len(test) || d.Test[0].Path != test[0][0] || len(d.Val) != len(test) {
+	if len(d.Test) != len(test) || d.Test[0].Path != test[0][0] || len(d.Val) != 0 {
 		t.Errorf("test %v", d.Test)
 	}
 	if w := []string{"tench", "goldfish", "English springer"}; !slices.Equal(d.ClassNames, w) {

@@ -1,6 +1,7 @@
 package experiment
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -60,7 +61,10 @@ func attachHooks(l *train.Loop, cfg *config.Config, dir string, val *train.Featu
 		rec := map[string]any{"epoch": e.Epoch + 1, "lr": e.LR, "loss": e.MeanLoss, "train_top1": e.TrainTop1, "step": l.GlobalStep}
 		last := e.Epoch+1 == l.Epochs
 		if (cfg.Train.EvalEvery > 0 && (e.Epoch+1)%cfg.Train.EvalEvery == 0) || last || cfg.Train.Select == "best_val" {
-			m, err := train.EvaluateMethod(l.Method, val, cfg.Train.EvalBatchSize)
+			// Runs to the end even when the run is being stopped: it is
+			// quick (cached features), and the epoch's checkpoint follows;
+			// the loop stops before its next step.
+			m, err := train.EvaluateMethod(context.Background(), l.Method, val, cfg.Train.EvalBatchSize)
 			if err != nil {
 				return err
 			}

@@ -2,16 +2,19 @@ package experiment
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/sugarme/gotch/ts"
 
 	"github.com/clipadapter/clipgo/config"
+	"github.com/clipadapter/clipgo/datasets"
 	"github.com/clipadapter/clipgo/internal/torch"
 	"github.com/clipadapter/clipgo/methods"
 	"github.com/clipadapter/clipgo/nn"
@@ -143,5 +146,95 @@ dir = "` + dir + `"
 	}
 	if err := reg.Check(bad); err == nil || !strings.Contains(err.Error(), `did you mean "method.scale"`) {
 		t.Errorf("misspelt key: %v", err)
+	}
+}
+
+// TestShortClassesAreWarnedAndRecorded: asking for more shots than the
+// classes have (the synthetic train split holds fewer than 50 images a
+// class) trains on what there is, warns, and records the real counts in
+// result.json; a class without a training image is named too.
+func TestShortClassesAreWarnedAndRecorded(t *testing.T) {
+	reg := append(methods.All(), methods.Register("prototypes", "Class prototypes",
+		func() prototypeOptions { return prototypeOptions{Scale: 100} },
+		func(o prototypeOptions) (train.Method, train.Needs, error) {
+			return &prototypes{o: o}, train.Needs{TrainFeatures: true}, nil
+		}))
+	dir := t.TempDir()
+	text := `
+[model]
+name = "random:tiny"
+device = "cpu"
+[data]
+dataset = "synthetic"
+root = "` + filepath.Join(dir, "data") + `"
+synth_classes = 3
+synth_per_class = 10
+shots = 50
+num_workers = 1
+[method]
+name = "prototypes"
+[train]
+epochs = 0
+[output]
+dir = "` + dir + `"
+`
+	cfg, err := config.Parse(text, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs strings.Builder
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	res, err := Run(context.Background(), Options{Config: cfg, Methods: reg, Progress: io.Discard, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := res.Data
+	if c == nil {
+		t.Fatal("result has no data counts")
+	}
+	if c.Train == 0 || c.Train >= 3*50 || c.TrainPerClassMax >= 50 || len(c.ShortClasses) != 3 || c.Test != res.Test.N || c.Val != res.Val.N {
+		t.Errorf("counts %+v (test %d, val %d evaluated)", *c, res.Test.N, res.Val.N)
+	}
+	sum := 0
+	for _, n := range c.ShortClasses {
+		sum += n
+	}
+	if sum != c.Train {
+		t.Errorf("short classes hold %d images, the split %d", sum, c.Train)
+	}
+	if !strings.Contains(logs.String(), "level=WARN") || !strings.Contains(logs.String(), "fewer training images than data.shots") {
+		t.Errorf("no warning logged:\n%s", logs.String())
+	}
+	// The counts are in result.json.
+	raw, err := os.ReadFile(filepath.Join(dir, cfg.RunName(), rundir.ResultFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(raw), `"short_classes"`) || !strings.Contains(string(raw), `"train_per_class_max"`) {
+		t.Errorf("result.json lacks the counts:\n%s", raw)
+	}
+}
+
+// TestCountData counts a split with a short and an empty class.
+func TestCountData(t *testing.T) {
+	ds := &datasets.Dataset{ClassNames: []string{"a", "b", "c"}}
+	items := func(labels ...int) []datasets.Item {
+		var out []datasets.Item
+		for i, l := range labels {
+			out = append(out, datasets.Item{Path: fmt.Sprint(i), Label: l})
+		}
+		return out
+	}
+	split := &datasets.Split{Train: items(0, 0, 0, 1), Val: items(0, 1), Shots: 3}
+	c := countData(ds, split, items(0, 1, 2))
+	want := rundir.DataCounts{Train: 4, Val: 2, Test: 3, TrainPerClassMin: 0, TrainPerClassMax: 3,
+		ShortClasses: map[string]int{"b": 1}, EmptyClasses: []string{"c"}}
+	if !reflect.DeepEqual(*c, want) {
+		t.Errorf("counts %+v, want %+v", *c, want)
+	}
+	// The full split (shots 0) has no short classes, only empty ones.
+	split.Shots = 0
+	if c := countData(ds, split, nil); c.ShortClasses != nil || len(c.EmptyClasses) != 1 {
+		t.Errorf("full split: %+v", *c)
 	}
 }

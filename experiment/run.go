@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -67,6 +68,7 @@ type run struct {
 	enc    *extractor
 	views  []*train.Features
 	val    *train.Features
+	counts *rundir.DataCounts
 	// selected is the state the result describes: "last", or "best_val"
 	// once the best validation epoch has been reloaded.
 	selected string
@@ -95,10 +97,24 @@ func Run(ctx context.Context, o Options) (*rundir.Result, error) {
 	}
 	for _, s := range steps {
 		if err := s.do(ctx); err != nil {
-			return nil, err
+			return nil, r.stopped(s.name, err)
 		}
 	}
-	return r.finish(ctx)
+	res, err := r.finish(ctx)
+	return res, r.stopped("finish", err)
+}
+
+// stopped adds what to do next to an interruption outside the training
+// loop (which says so itself): continue from the checkpoint when there
+// is one, else run again.
+func (r *run) stopped(step string, err error) error {
+	if !errors.Is(err, train.ErrInterrupted) || step == "train" {
+		return err
+	}
+	if _, serr := os.Stat(r.file(rundir.CheckpointFile)); serr == nil {
+		return fmt.Errorf("%w; no result written: continue with -resume %s", err, r.dir)
+	}
+	return fmt.Errorf("%w; no result written: run it again to start over", err)
 }
 
 func newRun(o Options) *run {
@@ -187,7 +203,57 @@ func (r *run) loadData(context.Context) (err error) {
 		return err
 	}
 	r.log.Info("data", "dataset", r.data.Name, "classes", len(r.data.ClassNames), "train", len(r.split.Train), "val", len(r.split.Val), "test", len(r.data.Test), "split", r.split.Source)
+	r.counts = countData(r.data, r.split, r.testItems())
+	shots := r.cfg.Data.Shots
+	if n := len(r.counts.EmptyClasses); n > 0 {
+		r.log.Warn("classes without a training image", "count", n, "classes", firstNames(r.counts.EmptyClasses, 10))
+	}
+	if n := len(r.counts.ShortClasses); n > 0 && shots > 0 {
+		names := make([]string, 0, n)
+		for c := range r.counts.ShortClasses {
+			names = append(names, c)
+		}
+		slices.Sort(names)
+		r.log.Warn("classes with fewer training images than data.shots", "shots", shots, "count", n,
+			"fewest", r.counts.TrainPerClassMin, "classes", firstNames(names, 10))
+	}
 	return nil
+}
+
+// countData counts what the split really holds per class (ShortClasses
+// is filled only for a few-shot split, against its shots).
+func countData(ds *datasets.Dataset, split *datasets.Split, test []datasets.Item) *rundir.DataCounts {
+	c := &rundir.DataCounts{Train: len(split.Train), Val: len(split.Val), Test: len(test)}
+	per := make([]int, len(ds.ClassNames))
+	for _, it := range split.Train {
+		if it.Label >= 0 && it.Label < len(per) {
+			per[it.Label]++
+		}
+	}
+	for label, n := range per {
+		if label == 0 || n < c.TrainPerClassMin {
+			c.TrainPerClassMin = n
+		}
+		c.TrainPerClassMax = max(c.TrainPerClassMax, n)
+		switch {
+		case n == 0:
+			c.EmptyClasses = append(c.EmptyClasses, ds.ClassNames[label])
+		case split.Shots > 0 && n < split.Shots:
+			if c.ShortClasses == nil {
+				c.ShortClasses = map[string]int{}
+			}
+			c.ShortClasses[ds.ClassNames[label]] = n
+		}
+	}
+	return c
+}
+
+// firstNames joins up to n names, with the number left out.
+func firstNames(names []string, n int) string {
+	if len(names) <= n {
+		return strings.Join(names, ", ")
+	}
+	return fmt.Sprintf("%s, ... (%d more)", strings.Join(names[:n], ", "), len(names)-n)
 }
 
 // loadModel loads the frozen CLIP and sets up feature extraction.
@@ -250,7 +316,7 @@ func (r *run) trainViews() int {
 
 // initMethod gives the method CLIP's text side and the train features,
 // and lets a Fitter fit itself.
-func (r *run) initMethod(context.Context) error {
+func (r *run) initMethod(ctx context.Context) error {
 	tok, err := tokenizer.New()
 	if err != nil {
 		return err
@@ -272,7 +338,7 @@ func (r *run) initMethod(context.Context) error {
 		if len(r.views) == 0 {
 			return fmt.Errorf("%s: fit: the method fits but asked for no train features", name)
 		}
-		if err := f.Fit(r.views[0], r.val); err != nil {
+		if err := f.Fit(ctx, r.views[0], r.val); err != nil {
 			return fmt.Errorf("%s: fit: %w", name, err)
 		}
 	}
@@ -331,24 +397,24 @@ func (r *run) train(ctx context.Context) error {
 
 // finish tunes the method on validation (a Tuner), evaluates it on
 // validation and test, and writes result.json.
-func (r *run) finish(context.Context) (*rundir.Result, error) {
+func (r *run) finish(ctx context.Context) (*rundir.Result, error) {
 	name := r.method.Spec.Name
 	m := r.method.Method
 	var tuned map[string]float64
 	if t, ok := m.(train.Tuner); ok {
 		var err error
-		if tuned, err = t.Tune(r.val); err != nil {
+		if tuned, err = t.Tune(ctx, r.val); err != nil {
 			return nil, fmt.Errorf("%s: tune: %w", name, err)
 		}
 	}
 	if s, ok := m.(train.Saver); ok && tuned == nil {
 		tuned = s.Extra() // e.g. the linear probe's chosen C
 	}
-	valM, err := train.EvaluateMethod(m, r.val, r.cfg.Train.EvalBatchSize)
+	valM, err := train.EvaluateMethod(ctx, m, r.val, r.cfg.Train.EvalBatchSize)
 	if err != nil {
 		return nil, err
 	}
-	testM, err := r.evaluateTest()
+	testM, err := r.evaluateTest(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -358,6 +424,7 @@ func (r *run) finish(context.Context) (*rundir.Result, error) {
 		Dataset: r.data.Name, Backbone: r.cfg.Model.Name, Shots: r.cfg.Data.Shots, Seed: r.cfg.Data.Seed,
 		Test: testM, Val: &valM, Selected: r.selected, Tuned: tuned,
 		Seconds: time.Since(r.start).Seconds(), Finished: time.Now().UTC().Format(time.RFC3339),
+		Data: r.counts,
 	}
 	if r.trains() {
 		res.Epochs = r.cfg.Train.Epochs
@@ -371,17 +438,22 @@ func (r *run) finish(context.Context) (*rundir.Result, error) {
 
 // evaluateTest encodes the test set (the first data.max_test images when
 // set) and evaluates the method on it.
-func (r *run) evaluateTest() (metrics.Metrics, error) {
-	items := r.data.Test
-	if n := r.cfg.Data.MaxTest; n > 0 && len(items) > n {
-		items = items[:n]
-	}
-	test, err := r.enc.features("test", items, train.Needs{}, 0)
+func (r *run) evaluateTest(ctx context.Context) (metrics.Metrics, error) {
+	test, err := r.enc.features("test", r.testItems(), train.Needs{}, 0)
 	if err != nil {
 		return metrics.Metrics{}, err
 	}
 	defer test.Drop()
-	return train.EvaluateMethod(r.method.Method, test, r.cfg.Train.EvalBatchSize)
+	return train.EvaluateMethod(ctx, r.method.Method, test, r.cfg.Train.EvalBatchSize)
+}
+
+// testItems is the test list, cut to data.max_test when set.
+func (r *run) testItems() []datasets.Item {
+	items := r.data.Test
+	if n := r.cfg.Data.MaxTest; n > 0 && len(items) > n {
+		items = items[:n]
+	}
+	return items
 }
 
 // drop frees what the steps made.

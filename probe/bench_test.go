@@ -1,6 +1,7 @@
 package probe
 
 import (
+	"context"
 	"math/rand/v2"
 	"testing"
 
@@ -83,7 +84,7 @@ func BenchmarkFit(b *testing.B) {
 				o := DefaultOptions()
 				o.Normalize, o.ColdStart = bc.normalize, bc.cold
 				p := New(o)
-				if err := p.Fit(trn, val); err != nil {
+				if err := p.Fit(context.Background(), trn, val); err != nil {
 					b.Fatal(err)
 				}
 				c, acc = p.Chosen()
@@ -114,7 +115,7 @@ func BenchmarkFitOneC(b *testing.B) {
 		o := DefaultOptions()
 		o.C = 1
 		p := New(o)
-		if err := p.Fit(trn, nil); err != nil {
+		if err := p.Fit(context.Background(), trn, nil); err != nil {
 			b.Fatal(err)
 		}
 		iters += p.SearchLog()[0].Iterations

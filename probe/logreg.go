@@ -1,6 +1,7 @@
 package probe
 
 import (
+	"context"
 	"fmt"
 	"math"
 
@@ -8,6 +9,7 @@ import (
 	"github.com/sugarme/gotch/ts"
 
 	"github.com/clipadapter/clipgo/internal/torch"
+	"github.com/clipadapter/clipgo/train"
 )
 
 // problem is a multinomial logistic regression training set on one device,
@@ -178,7 +180,7 @@ func (pb *problem) eval(theta *ts.Tensor, invC float64) (float64, *ts.Tensor, er
 
 // fit minimizes the objective for C from init (zeros when nil). It returns
 // the parameters, which the caller owns.
-func (pb *problem) fit(c float64, init *ts.Tensor, cfg lbfgsConfig) (*ts.Tensor, lbfgsResult, error) {
+func (pb *problem) fit(ctx context.Context, c float64, init *ts.Tensor, cfg lbfgsConfig) (*ts.Tensor, lbfgsResult, error) {
 	if !(c > 0) || math.IsInf(c, 0) {
 		return nil, lbfgsResult{}, fmt.Errorf("C = %v: want a positive finite number", c)
 	}
@@ -190,7 +192,16 @@ func (pb *problem) fit(c float64, init *ts.Tensor, cfg lbfgsConfig) (*ts.Tensor,
 		defer drop(z)
 		init = z
 	}
-	theta, res, err := minimize(pb.objective(c), init, cfg)
+	obj := pb.objective(c)
+	// Cancellation is checked at every evaluation of the objective (one
+	// or a few per L-BFGS iteration).
+	interruptible := func(x *ts.Tensor) (float64, *ts.Tensor, error) {
+		if ctx.Err() != nil {
+			return 0, nil, train.ErrInterrupted
+		}
+		return obj(x)
+	}
+	theta, res, err := minimize(interruptible, init, cfg)
 	if err != nil {
 		return nil, res, fmt.Errorf("fit C=%g: %w", c, err)
 	}

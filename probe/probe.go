@@ -77,6 +77,7 @@
 package probe
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -313,13 +314,15 @@ func (p *Probe) Logits(features *ts.Tensor, training bool) (*ts.Tensor, error) {
 // only when Options.C is set. Every class in [0, K) must have a training
 // example (K from Init's class names, else the largest label + 1), and the
 // features must be finite. On error the probe keeps its previous state.
-func (p *Probe) Fit(trn, val *train.Features) error {
+// Fit stops with an error wrapping train.ErrInterrupted at the next
+// L-BFGS evaluation once ctx is cancelled.
+func (p *Probe) Fit(ctx context.Context, trn, val *train.Features) error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	return torch.NoGrad(func() error { return p.fit(trn, val) })
+	return torch.NoGrad(func() error { return p.fit(ctx, trn, val) })
 }
 
-func (p *Probe) fit(trn, val *train.Features) error {
+func (p *Probe) fit(ctx context.Context, trn, val *train.Features) error {
 	if trn == nil || trn.X == nil {
 		return errors.New("probe: no training features")
 	}
@@ -364,7 +367,7 @@ func (p *Probe) fit(trn, val *train.Features) error {
 		return fmt.Errorf("probe: %w", err)
 	}
 	defer pb.drop()
-	s := &search{pb: pb, cfg: p.solver, cold: p.opts.ColdStart, log: p.log}
+	s := &search{ctx: ctx, pb: pb, cfg: p.solver, cold: p.opts.ColdStart, log: p.log}
 	defer s.drop()
 	if hasVal {
 		if s.xv, err = augmented(val.X, device, p.opts.Normalize); err != nil {
@@ -407,6 +410,7 @@ type fitted struct {
 
 // search runs fits on one problem and remembers them.
 type search struct {
+	ctx    context.Context
 	pb     *problem
 	xv     *ts.Tensor // validation features [M, D+1], nil without
 	yv     []int64
@@ -449,7 +453,7 @@ func (s *search) get(c float64, round int) (*fitted, error) {
 			}
 		}
 	}
-	theta, res, err := s.pb.fit(c, init, s.cfg)
+	theta, res, err := s.pb.fit(s.ctx, c, init, s.cfg)
 	if err != nil {
 		return nil, err
 	}

@@ -1,11 +1,14 @@
 package probe
 
 import (
+	"context"
+	"errors"
 	"math"
 	"math/rand/v2"
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/sugarme/gotch"
@@ -41,7 +44,7 @@ func TestFitMatchesSklearn(t *testing.T) {
 				}
 				p := tightProbe(fc.Normalize, ref.C, 20000)
 				defer p.Drop()
-				if err := p.Fit(features(t, fc.X, fc.Y, gotch.Double), nil); err != nil {
+				if err := p.Fit(context.Background(), features(t, fc.X, fc.Y, gotch.Double), nil); err != nil {
 					t.Fatal(err)
 				}
 				xs := fc.X
@@ -109,7 +112,7 @@ func TestDefaultsLikeSklearn(t *testing.T) {
 				o.Normalize, o.C = fc.Normalize, ref.C
 				p := New(o)
 				defer p.Drop()
-				if err := p.Fit(features(t, fc.X, fc.Y, gotch.Double), nil); err != nil {
+				if err := p.Fit(context.Background(), features(t, fc.X, fc.Y, gotch.Double), nil); err != nil {
 					t.Fatal(err)
 				}
 				xs := fc.X
@@ -155,7 +158,7 @@ func TestKKT(t *testing.T) {
 			t.Run(fc.Name+"/C="+ftoa(ref.C), func(t *testing.T) {
 				p := tightProbe(fc.Normalize, ref.C, 20000)
 				defer p.Drop()
-				if err := p.Fit(features(t, fc.X, fc.Y, gotch.Double), nil); err != nil {
+				if err := p.Fit(context.Background(), features(t, fc.X, fc.Y, gotch.Double), nil); err != nil {
 					t.Fatal(err)
 				}
 				w, b := params(t, p)
@@ -293,7 +296,7 @@ func TestSearchMatchesSklearn(t *testing.T) {
 					p.solver.ftol = -1
 				}
 				defer p.Drop()
-				err := p.Fit(features(t, sc.XTrain, sc.YTrain, gotch.Double), features(t, sc.XVal, sc.YVal, gotch.Double))
+				err := p.Fit(context.Background(), features(t, sc.XTrain, sc.YTrain, gotch.Double), features(t, sc.XVal, sc.YVal, gotch.Double))
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -382,7 +385,7 @@ func TestSeparable(t *testing.T) {
 	if err := p.Init(&train.Context{Device: gotch.CPU, ClassNames: make([]string, k)}, nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.Fit(features(t, xt, yt, gotch.Float), features(t, xv, yv, gotch.Float)); err != nil {
+	if err := p.Fit(context.Background(), features(t, xt, yt, gotch.Float), features(t, xv, yv, gotch.Float)); err != nil {
 		t.Fatal(err)
 	}
 	test := features(t, xs, ys, gotch.Float)
@@ -460,7 +463,7 @@ func TestFitErrors(t *testing.T) {
 			if tc.valX != nil {
 				val = features(t, tc.valX, tc.valY, gotch.Float)
 			}
-			err := p.Fit(features(t, tc.trainX, tc.trainY, gotch.Float), val)
+			err := p.Fit(context.Background(), features(t, tc.trainX, tc.trainY, gotch.Float), val)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("error %v, want one containing %q", err, tc.want)
 			}
@@ -480,7 +483,7 @@ func TestSaver(t *testing.T) {
 	defer p.Drop()
 	trn := features(t, sc.XTrain, sc.YTrain, gotch.Float)
 	val := features(t, sc.XVal, sc.YVal, gotch.Float)
-	if err := p.Fit(trn, val); err != nil {
+	if err := p.Fit(context.Background(), trn, val); err != nil {
 		t.Fatal(err)
 	}
 	c, acc := p.Chosen()
@@ -493,7 +496,7 @@ func TestSaver(t *testing.T) {
 	if err := q.SetExtra(extra); err != nil {
 		t.Fatal(err)
 	}
-	if err := q.Fit(trn, val); err != nil {
+	if err := q.Fit(context.Background(), trn, val); err != nil {
 		t.Fatal(err)
 	}
 	qc, qacc := q.Chosen()
@@ -503,7 +506,7 @@ func TestSaver(t *testing.T) {
 	// Without validation features there is no accuracy to save.
 	r := New(Options{C: 0.5})
 	defer r.Drop()
-	if err := r.Fit(trn, nil); err != nil {
+	if err := r.Fit(context.Background(), trn, nil); err != nil {
 		t.Fatal(err)
 	}
 	if extra := r.Extra(); len(extra) != 1 || extra["C"] != 0.5 {
@@ -544,7 +547,7 @@ func TestNoTensorLeak(t *testing.T) {
 	defer debug.SetGCPercent(debug.SetGCPercent(-1))
 	before := len(ts.ExistingTensors)
 	p := New(Options{Normalize: true, Cs: []float64{1, 1e-2}, SearchSteps: 1})
-	if err := p.Fit(trn, val); err != nil {
+	if err := p.Fit(context.Background(), trn, val); err != nil {
 		t.Fatal(err)
 	}
 	z, err := p.Logits(val.X, false)
@@ -552,11 +555,61 @@ func TestNoTensorLeak(t *testing.T) {
 		t.Fatal(err)
 	}
 	z.MustDrop()
-	if err := p.Fit(bad, nil); err == nil {
+	if err := p.Fit(context.Background(), bad, nil); err == nil {
 		t.Error("Fit on NaN features: no error")
 	}
 	p.Drop()
 	if after := len(ts.ExistingTensors); after != before {
 		t.Errorf("%d tensors before, %d after Fit, Logits and Drop", before, after)
+	}
+}
+
+// countdownCtx is a context whose Err turns to Canceled after n calls: a
+// Ctrl-C that arrives after n checks, deterministically.
+type countdownCtx struct {
+	context.Context
+	n atomic.Int64
+}
+
+func (c *countdownCtx) Err() error {
+	if c.n.Add(-1) < 0 {
+		return context.Canceled
+	}
+	return nil
+}
+
+// TestFitStops: a cancelled C search stops at the next evaluation of the
+// objective (not at the end of the search) with ErrInterrupted, and the
+// probe keeps its previous state.
+func TestFitStops(t *testing.T) {
+	lockThread(t)
+	sc := loadFixture(t).Searches[0]
+	trn := features(t, sc.XTrain, sc.YTrain, gotch.Float)
+	val := features(t, sc.XVal, sc.YVal, gotch.Float)
+	full := New(Options{Normalize: sc.Normalize, Cs: sc.Grid, SearchSteps: 2})
+	defer full.Drop()
+	if err := full.Fit(context.Background(), trn, val); err != nil {
+		t.Fatal(err)
+	}
+	evals := 0
+	for _, tr := range full.SearchLog() {
+		evals += tr.Evaluations
+	}
+	p := New(Options{Normalize: sc.Normalize, Cs: sc.Grid, SearchSteps: 2})
+	defer p.Drop()
+	ctx := &countdownCtx{Context: context.Background()}
+	ctx.n.Store(5)
+	err := p.Fit(ctx, trn, val)
+	if !errors.Is(err, train.ErrInterrupted) {
+		t.Fatalf("err = %v, want ErrInterrupted", err)
+	}
+	if checks := 5 - ctx.n.Load(); checks != 6 || evals < 20 {
+		t.Errorf("stopped after %d checks (the full search evaluates %d times), want at the 6th", checks, evals)
+	}
+	if c, _ := p.Chosen(); c != 0 || len(p.SearchLog()) != 0 {
+		t.Errorf("an interrupted fit left C = %v and %d trials", c, len(p.SearchLog()))
+	}
+	if _, err := p.Logits(val.X, false); err == nil {
+		t.Error("Logits works after an interrupted first fit")
 	}
 }

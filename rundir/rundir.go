@@ -93,6 +93,27 @@ type Result struct {
 	Tuned       map[string]float64 `json:"tuned,omitempty"`
 	Seconds     float64            `json:"seconds"`
 	Finished    string             `json:"finished"`
+	// Data is what the split really held: fewer images than data.shots
+	// in a class, or none, is recorded here (and warned about). Absent in
+	// runs of older versions.
+	Data *DataCounts `json:"data,omitempty"`
+}
+
+// DataCounts records the images a run used, as opposed to the shots it
+// asked for.
+type DataCounts struct {
+	// Train, Val and Test are the numbers of images used.
+	Train int `json:"train"`
+	Val   int `json:"val"`
+	Test  int `json:"test"`
+	// TrainPerClassMin and TrainPerClassMax are the fewest and the most
+	// train images of one class.
+	TrainPerClassMin int `json:"train_per_class_min"`
+	TrainPerClassMax int `json:"train_per_class_max"`
+	// ShortClasses are the classes with fewer train images than shots
+	// (but at least one), with their count; EmptyClasses those with none.
+	ShortClasses map[string]int `json:"short_classes,omitempty"`
+	EmptyClasses []string       `json:"empty_classes,omitempty"`
 }
 
 // WriteJSON writes v as indented JSON to path atomically.

@@ -304,8 +304,9 @@ func crossEntropy(s *torch.Scope, logits, y *ts.Tensor) (*ts.Tensor, error) {
 }
 
 // Logits evaluates the method on features in batches without gradients and
-// returns the row-major logits on the CPU.
-func Logits(m Method, f *Features, batchSize int) ([]float32, int, error) {
+// returns the row-major logits on the CPU. It stops with ErrInterrupted
+// between batches once ctx is cancelled.
+func Logits(ctx context.Context, m Method, f *Features, batchSize int) ([]float32, int, error) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	if batchSize <= 0 {
@@ -316,6 +317,9 @@ func Logits(m Method, f *Features, batchSize int) ([]float32, int, error) {
 	n := f.Len()
 	err := torch.NoGrad(func() error {
 		for lo := 0; lo < n; lo += batchSize {
+			if ctx.Err() != nil {
+				return fmt.Errorf("evaluate: %w", ErrInterrupted)
+			}
 			hi := min(lo+batchSize, n)
 			buf, c, err := batchLogits(m, f.X, lo, hi)
 			if err != nil {
@@ -357,9 +361,10 @@ func batchLogits(m Method, x *ts.Tensor, lo, hi int) ([]float32, int, error) {
 	return buf, int(size[1]), nil
 }
 
-// EvaluateMethod computes metrics of m on f.
-func EvaluateMethod(m Method, f *Features, batchSize int) (metrics.Metrics, error) {
-	logits, classes, err := Logits(m, f, batchSize)
+// EvaluateMethod computes metrics of m on f, batch by batch; it stops with
+// ErrInterrupted between batches once ctx is cancelled.
+func EvaluateMethod(ctx context.Context, m Method, f *Features, batchSize int) (metrics.Metrics, error) {
+	logits, classes, err := Logits(ctx, m, f, batchSize)
 	if err != nil {
 		return metrics.Metrics{}, err
 	}

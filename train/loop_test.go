@@ -88,7 +88,7 @@ func TestLoopLearnsAndEvaluates(t *testing.T) {
 	if got := l.GlobalStep; got != 8*6 {
 		t.Errorf("global steps = %d, want 48 (64 examples, batch 10, last partial batch dropped)", got)
 	}
-	m, err := EvaluateMethod(l.Method, test, 16)
+	m, err := EvaluateMethod(context.Background(), l.Method, test, 16)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -309,5 +309,42 @@ func testInterruptResumes(t *testing.T, atEpochEnd bool) {
 		if math.Float64bits(got[i]) != math.Float64bits(want[i]) {
 			t.Fatalf("w[%d] = %.17g after a mid-epoch resume, %.17g uninterrupted", i, got[i], want[i])
 		}
+	}
+}
+
+// cancelAfter wraps a method and cancels a context after its Logits has
+// run n times: what a Ctrl-C during evaluation does.
+type cancelAfter struct {
+	Method
+	n, calls int
+	cancel   context.CancelFunc
+}
+
+func (c *cancelAfter) Logits(x *ts.Tensor, training bool) (*ts.Tensor, error) {
+	c.calls++
+	if c.calls == c.n {
+		c.cancel()
+	}
+	return c.Method.Logits(x, training)
+}
+
+// TestEvaluateStopsBetweenBatches: evaluation stops with ErrInterrupted at
+// the batch after the context is cancelled, not at the end of the set.
+func TestEvaluateStopsBetweenBatches(t *testing.T) {
+	test := blobs(100, 4, 8, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	m := &cancelAfter{Method: newLinear(4, 8, 7), n: 2, cancel: cancel}
+	_, err := EvaluateMethod(ctx, m, test, 10)
+	if !errors.Is(err, ErrInterrupted) {
+		t.Fatalf("err = %v, want ErrInterrupted", err)
+	}
+	if m.calls != 2 {
+		t.Errorf("%d of 10 batches evaluated after the cancel at the 2nd, want 2", m.calls)
+	}
+	// Not cancelled: all 10 batches.
+	m2 := &cancelAfter{Method: newLinear(4, 8, 7), n: -1, cancel: func() {}}
+	if _, err := EvaluateMethod(context.Background(), m2, test, 10); err != nil || m2.calls != 10 {
+		t.Errorf("uncancelled: %d batches, %v", m2.calls, err)
 	}
 }

@@ -8,6 +8,7 @@
 package train
 
 import (
+	"context"
 	"log/slog"
 
 	"github.com/sugarme/gotch"
@@ -119,16 +120,19 @@ type Method interface {
 }
 
 // Fitter is implemented by methods that fit their parameters themselves
-// (the linear probe's L-BFGS) instead of training with the loop.
+// (the linear probe's L-BFGS) instead of training with the loop. Fit
+// returns an error wrapping ErrInterrupted soon after ctx is cancelled
+// (between two steps of its work).
 type Fitter interface {
-	Fit(train, val *Features) error
+	Fit(ctx context.Context, train, val *Features) error
 }
 
 // Tuner is implemented by methods that choose hyper-parameters on the
 // validation features after training (Tip-Adapter's alpha/beta search). It
-// returns the chosen values for the result file.
+// returns the chosen values for the result file, or an error wrapping
+// ErrInterrupted soon after ctx is cancelled.
 type Tuner interface {
-	Tune(val *Features) (map[string]float64, error)
+	Tune(ctx context.Context, val *Features) (map[string]float64, error)
 }
 
 // Saver is implemented by methods whose checkpointed state is more than

@@ -57,7 +57,7 @@ func forEachImageBatch(ctx context.Context, paths []string, size int, f *modelFl
 	defer l.Close()
 	for {
 		if err := ctx.Err(); err != nil {
-			return err
+			return fmt.Errorf("interrupted: %w", err)
 		}
 		b, err := l.Next()
 		if errors.Is(err, io.EOF) {
@@ -172,7 +172,7 @@ func encodeTexts(ctx context.Context, m *clip.Model, device gotch.Device, texts 
 	tm := newTimer(f.timing, stderr, "encode", "texts", batches)
 	for lo := 0; lo < len(rows); lo += f.batch {
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("interrupted: %w", err)
 		}
 		hi := min(lo+f.batch, len(rows))
 		flat := make([]int64, 0, (hi-lo)*ctxLen)

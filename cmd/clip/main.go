@@ -58,18 +58,21 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/clipadapter/clipgo/internal/cli"
 	"github.com/clipadapter/clipgo/internal/torch"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	os.Exit(code)
+	os.Exit(runInterruptible(cli.OnSignals(), os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// runInterruptible runs the command under in: the first SIGINT or SIGTERM
+// stops it at its next batch, and its exit status is then 128 + the
+// signal's number (130, 143).
+func runInterruptible(in *cli.Interrupts, args []string, stdout, stderr io.Writer) int {
+	defer in.Stop()
+	return in.Status(run(in.Context(), args, stdout, stderr))
 }
 
 const usage = `usage: clip <command> [flags] ARGS...

@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/sugarme/gotch"
@@ -21,6 +22,7 @@ import (
 	"github.com/clipadapter/clipgo/clip"
 	"github.com/clipadapter/clipgo/clip/preprocess"
 	"github.com/clipadapter/clipgo/clip/tokenizer"
+	"github.com/clipadapter/clipgo/internal/cli"
 	"github.com/clipadapter/clipgo/internal/npy"
 )
 
@@ -671,5 +673,33 @@ func TestVersion(t *testing.T) {
 	}
 	if r := runCmd(t, "version", "extra"); r.code != 2 {
 		t.Errorf("clip version extra: exit %d, want 2 (usage)", r.code)
+	}
+}
+
+// TestSignalExitStatus: a SIGINT or SIGTERM stops encode-image before its
+// next batch; the exit status is 128 + the signal (130, 143), and no output
+// file is written. Without a signal the same command succeeds.
+func TestSignalExitStatus(t *testing.T) {
+	for _, tc := range []struct {
+		sig  os.Signal
+		want int
+	}{{syscall.SIGINT, 130}, {syscall.SIGTERM, 143}, {nil, 0}} {
+		out := filepath.Join(t.TempDir(), "f.npy")
+		ch := make(chan os.Signal, 1)
+		in := cli.FromSignals(ch, nil)
+		if tc.sig != nil {
+			ch <- tc.sig
+			<-in.Context().Done()
+		}
+		var stdout, stderr bytes.Buffer
+		args := append([]string{"encode-image", "-model", rnPT, "-device", "cpu", "-batch", "1", "-out", out}, pngs...)
+		code := runInterruptible(in, args, &stdout, &stderr)
+		if code != tc.want || strings.Contains(stderr.String(), "goroutine") {
+			t.Errorf("signal %v: exit %d, want %d\n%s", tc.sig, code, tc.want, stderr.String())
+		}
+		_, err := os.Stat(out)
+		if tc.sig != nil && (err == nil || !strings.Contains(stderr.String(), "interrupted")) {
+			t.Errorf("signal %v: output written (%v) or no message: %q", tc.sig, err, stderr.String())
+		}
 	}
 }

@@ -16,7 +16,7 @@
 // checkpoint are resumed, so an interrupted sweep (Ctrl-C: the running
 // cells write a checkpoint) continues when it is started again. A failed
 // cell is reported and the others go on; the exit status is 1 if any
-// failed, 130 if the sweep was interrupted.
+// failed, 130 (Ctrl-C) or 143 (SIGTERM) if the sweep was interrupted.
 //
 // With -slurm it writes sweep.sbatch and manifest.tsv into the out
 // directory (see package sweep) and builds ./cmd/train into
@@ -24,18 +24,15 @@
 package main
 
 import (
-	"context"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/clipadapter/clipgo/internal/cli"
@@ -50,7 +47,18 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
+// run runs the command with the process's SIGINT and SIGTERM stopping it
+// (see runIn).
 func run(args []string, stdout, stderr io.Writer) int {
+	in := cli.OnSignals()
+	defer in.Stop()
+	return runIn(in, args, stdout, stderr)
+}
+
+// runIn is the command; in stops a local sweep: running cells write a
+// checkpoint, no new cell starts, and the exit status is 128 + the
+// signal's number (130 for Ctrl-C, 143 for SIGTERM).
+func runIn(in *cli.Interrupts, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("sweep", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	config := fs.String("config", "", "sweep file (TOML; see configs/sweeps)")
@@ -163,22 +171,22 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 	}
-	return runLocal(f, *config, cells, stdout, stderr, log)
+	return runLocal(in, f, *config, cells, stdout, stderr, log)
 }
 
-func runLocal(f *sweep.File, config string, cells []sweep.Cell, stdout, stderr io.Writer, log *slog.Logger) int {
+func runLocal(in *cli.Interrupts, f *sweep.File, config string, cells []sweep.Cell, stdout, stderr io.Writer, log *slog.Logger) int {
 	if err := saveSweepFile(f.Sweep.Out, config); err != nil {
 		fmt.Fprintln(stderr, "sweep:", err)
 		return 1
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	// After the first signal in removes its handler: a second Ctrl-C kills
+	// the process.
+	ctx := in.Context()
 	finished := make(chan struct{})
 	defer close(finished)
 	go func() {
 		select {
 		case <-ctx.Done():
-			stop() // a second Ctrl-C kills the process
 			fmt.Fprintln(stderr, "sweep: stopping: running cells write a checkpoint (Ctrl-C again to abort)")
 		case <-finished:
 		}
@@ -209,7 +217,7 @@ func runLocal(f *sweep.File, config string, cells []sweep.Cell, stdout, stderr i
 		return 1
 	default:
 		fmt.Fprintln(stderr, "sweep:", err)
-		return 130
+		return in.Status(130)
 	}
 }
 

@@ -5,7 +5,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+
+	"github.com/clipadapter/clipgo/internal/cli"
 )
 
 func runCmd(args ...string) (int, string, string) {
@@ -99,5 +102,33 @@ func TestBadMethodConfigFailsBeforeAnyCell(t *testing.T) {
 				t.Errorf("cells ran before the check: %s holds %d entries", out, len(entries))
 			}
 		})
+	}
+}
+
+// TestSignalExitStatus: a sweep stopped by SIGTERM exits with 143 and by
+// Ctrl-C with 130 (it used to exit 130 for both), starting no new cell.
+func TestSignalExitStatus(t *testing.T) {
+	wd, _ := os.Getwd()
+	if err := os.Chdir("../.."); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Chdir(wd)
+	for _, tc := range []struct {
+		sig  os.Signal
+		want int
+	}{{syscall.SIGINT, 130}, {syscall.SIGTERM, 143}} {
+		ch := make(chan os.Signal, 1)
+		in := cli.FromSignals(ch, nil)
+		ch <- tc.sig
+		<-in.Context().Done()
+		out := t.TempDir()
+		var stdout, stderr bytes.Buffer
+		code := runIn(in, []string{"-config", "configs/sweeps/demo.toml", "-out", out, "-seeds", "1", "-shots", "1"}, &stdout, &stderr)
+		if code != tc.want || !strings.Contains(stdout.String(), "not started") {
+			t.Errorf("%v: exit %d, want %d\nstdout %s\nstderr %s", tc.sig, code, tc.want, stdout.String(), stderr.String())
+		}
+		if m, _ := filepath.Glob(filepath.Join(out, "*", "result.json")); len(m) != 0 {
+			t.Errorf("%v: cells ran: %v", tc.sig, m)
+		}
 	}
 }

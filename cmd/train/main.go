@@ -20,9 +20,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -81,20 +79,9 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 	}
 	// Ctrl-C (SIGINT) and SIGTERM stop the run cleanly; the exit status is
 	// then 128 + the signal's number (130, 143), as a shell reports it.
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
-	defer signal.Stop(sigs)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	caught := make(chan syscall.Signal, 1)
-	go func() {
-		select {
-		case s := <-sigs:
-			caught <- s.(syscall.Signal)
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
+	in := cli.OnSignals()
+	defer in.Stop()
+	ctx := in.Context()
 
 	var err error
 	switch {
@@ -111,15 +98,10 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "train:", cli.FirstLine(err))
-		if errors.Is(err, train.ErrInterrupted) {
-			select {
-			case s := <-caught:
-				return 128 + int(s)
-			default:
-				return 130
-			}
+		if errors.Is(err, train.ErrInterrupted) && in.Signal() == 0 {
+			return 130
 		}
-		return 1
+		return in.Status(1)
 	}
 	return 0
 }

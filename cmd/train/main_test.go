@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -165,20 +166,16 @@ func TestSIGINTCheckpointsAndResumeIsBitIdentical(t *testing.T) {
 	}
 
 	dir := filepath.Join(t.TempDir(), "interrupted")
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		// Interrupt once a few epochs are logged.
-		for i := 0; i < 2000; i++ {
-			b, _ := os.ReadFile(filepath.Join(dir, rundir.MetricsFile))
-			if bytes.Count(b, []byte("\n")) >= 3 {
-				syscall.Kill(os.Getpid(), syscall.SIGINT)
-				return
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-	}()
+	// Interrupt once a few epochs are logged; the watcher polls for as long
+	// as the run lasts (it used to give up after 10 s, which a loaded
+	// machine could take to reach epoch 3, and the run then finished).
+	finished := make(chan struct{})
+	done := watch(t, finished, func() bool {
+		b, _ := os.ReadFile(filepath.Join(dir, rundir.MetricsFile))
+		return bytes.Count(b, []byte("\n")) >= 3
+	}, syscall.SIGINT)
 	code, _, stderr := runCmd(t, append([]string{"-config", cfg, "-out", dir}, set...)...)
+	close(finished)
 	<-done
 	if code != 130 || !strings.Contains(stderr, "-resume") {
 		t.Fatalf("interrupted run: exit %d (want 130)\n%s", code, stderr)
@@ -214,6 +211,35 @@ func TestSIGINTCheckpointsAndResumeIsBitIdentical(t *testing.T) {
 	if n := bytes.Count(m, []byte("\n")); n != 30 {
 		t.Errorf("metrics.jsonl has %d lines after resume, want 30", n)
 	}
+}
+
+// watch polls cond every 2 ms until it holds, then sends sig to this
+// process, or until finished is closed (the run ended first); the returned
+// channel is closed when it stops. It has no time limit, so that a slow
+// (loaded) machine only makes it wait longer.
+//
+// The test process also catches the signal until the test ends, so one that
+// arrives after the run has removed its handler cannot kill it.
+func watch(t *testing.T, finished <-chan struct{}, cond func() bool, sig syscall.Signal) <-chan struct{} {
+	absorb := make(chan os.Signal, 4)
+	signal.Notify(absorb, sig)
+	t.Cleanup(func() { signal.Stop(absorb) })
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			if cond() {
+				syscall.Kill(os.Getpid(), sig)
+				return
+			}
+			select {
+			case <-finished:
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+		}
+	}()
+	return done
 }
 
 func params(t *testing.T, path string) map[string][]float64 {
@@ -351,18 +377,13 @@ func TestSIGTERMDuringEncodingStopsAtOnce(t *testing.T) {
 	cfg := testConfig(t, "clip-adapter", "")
 	out := t.TempDir()
 	dir := filepath.Join(out, "run")
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for i := 0; i < 4000; i++ {
-			if m, _ := filepath.Glob(filepath.Join(out, ".features", "train-*.feat")); len(m) > 0 {
-				syscall.Kill(os.Getpid(), syscall.SIGTERM)
-				return
-			}
-			time.Sleep(2 * time.Millisecond)
-		}
-	}()
+	finished := make(chan struct{})
+	done := watch(t, finished, func() bool {
+		m, _ := filepath.Glob(filepath.Join(out, ".features", "train-*.feat"))
+		return len(m) > 0
+	}, syscall.SIGTERM)
 	code, _, stderr := runCmd(t, "-config", cfg, "-out", dir, "-set", "output.dir="+out, "-set", fmt.Sprintf("train.augment_views=%d", views))
+	close(finished)
 	<-done
 	if code != 143 || !strings.Contains(stderr, "interrupted") || strings.Contains(stderr, "goroutine") {
 		t.Fatalf("exit %d (want 143 for SIGTERM)\n%s", code, stderr)

@@ -109,10 +109,12 @@ func sameBits(a, b []float32) int {
 	return -1
 }
 
-// settleGoroutines waits until at most base goroutines are running.
+// settleGoroutines waits until at most base goroutines are running (for
+// up to two minutes: exiting goroutines may wait long for CPU time on a
+// loaded machine; goroutines that never exit fail it all the same).
 func settleGoroutines(t *testing.T, base int) {
 	t.Helper()
-	deadline := time.Now().Add(3 * time.Second)
+	deadline := time.Now().Add(2 * time.Minute)
 	for runtime.NumGoroutine() > base {
 		if time.Now().After(deadline) {
 			buf := make([]byte, 1<<16)
@@ -585,30 +587,40 @@ func TestLoaderClose(t *testing.T) {
 	})
 }
 
+// TestLoaderPrefetchBound checks that at most Prefetch batches are in
+// flight, and that the workers do run that far ahead. Before each Next the
+// consumer waits until the workers have started every batch the bound
+// allows (it used to sleep 15 ms and hope they had, which a loaded machine
+// did not always grant); the slow variant makes the workers take 30 ms an
+// item, as on such a machine.
 func TestLoaderPrefetchBound(t *testing.T) {
 	d, items := loaderData(t)
-	for _, prefetch := range []int{1, 2, 3} {
-		var worst atomic.Int64
-		opt := Options{Transform: preprocess.Test(16), BatchSize: 4, Workers: 8, Prefetch: prefetch,
+	for _, tc := range []struct {
+		prefetch int
+		slow     time.Duration
+	}{{1, 0}, {2, 0}, {3, 0}, {2, 30 * time.Millisecond}} {
+		var worst, started atomic.Int64
+		started.Store(-1)
+		opt := Options{Transform: preprocess.Test(16), BatchSize: 4, Workers: 8, Prefetch: tc.prefetch,
 			// Batches in flight when a worker starts on batch b: b and
 			// every batch since the last one Next took.
 			testHook: func(l *Loader, batch int) {
 				inFlight := int64(batch) - l.taken.Load() + 1
-				for {
-					w := worst.Load()
-					if inFlight <= w || worst.CompareAndSwap(w, inFlight) {
-						break
-					}
-				}
+				atomicMax(&worst, inFlight)
+				atomicMax(&started, int64(batch))
+				time.Sleep(tc.slow)
 			}}
 		l, err := New(d, items, opt)
 		if err != nil {
 			t.Fatal(err)
 		}
+		const batches = 15
 		n := 0
 		for {
-			// A slow consumer lets the workers run as far ahead as allowed.
-			time.Sleep(15 * time.Millisecond)
+			// Let the workers run as far ahead as allowed: start batch
+			// n + prefetch - 1 (n is the number Next has taken).
+			want := int64(min(n+tc.prefetch-1, batches-1))
+			waitFor(t, func() bool { return started.Load() >= want }, "workers to start batch %d", want)
 			if _, err := l.Next(); err != nil {
 				if !errors.Is(err, io.EOF) {
 					t.Fatal(err)
@@ -618,12 +630,36 @@ func TestLoaderPrefetchBound(t *testing.T) {
 			n++
 		}
 		l.Close()
-		if n != 15 {
-			t.Errorf("prefetch %d: %d batches, want 15", prefetch, n)
+		if n != batches {
+			t.Errorf("prefetch %d: %d batches, want %d", tc.prefetch, n, batches)
 		}
-		if w := worst.Load(); w != int64(prefetch) {
-			t.Errorf("prefetch %d: at most %d batches in flight, want exactly %d", prefetch, w, prefetch)
+		if w := worst.Load(); w != int64(tc.prefetch) {
+			t.Errorf("prefetch %d (items taking %v): at most %d batches in flight, want exactly %d", tc.prefetch, tc.slow, w, tc.prefetch)
 		}
+	}
+}
+
+// atomicMax raises a to v if v is larger.
+func atomicMax(a *atomic.Int64, v int64) {
+	for {
+		w := a.Load()
+		if v <= w || a.CompareAndSwap(w, v) {
+			return
+		}
+	}
+}
+
+// waitFor polls cond until it holds. It fails only after two minutes: the
+// conditions it is used for hold once the goroutines involved get CPU
+// time, however loaded the machine.
+func waitFor(t *testing.T, cond func() bool, format string, args ...any) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up waiting for "+format, args...)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
 

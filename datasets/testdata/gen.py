@@ -24,6 +24,9 @@ Files written next to this script:
   imagenet_layout.json, imagenet_cache/shot_4-seed_1.pkl
                        a tiny ImageNet tree (for the Go test to create) and a
                        CoOp cache of it ({"train": [...]} only)
+  imagenet_fewshot.json
+                       the 4-shot seed-1 train draw of that tree and the val
+                       list drawn after it from the remaining train images
   imagenet_preprocessed.pkl, imagenet_preprocessed.json
                        CoOp's folder-scan cache of that tree with files in
                        an unsorted order, and CoOp's 4-shot seed-1 draw from it
@@ -208,7 +211,8 @@ with open(os.path.join(here, "coop_cache_evil", "shot_1-seed_1.pkl"), "wb") as f
     pickle.dump({"train": [RunCommand()], "val": []}, f, protocol=4)
 
 # A tiny ImageNet: CoOp lists wnid folders sorted and files in os.listdir
-# order; the Go port sorts files, so the layout is given sorted.
+# order; the layout is given sorted (the Go test writes it as the
+# package's listing file, so that this order is the one read).
 wnids = [("n01440764", "tench", 10, 3), ("n01443537", "goldfish", 5, 2), ("n02102040", "English springer", 12, 4)]
 train, test = [], []
 for label, (w, name, ntr, nte) in enumerate(wnids):
@@ -218,6 +222,12 @@ with open(os.path.join(here, "imagenet_layout.json"), "w") as f:
     json.dump({"classnames": [[w, n] for w, n, _, _ in wnids], "train": train, "test": test}, f, indent=1)
 random.seed(1)
 picked = fewshot(train, 4)
+# ImageNet has no val list: the toolkit draws its few-shot val on the same
+# stream from the train images not picked, min(K, 4) per class
+# (docs/protocol.md §7).
+val_picked = fewshot([e for e in train if e not in picked], 4)
+with open(os.path.join(here, "imagenet_fewshot.json"), "w") as f:
+    json.dump({"shots": 4, "seed": 1, "train": [p for p, _, _ in picked], "val": [p for p, _, _ in val_picked]}, f, indent=1)
 os.makedirs(os.path.join(here, "imagenet_cache"), exist_ok=True)
 with open(os.path.join(here, "imagenet_cache", "shot_4-seed_1.pkl"), "wb") as f:
     pickle.dump({"train": datums(picked, "/mnt/old/imagenet/images")}, f, protocol=4)

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"os"
+	"syscall"
 	"testing"
 )
 
@@ -105,5 +107,37 @@ func TestStrings(t *testing.T) {
 	}
 	if len(sets) != 2 || sets[0] != "a.b=1" || sets[1] != "c.d=x y" || sets.String() != "a.b=1,c.d=x y" {
 		t.Errorf("sets = %q (String %q)", []string(sets), sets.String())
+	}
+}
+
+// TestInterruptsStatus: a signal cancels the context and turns a failed
+// command's status into 128 + the signal; a command that succeeded keeps 0.
+func TestInterruptsStatus(t *testing.T) {
+	for _, tc := range []struct {
+		sig        os.Signal
+		code, want int
+	}{
+		{syscall.SIGINT, 1, 130},
+		{syscall.SIGTERM, 1, 143},
+		{syscall.SIGTERM, 0, 0},
+		{nil, 1, 1},
+	} {
+		ch := make(chan os.Signal, 1)
+		stopped := make(chan bool, 1)
+		in := FromSignals(ch, func() { stopped <- true })
+		if tc.sig != nil {
+			ch <- tc.sig
+			<-in.Context().Done()
+			if !<-stopped {
+				t.Error("handler not removed after the first signal")
+			}
+		}
+		if got := in.Status(tc.code); got != tc.want {
+			t.Errorf("signal %v, code %d: status %d, want %d", tc.sig, tc.code, got, tc.want)
+		}
+		in.Stop()
+		if in.Context().Err() == nil {
+			t.Error("Stop did not release the context")
+		}
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -151,24 +152,54 @@ func ResidentBytes() (int64, error) {
 // PeakResidentBytes returns this process's peak resident set size (the
 // VmHWM line of /proc/self/status).
 func PeakResidentBytes() (int64, error) {
-	b, err := os.ReadFile("/proc/self/status")
+	v, err := statusKB("VmHWM")
 	if err != nil {
 		return 0, err
 	}
+	return v["VmHWM"], nil
+}
+
+// AnonymousBytes returns the memory this process has allocated and
+// written: its anonymous resident memory plus what of it is swapped out
+// (RssAnon + VmSwap in /proc/self/status). Unlike the resident set size it
+// does not move when the kernel drops pages of mapped files (libtorch's
+// code, hundreds of MiB) under memory pressure and reads them back later,
+// so leak checks measure it.
+func AnonymousBytes() (int64, error) {
+	v, err := statusKB("RssAnon", "VmSwap")
+	if err != nil {
+		return 0, err
+	}
+	return v["RssAnon"] + v["VmSwap"], nil
+}
+
+// statusKB reads the given "Key: N kB" lines of /proc/self/status, in
+// bytes; a missing key is an error.
+func statusKB(keys ...string) (map[string]int64, error) {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]int64{}
 	for _, line := range strings.Split(string(b), "\n") {
-		rest, ok := strings.CutPrefix(line, "VmHWM:")
-		if !ok {
+		key, rest, ok := strings.Cut(line, ":")
+		if !ok || !slices.Contains(keys, key) {
 			continue
 		}
 		f := strings.Fields(rest)
 		if len(f) != 2 || f[1] != "kB" {
-			break
+			return nil, fmt.Errorf("unexpected /proc/self/status line %q", line)
 		}
 		kb, err := strconv.ParseInt(f[0], 10, 64)
 		if err != nil {
-			break
+			return nil, fmt.Errorf("/proc/self/status line %q: %w", line, err)
 		}
-		return kb << 10, nil
+		out[key] = kb << 10
 	}
-	return 0, fmt.Errorf("no VmHWM line in /proc/self/status")
+	for _, k := range keys {
+		if _, ok := out[k]; !ok {
+			return nil, fmt.Errorf("no %s line in /proc/self/status", k)
+		}
+	}
+	return out, nil
 }
