@@ -267,3 +267,39 @@ func mixRows(a, x, r *ts.Tensor) (*ts.Tensor, error) {
 	out, err := ra.Add(rx, false)
 	return out, torch.Err("add residual", err)
 }
+
+// AdaptFeatures implements train.FeatureAdapter: the adapted image
+// features f' = α·A_v(f) + (1−α)·f the classifier compares (α per image with
+// the hyper-network), or a copy of f without a visual adapter.
+func (m *CLIPAdapter) AdaptFeatures(features *ts.Tensor) (*ts.Tensor, error) {
+	if m.classifier == nil {
+		return nil, fmt.Errorf("clip-adapter: AdaptFeatures before Init")
+	}
+	if _, err := checkFeatures(features, m.d, "clip-adapter: image features"); err != nil {
+		return nil, err
+	}
+	if m.visual == nil {
+		y, err := features.Detach(false)
+		return y, torch.Err("clip-adapter: copy features", err)
+	}
+	var s torch.Scope
+	defer s.Drop()
+	a, err := m.visual.forward(features)
+	if err != nil {
+		return nil, fmt.Errorf("clip-adapter: visual adapter: %w", err)
+	}
+	s.Keep(a)
+	if m.hyper == nil {
+		return mix(a, features, m.opts.Alpha, m.alphaLogit)
+	}
+	r, err := m.hyper.forward(features)
+	if err != nil {
+		return nil, fmt.Errorf("clip-adapter: %w", err)
+	}
+	s.Keep(r)
+	alpha, err := s.Op("alpha column")(r.Narrow(1, 0, 1, false))
+	if err != nil {
+		return nil, fmt.Errorf("clip-adapter: %w", err)
+	}
+	return mixRows(a, features, alpha)
+}

@@ -11,9 +11,15 @@
 // and value of the other grid keys (-series), as ablation.md, ablation.csv
 // and plots/ablation_KEY_*.
 //
+// With -manifold it embeds the test features that runs saved
+// (output.save_test_features) in 2-D with t-SNE, one panel per run
+// coloured by class with its silhouette score: manifold.png, manifold.svg
+// and manifold.csv.
+//
 // Usage:
 //
 //	report -runs DIR [-out DIR] [-x section.key] [-series section.key,...]
+//	report -manifold [-space logits|features] [-points N] [-perplexity P] [-seed S] [-out DIR] RUNDIR...
 package main
 
 import (
@@ -40,12 +46,26 @@ func run(args []string, stdout, stderr io.Writer) int {
 	xKey := fs.String("x", "", "ablation: the swept config key on the x axis (default: the first [sweep.grid] key of RUNS/sweep.toml)")
 	seriesKeys := fs.String("series", "", "ablation: further swept keys that split the lines, comma-separated (default: the other grid keys)")
 	noAblation := fs.Bool("no-ablation", false, "write the shots table even when RUNS/sweep.toml has a grid")
+	manifold := fs.Bool("manifold", false, "embed the saved test features of the run directories given as arguments (t-SNE), one panel per run")
+	space := fs.String("space", report.SpaceLogits, "manifold: logits (each image's class scores) or features (the image features as the classifier compares them)")
+	points := fs.Int("points", 1000, "manifold: at most this many test images per run")
+	perplexity := fs.Float64("perplexity", 30, "manifold: t-SNE perplexity")
+	seed := fs.Uint64("seed", 1, "manifold: t-SNE seed")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: report -runs DIR [-out DIR] [-x KEY] [-series KEYS]")
+		fmt.Fprintln(stderr, "usage: report -runs DIR [-out DIR] [-x KEY] [-series KEYS]\n       report -manifold [-space logits|features] [-out DIR] RUNDIR...")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *manifold {
+		if fs.NArg() == 0 || *runs != "" {
+			fmt.Fprintln(stderr, "report: -manifold takes run directories as arguments (and no -runs)")
+			fs.Usage()
+			return 2
+		}
+		return writeManifold(fs.Args(), *out, report.ManifoldOptions{Space: *space, MaxPoints: *points,
+			TSNE: report.TSNEOptions{Perplexity: *perplexity, Seed: *seed}}, stdout, stderr)
 	}
 	if *runs == "" || fs.NArg() > 0 {
 		fs.Usage()
@@ -153,5 +173,29 @@ func writeAblation(runs []report.Run, o report.AblationOptions, root, out string
 		fmt.Fprintln(stdout, "  ", p)
 	}
 	fmt.Fprintf(stdout, "   %d plots in %s\n", len(paths)-2, filepath.Join(out, report.PlotDir))
+	return 0
+}
+
+func writeManifold(dirs []string, out string, o report.ManifoldOptions, stdout, stderr io.Writer) int {
+	if out == "" {
+		out = filepath.Join(filepath.Dir(filepath.Clean(dirs[0])), "report")
+	}
+	panels, err := report.Manifold(dirs, o)
+	if err != nil {
+		fmt.Fprintln(stderr, "report:", err)
+		return 1
+	}
+	paths, err := report.WriteManifold(panels, o.Space, out)
+	if err != nil {
+		fmt.Fprintln(stderr, "report:", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "report: manifold of %d runs (%s)\n", len(panels), o.Space)
+	for _, p := range panels {
+		fmt.Fprintf(stdout, "  %-40s %4d points  silhouette %.3f in 2-D, %.3f in %d-D\n", p.Label, p.N, p.Silhouette, p.SilhouetteInput, p.Dim)
+	}
+	for _, p := range paths {
+		fmt.Fprintln(stdout, "  ", p)
+	}
 	return 0
 }

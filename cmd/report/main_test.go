@@ -112,3 +112,24 @@ func TestReportHasNoCgo(t *testing.T) {
 		t.Errorf("cmd/report depends on cgo packages:\n%s", s)
 	}
 }
+
+func TestReportManifoldErrors(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"-manifold"}, &stdout, &stderr); code != 2 {
+		t.Errorf("-manifold without runs: exit %d", code)
+	}
+	// A finished run that did not save its test features: the message
+	// says how to get them.
+	dir := filepath.Join(t.TempDir(), "dtd_coop_RN50_4shot_seed1")
+	os.MkdirAll(dir, 0o755)
+	b, _ := json.Marshal(rundir.Result{Method: "coop", Backbone: "RN50", Shots: 4, Seed: 1})
+	os.WriteFile(filepath.Join(dir, rundir.ResultFile), b, 0o644)
+	stderr.Reset()
+	if code := run([]string{"-manifold", dir}, &stdout, &stderr); code != 1 || !strings.Contains(stderr.String(), "output.save_test_features = true") {
+		t.Errorf("no features: exit %d, %q", code, stderr.String())
+	}
+	stderr.Reset()
+	if code := run([]string{"-manifold", "-space", "pixels", dir}, &stdout, &stderr); code != 1 || !strings.Contains(stderr.String(), `space "pixels"`) {
+		t.Errorf("bad space: exit %d, %q", code, stderr.String())
+	}
+}
