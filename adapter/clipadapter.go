@@ -40,12 +40,14 @@ type CLIPAdapterOptions struct {
 	// Beta is the text residual ratio in [0, 1]:
 	// W' = β·A_t(W) + (1−β)·W.
 	Beta float64 `toml:"beta"`
-	// LearnRatios makes the ratios of the adapted sides learnable. Each is
-	// then sigmoid(logit) of a learned scalar logit ("alpha_logit",
-	// "beta_logit", shape [1]), initialized to logit(Alpha) and
-	// logit(Beta), so it stays in (0, 1); Alpha and Beta must then lie in
-	// (0, 1).
-	LearnRatios bool `toml:"learn_ratios"`
+	// LearnRatios says how the ratios are set: false uses Alpha and Beta;
+	// true learns each adapted side's ratio as sigmoid(logit) of a scalar
+	// logit ("alpha_logit", "beta_logit", shape [1]) initialized to
+	// logit(Alpha), logit(Beta); "hypernet" predicts both per image with a
+	// small network from the normalized image feature and the mean of the
+	// class text features, started so that it predicts Alpha and Beta.
+	// When learned, Alpha and Beta must lie in (0, 1).
+	LearnRatios RatioMode `toml:"learn_ratios"`
 	// ReLUAfterSecond applies a ReLU after the adapter's second layer, as
 	// the released code does; false follows the paper's formula
 	// A(x) = ReLU(x W1) W2.
@@ -71,8 +73,20 @@ func DefaultCLIPAdapterOptions() CLIPAdapterOptions {
 // Parameters, named as in a PyTorch module with submodules visual and text
 // holding Linear layers fc1 (D → D/r) and fc2 (D/r → D):
 // "visual.fc1.weight" [D/r, D], "visual.fc2.weight" [D, D/r],
-// "text.fc1.weight", "text.fc2.weight", and with LearnRatios
+// "text.fc1.weight", "text.fc2.weight", and with LearnRatios = true
 // "alpha_logit" / "beta_logit" [1], for the sides the variant adapts.
+//
+// With LearnRatios = "hypernet" (the toolkit's reading of learning the
+// ratios "from the features"; the paper does not specify a network) the
+// ratios come per image from a hyper-network
+// [α, β] = sigmoid(fc2(ReLU(fc1([f̂; t̄])))), where f̂ is the normalized
+// image feature (CLIP's pooled output), t̄ the mean of the normalized class
+// text features, fc1 2D → D/Reduction and fc2 → 2 with biases
+// ("hypernet.fc1.weight", "hypernet.fc1.bias", "hypernet.fc2.weight",
+// "hypernet.fc2.bias"). fc2 starts at zero weights and bias
+// [logit(Alpha), logit(Beta)], so training starts from the fixed ratios.
+// A per-image β gives each image its own adapted classifier
+// normalize(β·A_t(Ŵ) + (1−β)·Ŵ), computed in closed form.
 type CLIPAdapter struct {
 	opts  CLIPAdapterOptions
 	d     int64
@@ -83,6 +97,8 @@ type CLIPAdapter struct {
 	text       *bottleneck
 	alphaLogit *ts.Tensor
 	betaLogit  *ts.Tensor
+	// hyper predicts per-image ratios (LearnRatios = "hypernet").
+	hyper *hypernet
 	// evalClassifier caches the adapted text classifier between evaluation
 	// calls, computed from the text-side parameters copied in evalParams;
 	// it is reused only while the parameters still equal those copies.
@@ -133,12 +149,17 @@ func (o CLIPAdapterOptions) validate() error {
 		if math.IsNaN(r.v) || r.v < 0 || r.v > 1 {
 			return fmt.Errorf("clip-adapter: %s = %g, want a ratio in [0, 1]", r.name, r.v)
 		}
-		if o.LearnRatios && (r.v == 0 || r.v == 1) {
+		if o.LearnRatios.Learned() && (r.v == 0 || r.v == 1) {
 			return fmt.Errorf("clip-adapter: %s = %g cannot be learned through a sigmoid; want (0, 1)", r.name, r.v)
 		}
 	}
 	if o.Templates < 0 {
 		return fmt.Errorf("clip-adapter: templates %d, want 0 (all) or more", o.Templates)
+	}
+	switch o.LearnRatios {
+	case "", RatiosFixed, RatiosScalar, RatiosHypernet:
+	default:
+		return fmt.Errorf("clip-adapter: learn_ratios = %q, want false, true or \"hypernet\"", string(o.LearnRatios))
 	}
 	return nil
 }
@@ -194,7 +215,12 @@ func (m *CLIPAdapter) Init(ctx *train.Context, views []*train.Features) error {
 			return fail(err)
 		}
 	}
-	if m.opts.LearnRatios {
+	if m.opts.LearnRatios == RatiosHypernet {
+		if m.hyper, err = newHypernet(rng, w, d, hidden, m.opts.Alpha, m.opts.Beta, ctx.Device); err != nil {
+			return fail(err)
+		}
+	}
+	if m.opts.LearnRatios == RatiosScalar {
 		if m.adaptsVisual() {
 			if m.alphaLogit, err = newParam([]float32{float32(logit(m.opts.Alpha))}, []int64{1}, ctx.Device); err != nil {
 				return fail(err)
@@ -208,7 +234,7 @@ func (m *CLIPAdapter) Init(ctx *train.Context, views []*train.Features) error {
 	}
 	if ctx.Log != nil {
 		ctx.Log.Info("clip-adapter initialized", "variant", m.opts.Variant, "dim", d, "bottleneck", hidden,
-			"classes", len(ctx.ClassNames), "learn_ratios", m.opts.LearnRatios, "parameters", m.numParams())
+			"classes", len(ctx.ClassNames), "learn_ratios", string(m.opts.LearnRatios), "parameters", m.numParams())
 	}
 	return nil
 }
@@ -237,9 +263,13 @@ func (m *CLIPAdapter) numParams() int64 {
 
 // Parameters implements train.Method, in the order of PyTorch's
 // named_parameters for the reference module: the ratio logits when learned,
-// then the visual adapter's fc1 and fc2 weights, then the text adapter's.
+// then the visual adapter's fc1 and fc2 weights, then the text adapter's;
+// the hyper-network's, when present, come first.
 func (m *CLIPAdapter) Parameters() []train.Param {
 	var ps []train.Param
+	if m.hyper != nil {
+		ps = append(ps, m.hyper.params()...)
+	}
 	if m.alphaLogit != nil {
 		ps = append(ps, train.Param{Name: "alpha_logit", Tensor: m.alphaLogit})
 	}
@@ -271,7 +301,8 @@ func (m *CLIPAdapter) SetParameters(values map[string]*ts.Tensor) error {
 }
 
 // Ratios returns the residual ratios in effect (the sigmoid of the learned
-// logits when LearnRatios is set).
+// logits when LearnRatios is true; with the hyper-network, the configured
+// starting values: see PredictRatios).
 func (m *CLIPAdapter) Ratios() (alpha, beta float64, err error) {
 	alpha, beta = m.opts.Alpha, m.opts.Beta
 	read := func(l *ts.Tensor) (float64, error) {
@@ -305,6 +336,9 @@ func (m *CLIPAdapter) Logits(features *ts.Tensor, training bool) (*ts.Tensor, er
 	}
 	if _, err := checkFeatures(features, m.d, "clip-adapter: image features"); err != nil {
 		return nil, err
+	}
+	if m.hyper != nil {
+		return m.hyperLogits(features)
 	}
 	var s torch.Scope
 	defer s.Drop()
@@ -446,7 +480,10 @@ func (m *CLIPAdapter) Drop() {
 			b.drop()
 		}
 	}
-	m.classifier, m.alphaLogit, m.betaLogit, m.visual, m.text = nil, nil, nil, nil, nil
+	if m.hyper != nil {
+		m.hyper.drop()
+	}
+	m.classifier, m.alphaLogit, m.betaLogit, m.visual, m.text, m.hyper = nil, nil, nil, nil, nil, nil
 }
 
 // bottleneck is Linear(D → h, no bias) → ReLU → Linear(h → D, no bias) →

@@ -26,7 +26,7 @@ func TestCLIPAdapterMatchesPyTorch(t *testing.T) {
 			lockThread(t) // subtests run on their own goroutines
 			ctx, _ := fixtureContext(t, m)
 			a := NewCLIPAdapter(CLIPAdapterOptions{Variant: c.Variant, Reduction: m.Reduction, Alpha: c.Alpha,
-				Beta: c.Beta, LearnRatios: c.Learn, ReLUAfterSecond: c.ReLUOut})
+				Beta: c.Beta, LearnRatios: LearnScalars(c.Learn), ReLUAfterSecond: c.ReLUOut})
 			if err := a.Init(ctx, nil); err != nil {
 				t.Fatal(err)
 			}
@@ -140,7 +140,7 @@ func TestCLIPAdapterInit(t *testing.T) {
 		build := func(seed uint64) *CLIPAdapter {
 			ctx := syntheticContext(t, tc.d, 3, seed)
 			o := DefaultCLIPAdapterOptions()
-			o.Variant, o.Reduction, o.LearnRatios, o.Beta = tc.variant, tc.r, tc.learn, 0.7
+			o.Variant, o.Reduction, o.LearnRatios, o.Beta = tc.variant, tc.r, LearnScalars(tc.learn), 0.7
 			a := NewCLIPAdapter(o)
 			if err := a.Init(ctx, nil); err != nil {
 				t.Fatal(err)
@@ -235,7 +235,7 @@ func TestCLIPAdapterErrors(t *testing.T) {
 	}{
 		{"variant", func(o *CLIPAdapterOptions) { o.Variant = "image" }, `unknown variant "image"`},
 		{"alpha", func(o *CLIPAdapterOptions) { o.Alpha = 1.5 }, "alpha = 1.5"},
-		{"learned zero", func(o *CLIPAdapterOptions) { o.LearnRatios, o.Beta = true, 0 }, "beta = 0 cannot be learned"},
+		{"learned zero", func(o *CLIPAdapterOptions) { o.LearnRatios, o.Beta = RatiosScalar, 0 }, "beta = 0 cannot be learned"},
 		{"reduction", func(o *CLIPAdapterOptions) { o.Reduction = 64 }, "no bottleneck"},
 		{"templates", func(o *CLIPAdapterOptions) { o.Templates = 9 }, "9 templates requested"},
 	} {

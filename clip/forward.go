@@ -54,6 +54,57 @@ func (m *Model) encodeImage(images *ts.Tensor) (*ts.Tensor, error) {
 }
 
 func (v *visionTransformer) forward(x *ts.Tensor) (*ts.Tensor, error) {
+	h, err := v.stem(x)
+	if err != nil {
+		return nil, err
+	}
+	defer h.Drop()
+	return v.from(h, 0)
+}
+
+// numLayers is the number of residual blocks.
+func (v *visionTransformer) numLayers() int { return len(v.transformer.Blocks) }
+
+// upTo runs the stem and blocks 1..k: tokens [N, L, W].
+func (v *visionTransformer) upTo(x *ts.Tensor, k int) (*ts.Tensor, error) {
+	h, err := v.stem(x)
+	if err != nil {
+		return nil, err
+	}
+	defer h.Drop()
+	return (&nn.Transformer{Blocks: v.transformer.Blocks[:k]}).Forward(h, nil)
+}
+
+// from runs blocks k+1.. on tokens h, then ln_post on the class token and
+// the projection.
+func (v *visionTransformer) from(h *ts.Tensor, k int) (*ts.Tensor, error) {
+	var s torch.Scope
+	defer s.Drop()
+	if k < len(v.transformer.Blocks) {
+		// (Not with no blocks left: an empty Transformer returns a
+		// detached copy, which would cut the gradient to h.)
+		var err error
+		if h, err = (&nn.Transformer{Blocks: v.transformer.Blocks[k:]}).Forward(h, nil); err != nil {
+			return nil, err
+		}
+		s.Keep(h)
+	}
+	first, err := s.Op("class token")(h.Select(1, 0, false))
+	if err != nil {
+		return nil, err
+	}
+	o, err := v.lnPost.Forward(first)
+	if err != nil {
+		return nil, err
+	}
+	s.Keep(o)
+	y, err := o.Matmul(v.proj, false)
+	return y, torch.Err("visual projection", err)
+}
+
+// stem embeds the patches, prepends the class token, adds the positional
+// embedding and applies ln_pre: [N, L, W].
+func (v *visionTransformer) stem(x *ts.Tensor) (*ts.Tensor, error) {
 	var s torch.Scope
 	defer s.Drop()
 	c, err := v.conv1.Forward(x)
@@ -95,29 +146,23 @@ func (v *visionTransformer) forward(x *ts.Tensor) (*ts.Tensor, error) {
 	if seq, err = s.Op("positional embedding")(seq.Add(pos, false)); err != nil {
 		return nil, err
 	}
-	h, err := v.lnPre.Forward(seq)
-	if err != nil {
-		return nil, err
-	}
-	s.Keep(h)
-	if h, err = v.transformer.Forward(h, nil); err != nil {
-		return nil, err
-	}
-	s.Keep(h)
-	first, err := s.Op("class token")(h.Select(1, 0, false))
-	if err != nil {
-		return nil, err
-	}
-	o, err := v.lnPost.Forward(first)
-	if err != nil {
-		return nil, err
-	}
-	s.Keep(o)
-	y, err := o.Matmul(v.proj, false)
-	return y, torch.Err("visual projection", err)
+	return v.lnPre.Forward(seq)
 }
 
 func (r *modifiedResNet) forward(x *ts.Tensor) (*ts.Tensor, error) {
+	h, err := r.upTo(x, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer h.Drop()
+	return r.from(h, 0)
+}
+
+// numLayers is the number of stages (layer1..layer4).
+func (r *modifiedResNet) numLayers() int { return len(r.layers) }
+
+// upTo runs the stem and stages 1..k: feature maps [N, C, H, W].
+func (r *modifiedResNet) upTo(x *ts.Tensor, k int) (*ts.Tensor, error) {
 	var s torch.Scope
 	defer s.Drop()
 	h := x
@@ -136,8 +181,28 @@ func (r *modifiedResNet) forward(x *ts.Tensor) (*ts.Tensor, error) {
 		return nil, err
 	}
 	h = s.Keep(y)
-	for si, stage := range r.layers {
-		for j, blk := range stage {
+	if h, err = r.stages(&s, h, 0, k); err != nil {
+		return nil, err
+	}
+	return s.Release(h), nil
+}
+
+// from runs stages k+1..4 on h, then the attention pool.
+func (r *modifiedResNet) from(h *ts.Tensor, k int) (*ts.Tensor, error) {
+	var s torch.Scope
+	defer s.Drop()
+	h, err := r.stages(&s, h, k, len(r.layers))
+	if err != nil {
+		return nil, err
+	}
+	return r.attnpool.Forward(h)
+}
+
+// stages runs stages from+1..to on h; the activations it makes are held in
+// s, only the current one alive.
+func (r *modifiedResNet) stages(s *torch.Scope, h *ts.Tensor, from, to int) (*ts.Tensor, error) {
+	for si := from; si < to; si++ {
+		for j, blk := range r.layers[si] {
 			y, err := blk.Forward(h)
 			if err != nil {
 				return nil, fmt.Errorf("layer%d.%d: %w", si+1, j, err)
@@ -147,7 +212,7 @@ func (r *modifiedResNet) forward(x *ts.Tensor) (*ts.Tensor, error) {
 			h = s.Keep(y)
 		}
 	}
-	return r.attnpool.Forward(h)
+	return h, nil
 }
 
 // tokenIDs validates token ids [N, L] and returns them row-major.

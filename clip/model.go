@@ -368,3 +368,85 @@ func (m *Model) Forward(images, tokens *ts.Tensor) (perImage, perText *ts.Tensor
 	})
 	return perImage, perText, err
 }
+
+// ImageLayers returns the number of places the image encoder can be split
+// at (EncodeImageUpTo): the transformer's residual blocks for a ViT
+// (12 for ViT-B), the four stages (layer1..layer4) for a ResNet.
+func (m *Model) ImageLayers() int {
+	if m.vit != nil {
+		return m.vit.numLayers()
+	}
+	return m.rn.numLayers()
+}
+
+// EncodeImageUpTo runs the image encoder on preprocessed images [N, 3, R,
+// R] through block (ViT) or stage (ResNet) k, 0 ≤ k ≤ ImageLayers(), with
+// gradients off: the ViT's tokens [N, L, W] after block k (k = 0: after
+// ln_pre), the ResNet's feature maps [N, C, H, W] after stage k (k = 0:
+// after the stem), in the model's compute dtype. EncodeImageFrom(·, k)
+// finishes the encoding; features cached at block k and an adapter applied
+// there (CLIP-Adapter inserted after an intermediate layer) meet there.
+func (m *Model) EncodeImageUpTo(images *ts.Tensor, k int) (*ts.Tensor, error) {
+	if k < 0 || k > m.ImageLayers() {
+		return nil, fmt.Errorf("clip: image layer %d: want 0 to %d", k, m.ImageLayers())
+	}
+	var out *ts.Tensor
+	err := inference(func() error {
+		shape, err := images.Size()
+		if err != nil {
+			return torch.Err("images", err)
+		}
+		r := int64(m.cfg.ImageResolution)
+		if len(shape) != 4 || shape[1] != 3 || shape[2] != r || shape[3] != r || shape[0] == 0 {
+			return fmt.Errorf("clip: images have shape %v, want [N, 3, %d, %d]", shape, r, r)
+		}
+		var s torch.Scope
+		defer s.Drop()
+		x, err := m.toModel(&s, images, m.dtype)
+		if err != nil {
+			return err
+		}
+		if m.vit != nil {
+			out, err = m.vit.upTo(x, k)
+		} else {
+			out, err = m.rn.upTo(x, k)
+		}
+		if err != nil {
+			return fmt.Errorf("clip: image tower up to layer %d: %w", k, err)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// EncodeImageFrom runs the image encoder from after block or stage k on h
+// (what EncodeImageUpTo(·, k) returned, or an adapted version of it):
+// the remaining blocks or stages, then ln_post and the projection (ViT) or
+// the attention pool (ResNet), giving image features [N, EmbedDim] fp32.
+// It runs in the caller's grad mode, so gradients flow into h (the frozen
+// weights get none). EncodeImageFrom(EncodeImageUpTo(x, k), k) equals
+// EncodeImage(x) for every k.
+func (m *Model) EncodeImageFrom(h *ts.Tensor, k int) (*ts.Tensor, error) {
+	if k < 0 || k > m.ImageLayers() {
+		return nil, fmt.Errorf("clip: image layer %d: want 0 to %d", k, m.ImageLayers())
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var s torch.Scope
+	defer s.Drop()
+	x, err := m.toModel(&s, h, m.dtype)
+	if err != nil {
+		return nil, err
+	}
+	var f *ts.Tensor
+	if m.vit != nil {
+		f, err = m.vit.from(x, k)
+	} else {
+		f, err = m.rn.from(x, k)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("clip: image tower from layer %d: %w", k, err)
+	}
+	out, err := f.Totype(gotch.Float, true)
+	return out, torch.Err("image features", err)
+}

@@ -113,6 +113,11 @@ type OutputConfig struct {
 	// Name is the run directory's name; empty derives one from the
 	// dataset, method, backbone, shots and seed.
 	Name string `toml:"name"`
+	// SaveTestFeatures writes the test set's features as the method's
+	// classifier sees them, its logits and labels into the run directory
+	// (test_features.npy, test_logits.npy, test_labels.npy), for the
+	// feature-manifold plots of cmd/report -manifold.
+	SaveTestFeatures bool `toml:"save_test_features"`
 }
 
 // Defaults returns the configuration every file is applied on top of:

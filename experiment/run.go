@@ -26,6 +26,7 @@ import (
 	"github.com/clipadapter/clipgo/clip/tokenizer"
 	"github.com/clipadapter/clipgo/config"
 	"github.com/clipadapter/clipgo/datasets"
+	"github.com/clipadapter/clipgo/internal/npy"
 	"github.com/clipadapter/clipgo/internal/torch"
 	"github.com/clipadapter/clipgo/methods"
 	"github.com/clipadapter/clipgo/metrics"
@@ -444,7 +445,37 @@ func (r *run) evaluateTest(ctx context.Context) (metrics.Metrics, error) {
 		return metrics.Metrics{}, err
 	}
 	defer test.Drop()
-	return train.EvaluateMethod(ctx, r.method.Method, test, r.cfg.Train.EvalBatchSize)
+	if !r.cfg.Output.SaveTestFeatures {
+		return train.EvaluateMethod(ctx, r.method.Method, test, r.cfg.Train.EvalBatchSize)
+	}
+	logits, classes, err := train.Logits(ctx, r.method.Method, test, r.cfg.Train.EvalBatchSize)
+	if err != nil {
+		return metrics.Metrics{}, err
+	}
+	if err := r.saveTestFeatures(test, logits, classes); err != nil {
+		return metrics.Metrics{}, err
+	}
+	return metrics.Evaluate(logits, test.Y, classes)
+}
+
+// saveTestFeatures writes the test features as the method's classifier
+// sees them, its logits and the labels (output.save_test_features).
+func (r *run) saveTestFeatures(test *train.Features, logits []float32, classes int) error {
+	feats, dim, err := train.AdaptedFeatures(r.method.Method, test, r.cfg.Train.EvalBatchSize)
+	if err != nil {
+		return fmt.Errorf("save test features: %w", err)
+	}
+	n := test.Len()
+	if err := npy.Write(r.file(rundir.TestFeaturesFile), []int{n, dim}, feats); err != nil {
+		return fmt.Errorf("save test features: %w", err)
+	}
+	if err := npy.Write(r.file(rundir.TestLogitsFile), []int{n, classes}, logits); err != nil {
+		return fmt.Errorf("save test logits: %w", err)
+	}
+	if err := npy.WriteInt64(r.file(rundir.TestLabelsFile), []int{n}, test.Y); err != nil {
+		return fmt.Errorf("save test labels: %w", err)
+	}
+	return nil
 }
 
 // testItems is the test list, cut to data.max_test when set.

@@ -28,6 +28,13 @@ const (
 	// LockFile is held (flock) by the process running in the directory; it
 	// holds that process's id.
 	LockFile = ".lock"
+	// TestFeaturesFile, TestLogitsFile and TestLabelsFile hold the test
+	// set as the method saw it when output.save_test_features is set:
+	// features [N, D] as its classifier compares them and logits [N, C]
+	// (float32), labels [N] (int64), NumPy format.
+	TestFeaturesFile = "test_features.npy"
+	TestLogitsFile   = "test_logits.npy"
+	TestLabelsFile   = "test_labels.npy"
 )
 
 // Lock takes the run directory's lock (an exclusive flock on

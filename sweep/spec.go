@@ -26,6 +26,13 @@
 //	shots = [1]
 //	seeds = [1]
 //
+//	[sweep.grid]                        # any config keys, crossed with the rest
+//	"method.alpha"     = [0, 0.2, 0.4]
+//	"method.reduction" = [2, 4]
+//
+// A grid's cells are named by their values: the run directory is
+// RunName() + "_alpha0.2_reduction4" (see GridValue).
+//
 // Relative paths (base, out, and paths inside set values) are relative to
 // the directory the sweep is started from, as for cmd/train.
 package sweep
@@ -93,6 +100,13 @@ type Spec struct {
 	Set []string `toml:"set"`
 	// PerMethod refines the sweep for one method.
 	PerMethod map[string]MethodSpec `toml:"per_method"`
+	// Grid maps config keys (section.key) to the values to sweep; every
+	// combination is crossed with the methods, datasets, shots and seeds
+	// (nested inside methods, outside shots). Keys vary in file order, the
+	// first slowest.
+	Grid map[string][]any `toml:"grid"`
+	// gridOrder is the order of Grid's keys in the file.
+	gridOrder []string
 }
 
 // MethodSpec is a [sweep.per_method.NAME] table.
@@ -126,7 +140,11 @@ type Cell struct {
 	// it, in order: config.Load(Base, Sets) is the cell's config.
 	Base string
 	Sets []string
-	// Dir is the run directory: Out/config.RunName().
+	// Grid holds the cell's values of the sweep's grid keys, in GridKeys
+	// order (empty without a grid).
+	Grid []GridValue
+	// Dir is the run directory: Out/config.RunName(), followed by the
+	// grid values (gridSuffix).
 	Dir string
 	// Config is the resolved configuration.
 	Config *config.Config
@@ -134,7 +152,11 @@ type Cell struct {
 
 // String names the cell for progress lines.
 func (c Cell) String() string {
-	return fmt.Sprintf("%s %s %d-shot seed %d", c.Method, c.Dataset, c.Shots, c.Seed)
+	s := fmt.Sprintf("%s %s %d-shot seed %d", c.Method, c.Dataset, c.Shots, c.Seed)
+	for _, g := range c.Grid {
+		s += fmt.Sprintf(" %s=%s", g.Key, g.Label)
+	}
+	return s
 }
 
 // Load reads and checks a sweep file. Unknown keys are errors.
@@ -165,6 +187,7 @@ func Parse(text string) (*File, error) {
 		return nil, errors.New(strings.Join(msgs, "; "))
 	}
 	s := &f.Sweep
+	s.gridOrder = gridKeys(md, s.Grid)
 	if len(s.Shots) == 0 {
 		s.Shots = slices.Clone(defaultShots)
 	}
@@ -197,6 +220,9 @@ func validHint(k toml.Key) string {
 	}
 	var keys []string
 	for i := 0; i < t.NumField(); i++ {
+		if !t.Field(i).IsExported() {
+			continue
+		}
 		name, _, _ := strings.Cut(t.Field(i).Tag.Get("toml"), ",")
 		keys = append(keys, name)
 	}
@@ -277,6 +303,7 @@ func (f *File) Validate() error {
 			errs = append(errs, fmt.Sprintf("set %q: %s is set by the sweep (%s)", set, k, reservedKeys[k]))
 		}
 	}
+	errs = append(errs, checkGrid(s)...)
 	if err := f.Slurm.check(); err != nil {
 		errs = append(errs, err.Error())
 	}
@@ -357,13 +384,17 @@ func epochsTable(m map[string]int) (map[int]int, error) {
 	return out, nil
 }
 
-// Expand crosses the sweep's datasets, methods, shots and seeds, in that
-// nesting order, and resolves every cell's configuration with
+// Expand crosses the sweep's datasets, methods, grid points, shots and
+// seeds, in that nesting order, and resolves every cell's configuration with
 // train.LoadConfig, so a missing base file or a bad override fails before
 // anything runs.
 func (f *File) Expand() ([]Cell, error) {
 	s := f.Sweep
 	globalEpochs, _ := epochsTable(s.EpochsByShots)
+	points, err := s.gridPoints()
+	if err != nil {
+		return nil, err
+	}
 	var cells []Cell
 	dirs := map[string]Cell{}
 	for _, ds := range s.Datasets {
@@ -382,51 +413,59 @@ func (f *File) Expand() ([]Cell, error) {
 			}
 			fixed, hasFixed := pm.EpochsByDataset[ds]
 			base := strings.ReplaceAll(strings.ReplaceAll(s.Base, "{dataset}", ds), "{method}", m)
-			for _, k := range shots {
-				for _, seed := range seeds {
-					c := Cell{Index: len(cells), Method: m, Dataset: ds, Shots: k, Seed: seed, Base: base}
-					if !strings.Contains(s.Base, "{method}") {
-						c.Sets = append(c.Sets, "method.name="+strconv.Quote(m))
-					}
-					if !strings.Contains(s.Base, "{dataset}") {
-						c.Sets = append(c.Sets, "data.dataset="+strconv.Quote(ds))
-					}
-					c.Sets = append(c.Sets, fmt.Sprintf("data.shots=%d", k), fmt.Sprintf("data.seed=%d", seed))
-					switch {
-					case hasFixed:
-						c.Epochs = fixed
-					case rule != nil:
-						e, ok := rule[k]
-						if !ok {
-							return nil, fmt.Errorf("%s: epochs_by_shots has no entry for %d shots", c, k)
+			for _, point := range points {
+				for _, k := range shots {
+					for _, seed := range seeds {
+						c := Cell{Index: len(cells), Method: m, Dataset: ds, Shots: k, Seed: seed, Base: base, Grid: point}
+						if !strings.Contains(s.Base, "{method}") {
+							c.Sets = append(c.Sets, "method.name="+strconv.Quote(m))
 						}
-						c.Epochs = e
-					}
-					if hasFixed || rule != nil {
-						for _, set := range append(slices.Clone(s.Set), pm.Set...) {
-							if setKey(set) == "train.epochs" {
-								return nil, fmt.Errorf("%s: set %q conflicts with the sweep's epochs rule for %s", c, set, m)
+						if !strings.Contains(s.Base, "{dataset}") {
+							c.Sets = append(c.Sets, "data.dataset="+strconv.Quote(ds))
+						}
+						c.Sets = append(c.Sets, fmt.Sprintf("data.shots=%d", k), fmt.Sprintf("data.seed=%d", seed))
+						switch {
+						case hasFixed:
+							c.Epochs = fixed
+						case rule != nil:
+							e, ok := rule[k]
+							if !ok {
+								return nil, fmt.Errorf("%s: epochs_by_shots has no entry for %d shots", c, k)
 							}
+							c.Epochs = e
 						}
-						c.Sets = append(c.Sets, fmt.Sprintf("train.epochs=%d", c.Epochs))
+						for _, g := range point {
+							if g.Key == "train.epochs" && (hasFixed || rule != nil) {
+								return nil, fmt.Errorf("%s: sweep.grid.\"train.epochs\" conflicts with the sweep's epochs rule for %s", c, m)
+							}
+							c.Sets = append(c.Sets, g.Key+"="+g.Value)
+						}
+						if hasFixed || rule != nil {
+							for _, set := range append(slices.Clone(s.Set), pm.Set...) {
+								if setKey(set) == "train.epochs" {
+									return nil, fmt.Errorf("%s: set %q conflicts with the sweep's epochs rule for %s", c, set, m)
+								}
+							}
+							c.Sets = append(c.Sets, fmt.Sprintf("train.epochs=%d", c.Epochs))
+						}
+						c.Sets = append(c.Sets, "output.dir="+strconv.Quote(s.Out))
+						c.Sets = append(c.Sets, s.Set...)
+						c.Sets = append(c.Sets, pm.Set...)
+						cfg, err := config.Load(base, c.Sets)
+						if err != nil {
+							return nil, fmt.Errorf("cell %s: %w", c, err)
+						}
+						if cfg.Method.Name != m {
+							return nil, fmt.Errorf("cell %s: %s has method.name = %q, want %q", c, base, cfg.Method.Name, m)
+						}
+						c.Config = cfg
+						c.Dir = filepath.Join(s.Out, cfg.RunName()+gridSuffix(point))
+						if prev, ok := dirs[c.Dir]; ok {
+							return nil, fmt.Errorf("cells %s and %s share the run directory %s", prev, c, c.Dir)
+						}
+						dirs[c.Dir] = c
+						cells = append(cells, c)
 					}
-					c.Sets = append(c.Sets, "output.dir="+strconv.Quote(s.Out))
-					c.Sets = append(c.Sets, s.Set...)
-					c.Sets = append(c.Sets, pm.Set...)
-					cfg, err := config.Load(base, c.Sets)
-					if err != nil {
-						return nil, fmt.Errorf("cell %s: %w", c, err)
-					}
-					if cfg.Method.Name != m {
-						return nil, fmt.Errorf("cell %s: %s has method.name = %q, want %q", c, base, cfg.Method.Name, m)
-					}
-					c.Config = cfg
-					c.Dir = filepath.Join(s.Out, cfg.RunName())
-					if prev, ok := dirs[c.Dir]; ok {
-						return nil, fmt.Errorf("cells %s and %s share the run directory %s", prev, c, c.Dir)
-					}
-					dirs[c.Dir] = c
-					cells = append(cells, c)
 				}
 			}
 		}

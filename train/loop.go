@@ -373,3 +373,57 @@ func EvaluateMethod(ctx context.Context, m Method, f *Features, batchSize int) (
 	}
 	return metrics.Evaluate(logits, f.Y, classes)
 }
+
+// FeatureAdapter is implemented by methods that change the image features
+// before comparing them with their classifier (CLIP-Adapter's visual
+// branch). AdaptFeatures maps raw features [B, D] to the features the
+// classifier compares, without gradients being needed.
+type FeatureAdapter interface {
+	AdaptFeatures(features *ts.Tensor) (*ts.Tensor, error)
+}
+
+// AdaptedFeatures returns the image features of f as m's classifier sees
+// them (AdaptFeatures for a FeatureAdapter, else the raw features), on the
+// CPU in row-major order, with their width.
+func AdaptedFeatures(m Method, f *Features, batchSize int) ([]float32, int, error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	fa, adapts := m.(FeatureAdapter)
+	var out []float32
+	width := 0
+	n := f.Len()
+	err := torch.NoGrad(func() error {
+		for lo := 0; lo < n; lo += batchSize {
+			hi := min(lo+batchSize, n)
+			x, err := f.X.Narrow(0, int64(lo), int64(hi-lo), false)
+			if err != nil {
+				return torch.Err("features batch", err)
+			}
+			y := x
+			if adapts {
+				y, err = fa.AdaptFeatures(x)
+				x.Drop()
+				if err != nil {
+					return fmt.Errorf("adapt features: %w", err)
+				}
+			}
+			size, err := y.Size()
+			if err == nil && len(size) != 2 {
+				err = fmt.Errorf("shape %v, want [batch, dim]", size)
+			}
+			if err != nil {
+				y.Drop()
+				return fmt.Errorf("adapted features: %w", err)
+			}
+			width = int(size[1])
+			buf, err := torch.Values[float32](y)
+			y.Drop()
+			if err != nil {
+				return fmt.Errorf("adapted features: %w", err)
+			}
+			out = append(out, buf...)
+		}
+		return nil
+	})
+	return out, width, err
+}

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -51,5 +53,83 @@ func TestReport(t *testing.T) {
 	}
 	if code := run(nil, &stdout, &stderr); code != 2 {
 		t.Errorf("no -runs: exit %d", code)
+	}
+}
+
+// With a sweep file holding [sweep.grid] beside the runs, report writes the
+// ablation against its first key, in the file's value order.
+func TestReportAblationFromSweepFile(t *testing.T) {
+	runs := t.TempDir()
+	for _, v := range []struct {
+		variant string
+		top1    float64
+	}{{"visual", 50}, {"text", 40}, {"both", 48}} {
+		dir := filepath.Join(runs, "dtd_clip-adapter_RN50_16shot_seed1_variant"+v.variant)
+		os.MkdirAll(dir, 0o755)
+		cfg := "[data]\ndataset = \"dtd\"\n[method]\nname = \"clip-adapter\"\nvariant = \"" + v.variant + "\"\n"
+		os.WriteFile(filepath.Join(dir, rundir.ConfigFile), []byte(cfg), 0o644)
+		b, _ := json.Marshal(rundir.Result{Method: "clip-adapter", MethodLabel: "CLIP-Adapter", Backbone: "RN50", Shots: 16, Seed: 1, Test: metrics.Metrics{Top1: v.top1}})
+		os.WriteFile(filepath.Join(dir, rundir.ResultFile), b, 0o644)
+	}
+	sweepFile := "[sweep]\nmethods = [\"clip-adapter\"]\ndatasets = [\"dtd\"]\nbase = \"x.toml\"\nout = \"x\"\n[sweep.grid]\n\"method.variant\" = [\"visual\", \"text\", \"both\"]\n"
+	os.WriteFile(filepath.Join(runs, "sweep.toml"), []byte(sweepFile), 0o644)
+	out := t.TempDir()
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"-runs", runs, "-out", out}, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	md, err := os.ReadFile(filepath.Join(out, report.AblationMarkdownFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(md), "| method.variant | visual | text | both |\n|---|--:|--:|--:|\n| CLIP-Adapter | 50.00 ± 0.00 (1) | 40.00 ± 0.00 (1) | 48.00 ± 0.00 (1) |") {
+		t.Errorf("ablation.md:\n%s", md)
+	}
+	if _, err := os.Stat(filepath.Join(out, "plots", "ablation_method.variant_RN50_DescribableTextures.svg")); err != nil {
+		t.Error(err)
+	}
+	// -no-ablation writes the shots table (with the three runs as duplicates).
+	if code := run([]string{"-runs", runs, "-out", out, "-no-ablation"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	if _, err := os.Stat(filepath.Join(out, report.MarkdownFile)); err != nil {
+		t.Error(err)
+	}
+	// -series without -x is a usage error.
+	if code := run([]string{"-runs", runs, "-series", "method.alpha"}, &stdout, &stderr); code != 2 {
+		t.Errorf("-series alone: exit %d", code)
+	}
+}
+
+// report links no cgo package (it runs where libtorch is not installed).
+func TestReportHasNoCgo(t *testing.T) {
+	goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
+	out, err := exec.Command(goTool, "list", "-deps", "-f", "{{if .CgoFiles}}{{.ImportPath}}{{end}}", ".").CombinedOutput()
+	if err != nil {
+		t.Skipf("go list: %v: %s", err, out)
+	}
+	if s := strings.TrimSpace(string(out)); s != "" {
+		t.Errorf("cmd/report depends on cgo packages:\n%s", s)
+	}
+}
+
+func TestReportManifoldErrors(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"-manifold"}, &stdout, &stderr); code != 2 {
+		t.Errorf("-manifold without runs: exit %d", code)
+	}
+	// A finished run that did not save its test features: the message
+	// says how to get them.
+	dir := filepath.Join(t.TempDir(), "dtd_coop_RN50_4shot_seed1")
+	os.MkdirAll(dir, 0o755)
+	b, _ := json.Marshal(rundir.Result{Method: "coop", Backbone: "RN50", Shots: 4, Seed: 1})
+	os.WriteFile(filepath.Join(dir, rundir.ResultFile), b, 0o644)
+	stderr.Reset()
+	if code := run([]string{"-manifold", dir}, &stdout, &stderr); code != 1 || !strings.Contains(stderr.String(), "output.save_test_features = true") {
+		t.Errorf("no features: exit %d, %q", code, stderr.String())
+	}
+	stderr.Reset()
+	if code := run([]string{"-manifold", "-space", "pixels", dir}, &stdout, &stderr); code != 1 || !strings.Contains(stderr.String(), `space "pixels"`) {
+		t.Errorf("bad space: exit %d, %q", code, stderr.String())
 	}
 }

@@ -143,7 +143,11 @@ func runIn(in *cli.Interrupts, args []string, stdout, stderr io.Writer) int {
 
 	switch {
 	case *list:
-		fmt.Fprintln(stdout, "index\tmethod\tdataset\tshots\tseed\tepochs\tstatus\tdir")
+		grid := ""
+		if keys := f.Sweep.GridKeys(); len(keys) > 0 {
+			grid = "\t" + strings.Join(keys, "\t")
+		}
+		fmt.Fprintln(stdout, "index\tmethod\tdataset\tshots\tseed\tepochs"+grid+"\tstatus\tdir")
 		for _, c := range cells {
 			status := "todo"
 			switch {
@@ -152,7 +156,11 @@ func runIn(in *cli.Interrupts, args []string, stdout, stderr io.Writer) int {
 			case exists(filepath.Join(c.Dir, rundir.CheckpointFile)):
 				status = "resumable"
 			}
-			fmt.Fprintf(stdout, "%d\t%s\t%s\t%d\t%d\t%d\t%s\t%s\n", c.Index, c.Method, c.Dataset, c.Shots, c.Seed, c.Config.Train.Epochs, status, c.Dir)
+			values := ""
+			for _, g := range c.Grid {
+				values += "\t" + g.Label
+			}
+			fmt.Fprintf(stdout, "%d\t%s\t%s\t%d\t%d\t%d%s\t%s\t%s\n", c.Index, c.Method, c.Dataset, c.Shots, c.Seed, c.Config.Train.Epochs, values, status, c.Dir)
 		}
 		fmt.Fprintf(stderr, "sweep: %d cells\n", len(cells))
 		return 0
