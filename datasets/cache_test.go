@@ -97,6 +97,9 @@ func TestReadCoOpImageNetPickle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if want := []string{"n01440764", "n01443537", "n02102040"}; !slices.Equal(d.ClassIDs, want) {
+		t.Errorf("class ids %q, want %q", d.ClassIDs, want)
+	}
 	copyFile(t, "testdata/imagenet_cache/shot_4-seed_1.pkl", CachePath(d, 4, 1, ".pkl"))
 	s, err := CachedFewShot(d, 4, 1)
 	if err != nil {

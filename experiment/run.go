@@ -67,6 +67,8 @@ type run struct {
 	enc    *extractor
 	views  []*train.Features
 	val    *train.Features
+	// mctx is what the method was given at Init.
+	mctx *train.Context
 	// selected is the state the result describes: "last", or "best_val"
 	// once the best validation epoch has been reloaded.
 	selected string
@@ -258,13 +260,14 @@ func (r *run) initMethod(context.Context) error {
 	name := r.method.Spec.Name
 	mctx := &train.Context{
 		Text:       &clip.TextSide{Model: r.model, Tokenizer: tok, Device: r.device},
-		ClassNames: r.data.ClassNames,
+		ClassNames: PromptNames(r.data.ClassNames),
 		Templates:  Templates(r.cfg.Data.Templates, r.data.Template, strings.HasPrefix(strings.ToLower(r.data.Name), "imagenet")),
 		FeatureDim: int64(r.model.Config().EmbedDim),
 		Device:     r.device,
 		Seed:       uint64(r.cfg.Data.Seed),
 		Log:        r.log,
 	}
+	r.mctx = mctx
 	if err := r.method.Method.Init(mctx, r.views); err != nil {
 		return fmt.Errorf("%s: init: %w", name, err)
 	}
@@ -331,7 +334,7 @@ func (r *run) train(ctx context.Context) error {
 
 // finish tunes the method on validation (a Tuner), evaluates it on
 // validation and test, and writes result.json.
-func (r *run) finish(context.Context) (*rundir.Result, error) {
+func (r *run) finish(ctx context.Context) (*rundir.Result, error) {
 	name := r.method.Spec.Name
 	m := r.method.Method
 	var tuned map[string]float64
@@ -352,6 +355,9 @@ func (r *run) finish(context.Context) (*rundir.Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := r.writeModel(ctx); err != nil {
+		return nil, err
+	}
 	rank := r.method.Rank
 	res := &rundir.Result{
 		Method: name, MethodLabel: r.method.Spec.Label, MethodRank: &rank,
@@ -370,7 +376,8 @@ func (r *run) finish(context.Context) (*rundir.Result, error) {
 }
 
 // evaluateTest encodes the test set (the first data.max_test images when
-// set) and evaluates the method on it.
+// set), evaluates the method on it and records its prediction for every
+// image (the top 5 classes) in predictions.csv.
 func (r *run) evaluateTest() (metrics.Metrics, error) {
 	items := r.data.Test
 	if n := r.cfg.Data.MaxTest; n > 0 && len(items) > n {
@@ -381,7 +388,53 @@ func (r *run) evaluateTest() (metrics.Metrics, error) {
 		return metrics.Metrics{}, err
 	}
 	defer test.Drop()
-	return train.EvaluateMethod(r.method.Method, test, r.cfg.Train.EvalBatchSize)
+	if test.Len() != len(items) {
+		// Bad images were skipped: the rows no longer follow the items.
+		items = nil
+	}
+	logits, classes, err := train.Logits(r.method.Method, test, r.cfg.Train.EvalBatchSize)
+	if err != nil {
+		return metrics.Metrics{}, err
+	}
+	if test.Len() == 0 {
+		return metrics.Metrics{}, errors.New("evaluate: no test examples")
+	}
+	m, err := metrics.Evaluate(logits, test.Y, classes)
+	if err != nil {
+		return m, err
+	}
+	if items == nil {
+		r.log.Warn("test images were skipped; predictions.csv is not written", "dir", r.dir)
+		return m, nil
+	}
+	preds := make([]rundir.Prediction, len(items))
+	for i, it := range items {
+		top, probs := metrics.TopK(logits[i*classes:(i+1)*classes], 5)
+		preds[i] = rundir.Prediction{File: r.data.File(it), Label: it.Label, Classes: top, Probs: probs}
+	}
+	return m, rundir.WritePredictions(r.file(rundir.PredictionsFile), preds)
+}
+
+// writeModel writes model.ckpt: the method's inference state and the
+// classes, templates and backbone it needs (rundir.ModelInfo).
+func (r *run) writeModel(ctx context.Context) error {
+	digest, err := BackboneDigest(ctx, r.cfg.Model)
+	if err != nil {
+		return err
+	}
+	info := rundir.ModelInfo{
+		Format: rundir.ModelFormat, Method: r.method.Spec.Name, MethodLabel: r.method.Spec.Label,
+		Dataset: r.data.Name, Backbone: r.cfg.Model.Name, BackboneSHA256: digest,
+		ClassNames: r.mctx.ClassNames, ClassIDs: r.data.ClassIDs, Templates: r.mctx.Templates,
+		FeatureDim: r.mctx.FeatureDim,
+	}
+	if s, ok := r.method.Method.(train.Saver); ok {
+		info.Extra = s.Extra()
+	}
+	if err := train.WriteModel(r.file(rundir.ModelFile), info, r.method.Method); err != nil {
+		return fmt.Errorf("write the model: %w", err)
+	}
+	return nil
 }
 
 // drop frees what the steps made.
