@@ -578,3 +578,8 @@ func BuildCLIPAdapter(o CLIPAdapterOptions) (train.Method, train.Needs, error) {
 	}
 	return NewCLIPAdapter(o), train.Needs{TrainFeatures: true, Augment: true}, nil
 }
+
+// TextBased implements train.TextBased: the classifier is the text
+// classifier of the class names (through the text adapter when there is
+// one), so the method classifies among any class names.
+func (m *CLIPAdapter) TextBased() bool { return true }

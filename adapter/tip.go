@@ -669,3 +669,95 @@ func BuildTipAdapter(o TipOptions) (train.Method, train.Needs, error) {
 func BuildTipAdapterF(o TipOptions) (train.Method, train.Needs, error) {
 	return NewTipAdapterF(o), tipNeeds(o), nil
 }
+
+var _ train.Restorer = (*TipAdapter)(nil)
+
+// Frozen implements train.Restorer: the cache values ("cache.values",
+// [NK, C] one-hot) and, for Tip-Adapter, the cache keys ("cache.keys",
+// [NK, D]); Tip-Adapter-F's keys are its parameter.
+func (m *TipAdapter) Frozen() []train.Param {
+	ps := []train.Param{{Name: "cache.values", Tensor: m.values}}
+	if !m.fine {
+		ps = append(ps, train.Param{Name: "cache.keys", Tensor: m.keys})
+	}
+	return ps
+}
+
+// Restore implements train.Restorer: it builds the text classifier from
+// ctx as Init does and takes the cache from frozen instead of training
+// features (for Tip-Adapter-F the keys are zeros until its parameter is
+// copied in). α and β are the initial ones until SetExtra.
+func (m *TipAdapter) Restore(ctx *train.Context, frozen map[string]*ts.Tensor) error {
+	if ctx == nil {
+		return fmt.Errorf("%s: nil context", m.name())
+	}
+	if m.classifier != nil {
+		return fmt.Errorf("%s: already initialized", m.name())
+	}
+	values := frozen["cache.values"]
+	if values == nil {
+		return fmt.Errorf("%s: the saved state has no cache.values", m.name())
+	}
+	vs, err := shapeOf(values, m.name()+": cache.values")
+	if err != nil {
+		return err
+	}
+	c := int64(len(ctx.ClassNames))
+	if len(vs) != 2 || vs[1] != c {
+		return fmt.Errorf("%s: cache.values has shape %v, want [NK, %d] for the %d classes", m.name(), vs, c, c)
+	}
+	var keys *ts.Tensor
+	if !m.fine {
+		if keys = frozen["cache.keys"]; keys == nil {
+			return fmt.Errorf("%s: the saved state has no cache.keys", m.name())
+		}
+		n, err := checkFeatures(keys, ctx.FeatureDim, m.name()+": cache.keys")
+		if err != nil {
+			return err
+		}
+		if n != vs[0] {
+			return fmt.Errorf("%s: cache.keys has %d rows, cache.values %d", m.name(), n, vs[0])
+		}
+	}
+	w, err := textClassifier(ctx, m.opts.Templates)
+	if err != nil {
+		return fmt.Errorf("%s: %w", m.name(), err)
+	}
+	m.classifier, m.d = w, ctx.FeatureDim
+	fail := func(err error) error {
+		m.Drop()
+		return fmt.Errorf("%s: %w", m.name(), err)
+	}
+	copyTo := func(x *ts.Tensor) (*ts.Tensor, error) {
+		y, err := x.To(ctx.Device, false)
+		if err != nil {
+			return nil, torch.Err("move cache", err)
+		}
+		z, err := y.Totype(gotch.Float, false)
+		y.Drop()
+		if err != nil {
+			return nil, torch.Err("cast cache", err)
+		}
+		out, err := z.Contiguous(false)
+		z.Drop()
+		return out, torch.Err("copy cache", err)
+	}
+	if m.values, err = copyTo(values); err != nil {
+		return fail(err)
+	}
+	if m.fine {
+		m.keys, err = ts.Zeros([]int64{vs[0], ctx.FeatureDim}, gotch.Float, ctx.Device)
+		err = torch.Err("allocate cache keys", err)
+	} else {
+		m.keys, err = copyTo(keys)
+	}
+	if err != nil {
+		return fail(err)
+	}
+	m.scale = 100
+	if m.opts.UseLogitScale {
+		m.scale = ctx.Text.LogitScale()
+	}
+	m.alpha, m.beta = m.opts.InitAlpha, m.opts.InitBeta
+	return nil
+}

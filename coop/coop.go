@@ -746,3 +746,8 @@ func prod(s []int64) int64 {
 func Build(o Options) (train.Method, train.Needs, error) {
 	return New(o), train.Needs{TrainFeatures: true, Augment: true}, nil
 }
+
+// TextBased implements train.TextBased: with a context shared by all
+// classes the prompts are built for any class names; a class-specific
+// context is tied to the training classes.
+func (c *CoOp) TextBased() bool { return !(c.opts.ClassSpecific && c.opts.CtxInit == "") }

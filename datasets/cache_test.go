@@ -168,6 +168,9 @@ func checkImageNetVal(t *testing.T, what string, d *Dataset, s *Split, want imag
 func TestImageNetFewShotVal(t *testing.T) {
 	want := loadImageNetFewShot(t)
 	d := sortedImageNet(t)
+	if want := []string{"n01440764", "n01443537", "n02102040"}; !slices.Equal(d.ClassIDs, want) {
+		t.Errorf("class ids %q, want %q", d.ClassIDs, want)
+	}
 
 	train, val, err := FewShot(d, 4, 1)
 	if err != nil {

@@ -51,6 +51,10 @@ type Dataset struct {
 	ImageDir string
 	// ClassNames holds the stored class name of each label.
 	ClassNames []string
+	// ClassIDs holds each label's class identifier where the dataset has
+	// one: the WordNet id of ImageNet and its variants (through which the
+	// 200 classes of ImageNet-A and -R map to ImageNet's); nil otherwise.
+	ClassIDs []string
 	// Template is the dataset's single zero-shot prompt template (CoOp,
 	// CLIP-Adapter); "{}" stands for the class name.
 	Template string
@@ -188,6 +192,17 @@ func CanonicalName(name string) (string, bool) {
 		return "", false
 	}
 	return s.name, true
+}
+
+// ConfigName returns the configuration name of the dataset called name
+// (CoOp's config file name, e.g. "imagenet_sketch") and whether name is
+// known.
+func ConfigName(name string) (string, bool) {
+	s, ok := lookup(name)
+	if !ok {
+		return "", false
+	}
+	return s.config, true
 }
 
 // Load reads the dataset called name from its folder under root. Names are

@@ -54,6 +54,7 @@ func readImageNetListing(d *Dataset, file string) (ok bool, err error) {
 	if d.ClassNames, err = classNamesFromItems(file, d.Train, d.Test); err != nil {
 		return false, err
 	}
+	d.ClassIDs = classIDsFromPaths(d.ClassNames, d.Train, d.Test)
 	return true, nil
 }
 

@@ -290,6 +290,7 @@ func readImageNet(s *spec, dir string) (*Dataset, error) {
 	if d.ClassNames, err = namesForFolders(s, cnFile, folders[0], byWnid); err != nil {
 		return nil, err
 	}
+	d.ClassIDs = folders[0]
 	if d.Train, err = scanClassFolders(filepath.Join(d.ImageDir, "train"), "train/", folders[0], d.ClassNames, listFilesDirOrder); err != nil {
 		return nil, fmt.Errorf("%s: %w", s.name, err)
 	}
@@ -314,9 +315,10 @@ func readImageNetV2(s *spec, dir string) (*Dataset, error) {
 	}
 	folders := make([]string, len(list))
 	d.ClassNames = make([]string, len(list))
+	d.ClassIDs = make([]string, len(list))
 	for i, c := range list {
 		folders[i] = strconv.Itoa(i)
-		d.ClassNames[i] = c.name
+		d.ClassNames[i], d.ClassIDs[i] = c.name, c.wnid
 		if err := checkDir(filepath.Join(d.ImageDir, folders[i]), s.name+" class folder"); err != nil {
 			return nil, err
 		}
@@ -347,6 +349,7 @@ func readImageNetVariant(s *spec, dir string) (*Dataset, error) {
 	if d.ClassNames, err = namesForFolders(s, cnFile, folders, byWnid); err != nil {
 		return nil, err
 	}
+	d.ClassIDs = folders
 	if d.Test, err = scanClassFolders(d.ImageDir, "", folders, d.ClassNames, listFiles); err != nil {
 		return nil, fmt.Errorf("%s: %w", s.name, err)
 	}
@@ -400,6 +403,35 @@ func readImageNetPreprocessed(d *Dataset, file string) error {
 		}
 		*part.dst = items
 	}
-	d.ClassNames, err = classNamesFromItems(file, d.Train, d.Test)
-	return err
+	if d.ClassNames, err = classNamesFromItems(file, d.Train, d.Test); err != nil {
+		return err
+	}
+	d.ClassIDs = classIDsFromPaths(d.ClassNames, d.Train, d.Test)
+	return nil
+}
+
+// classIDsFromPaths returns the wnid of each label from the folder of its
+// items' paths (<split>/<wnid>/<file>), or nil when a label has none or
+// two.
+func classIDsFromPaths(names []string, lists ...[]Item) []string {
+	ids := make([]string, len(names))
+	for _, l := range lists {
+		for _, it := range l {
+			parts := strings.Split(it.Path, "/")
+			if len(parts) < 3 || it.Label < 0 || it.Label >= len(ids) {
+				return nil
+			}
+			w := parts[len(parts)-2]
+			if ids[it.Label] != "" && ids[it.Label] != w {
+				return nil
+			}
+			ids[it.Label] = w
+		}
+	}
+	for _, w := range ids {
+		if w == "" {
+			return nil
+		}
+	}
+	return ids
 }

@@ -288,6 +288,9 @@ func TestImageNet(t *testing.T) {
 	if want := []string{"tench", "goldfish", "English springer"}; !slices.Equal(d.ClassNames, want) {
 		t.Errorf("class names %q, want %q", d.ClassNames, want)
 	}
+	if want := []string{"n01440764", "n01443537", "n02102040"}; !slices.Equal(d.ClassIDs, want) {
+		t.Errorf("class ids %q, want %q", d.ClassIDs, want)
+	}
 	if d.ImageDir != filepath.Join(root, "imagenet", "images") {
 		t.Errorf("image dir %s", d.ImageDir)
 	}
@@ -393,6 +396,9 @@ func TestImageNetV2(t *testing.T) {
 	if !slices.Equal(d.Test, want) || len(d.Train) != 0 || len(d.Val) != 0 {
 		t.Errorf("test %+v (train %d, val %d), want %+v", d.Test, len(d.Train), len(d.Val), want)
 	}
+	if ids := []string{"n01440764", "n01443537", "n02102040"}; !slices.Equal(d.ClassIDs, ids) {
+		t.Errorf("class ids %q, want %q", d.ClassIDs, ids)
+	}
 	os.RemoveAll(filepath.Join(root, filepath.FromSlash(img+"2")))
 	if _, err := Load("ImageNetV2", root); err == nil || !strings.Contains(err.Error(), filepath.FromSlash(img+"2")) {
 		t.Errorf("missing label folder: err = %v", err)
@@ -422,6 +428,9 @@ func TestImageNetVariants(t *testing.T) {
 			// A class subset, labelled 0..n-1 in sorted wnid order.
 			if want := []string{"goldfish", "great white shark", "English springer"}; !slices.Equal(d.ClassNames, want) {
 				t.Errorf("class names %q, want %q", d.ClassNames, want)
+			}
+			if ids := []string{"n01443537", "n01484850", "n02102040"}; !slices.Equal(d.ClassIDs, ids) {
+				t.Errorf("class ids %q, want %q", d.ClassIDs, ids)
 			}
 			want := []Item{{"n01443537/0.jpg", 0, "goldfish", 0}, {"n01443537/1.jpg", 0, "goldfish", 0},
 				{"n01484850/x.png", 1, "great white shark", 0}, {"n02102040/2.jpg", 2, "English springer", 0}}
@@ -560,6 +569,9 @@ func TestImageNetPreprocessed(t *testing.T) {
 	}
 	if w := []string{"tench", "goldfish", "English springer"}; !slices.Equal(d.ClassNames, w) {
 		t.Errorf("class names %q", d.ClassNames)
+	}
+	if w := []string{"n01440764", "n01443537", "n02102040"}; !slices.Equal(d.ClassIDs, w) {
+		t.Errorf("class ids %q, want %q (from the pickle's paths)", d.ClassIDs, w)
 	}
 	train, _, err := FewShot(d, 4, 1)
 	if err != nil {

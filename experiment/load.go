@@ -2,6 +2,8 @@ package experiment
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
@@ -57,6 +59,22 @@ func LoadModel(ctx context.Context, mc config.ModelConfig, device gotch.Device, 
 	}
 	abs, _ := filepath.Abs(path)
 	return m, fmt.Sprintf("%s:%d:%d:%s", abs, st.Size(), st.ModTime().UnixNano(), prec), nil
+}
+
+// BackboneDigest identifies model.name's weights: the SHA-256 of the
+// resolved weights file (an official name resolves to its cached
+// download), or for random:ARCH the SHA-256 of "random:ARCH:SEED". A
+// finished run records it, and loading the run for inference checks it.
+func BackboneDigest(ctx context.Context, mc config.ModelConfig) (string, error) {
+	if arch, ok := strings.CutPrefix(mc.Name, "random:"); ok {
+		h := sha256.Sum256([]byte(fmt.Sprintf("random:%s:%d", arch, mc.Seed)))
+		return hex.EncodeToString(h[:]), nil
+	}
+	path, err := weights.Resolve(ctx, mc.Name, weights.Options{CacheDir: mc.CacheDir, Progress: io.Discard})
+	if err != nil {
+		return "", err
+	}
+	return weights.FileSHA256(path)
 }
 
 // LoadData loads the dataset and its few-shot split (the whole train split

@@ -70,6 +70,8 @@ type run struct {
 	views  []*train.Features
 	val    *train.Features
 	counts *rundir.DataCounts
+	// mctx is what the method was given at Init.
+	mctx *train.Context
 	// selected is the state the result describes: "last", or "best_val"
 	// once the best validation epoch has been reloaded.
 	selected string
@@ -325,13 +327,14 @@ func (r *run) initMethod(ctx context.Context) error {
 	name := r.method.Spec.Name
 	mctx := &train.Context{
 		Text:       &clip.TextSide{Model: r.model, Tokenizer: tok, Device: r.device},
-		ClassNames: r.data.ClassNames,
+		ClassNames: PromptNames(r.data.ClassNames),
 		Templates:  Templates(r.cfg.Data.Templates, r.data.Template, strings.HasPrefix(strings.ToLower(r.data.Name), "imagenet")),
 		FeatureDim: int64(r.model.Config().EmbedDim),
 		Device:     r.device,
 		Seed:       uint64(r.cfg.Data.Seed),
 		Log:        r.log,
 	}
+	r.mctx = mctx
 	if err := r.method.Method.Init(mctx, r.views); err != nil {
 		return fmt.Errorf("%s: init: %w", name, err)
 	}
@@ -419,6 +422,9 @@ func (r *run) finish(ctx context.Context) (*rundir.Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := r.writeModel(ctx); err != nil {
+		return nil, err
+	}
 	rank := r.method.Rank
 	res := &rundir.Result{
 		Method: name, MethodLabel: r.method.Spec.Label, MethodRank: &rank,
@@ -438,24 +444,46 @@ func (r *run) finish(ctx context.Context) (*rundir.Result, error) {
 }
 
 // evaluateTest encodes the test set (the first data.max_test images when
-// set) and evaluates the method on it.
+// set), evaluates the method on it, records its prediction for every
+// image (the top 5 classes) in predictions.csv, and with
+// output.save_test_features writes the test features, logits and labels.
 func (r *run) evaluateTest(ctx context.Context) (metrics.Metrics, error) {
-	test, err := r.enc.features("test", r.testItems(), train.Needs{}, 0)
+	items := r.testItems()
+	test, err := r.enc.features("test", items, train.Needs{}, 0)
 	if err != nil {
 		return metrics.Metrics{}, err
 	}
 	defer test.Drop()
-	if !r.cfg.Output.SaveTestFeatures {
-		return train.EvaluateMethod(ctx, r.method.Method, test, r.cfg.Train.EvalBatchSize)
+	if test.Len() != len(items) {
+		// Bad images were skipped: the rows no longer follow the items.
+		items = nil
 	}
 	logits, classes, err := train.Logits(ctx, r.method.Method, test, r.cfg.Train.EvalBatchSize)
 	if err != nil {
 		return metrics.Metrics{}, err
 	}
-	if err := r.saveTestFeatures(test, logits, classes); err != nil {
-		return metrics.Metrics{}, err
+	if test.Len() == 0 {
+		return metrics.Metrics{}, errors.New("evaluate: no test examples")
 	}
-	return metrics.Evaluate(logits, test.Y, classes)
+	m, err := metrics.Evaluate(logits, test.Y, classes)
+	if err != nil {
+		return m, err
+	}
+	if r.cfg.Output.SaveTestFeatures {
+		if err := r.saveTestFeatures(test, logits, classes); err != nil {
+			return m, err
+		}
+	}
+	if items == nil {
+		r.log.Warn("test images were skipped; predictions.csv is not written", "dir", r.dir)
+		return m, nil
+	}
+	preds := make([]rundir.Prediction, len(items))
+	for i, it := range items {
+		top, probs := metrics.TopK(logits[i*classes:(i+1)*classes], 5)
+		preds[i] = rundir.Prediction{File: r.data.File(it), Label: it.Label, Classes: top, Probs: probs}
+	}
+	return m, rundir.WritePredictions(r.file(rundir.PredictionsFile), preds)
 }
 
 // saveTestFeatures writes the test features as the method's classifier
@@ -485,6 +513,28 @@ func (r *run) testItems() []datasets.Item {
 		items = items[:n]
 	}
 	return items
+}
+
+// writeModel writes model.ckpt: the method's inference state and the
+// classes, templates and backbone it needs (rundir.ModelInfo).
+func (r *run) writeModel(ctx context.Context) error {
+	digest, err := BackboneDigest(ctx, r.cfg.Model)
+	if err != nil {
+		return err
+	}
+	info := rundir.ModelInfo{
+		Format: rundir.ModelFormat, Method: r.method.Spec.Name, MethodLabel: r.method.Spec.Label,
+		Dataset: r.data.Name, Backbone: r.cfg.Model.Name, BackboneSHA256: digest,
+		ClassNames: r.mctx.ClassNames, ClassIDs: r.data.ClassIDs, Templates: r.mctx.Templates,
+		FeatureDim: r.mctx.FeatureDim,
+	}
+	if s, ok := r.method.Method.(train.Saver); ok {
+		info.Extra = s.Extra()
+	}
+	if err := train.WriteModel(r.file(rundir.ModelFile), info, r.method.Method); err != nil {
+		return fmt.Errorf("write the model: %w", err)
+	}
+	return nil
 }
 
 // drop frees what the steps made.

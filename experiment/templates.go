@@ -1,5 +1,7 @@
 package experiment
 
+import "strings"
+
 // EnsembleTemplates are CLIP's seven ImageNet templates chosen by forward
 // selection (IMAGENET_TEMPLATES_SELECT in CoOp, Tip-Adapter's ImageNet
 // ensemble), in selection order (docs/protocol.md §6).
@@ -23,6 +25,16 @@ func Templates(mode, single string, isImageNet bool) []string {
 	out := append([]string{}, EnsembleTemplates[:]...)
 	if !isImageNet {
 		out = append(out, single)
+	}
+	return out
+}
+
+// PromptNames returns class names as prompts use them: "_" replaced by
+// spaces, the only cleaning CoOp-family methods apply (datasets.Prompt).
+func PromptNames(names []string) []string {
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = strings.ReplaceAll(n, "_", " ")
 	}
 	return out
 }

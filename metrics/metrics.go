@@ -90,3 +90,30 @@ func Evaluate(logits []float32, labels []int64, classes int) (Metrics, error) {
 	}
 	return m, nil
 }
+
+// TopK returns the k highest-scoring classes of one row of logits, best
+// first (ties go to the lower class index, like Evaluate), with their
+// softmax probabilities over the whole row, computed in float64 with the
+// row's maximum subtracted. k is capped at len(row).
+func TopK(row []float32, k int) (classes []int, probs []float64) {
+	k = min(k, len(row))
+	if k <= 0 {
+		return nil, nil
+	}
+	idx := make([]int, len(row))
+	for j := range idx {
+		idx[j] = j
+	}
+	sort.SliceStable(idx, func(a, b int) bool { return row[idx[a]] > row[idx[b]] })
+	hi := float64(row[idx[0]])
+	var sum float64
+	for _, v := range row {
+		sum += math.Exp(float64(v) - hi)
+	}
+	classes = idx[:k:k]
+	probs = make([]float64, k)
+	for i, j := range classes {
+		probs[i] = math.Exp(float64(row[j])-hi) / sum
+	}
+	return classes, probs
+}

@@ -29,3 +29,34 @@ func TestEvaluate(t *testing.T) {
 		t.Error("out-of-range label accepted")
 	}
 }
+
+func TestTopK(t *testing.T) {
+	// softmax([1, 3, 3, 0]) computed by hand: e^(x-3) / sum.
+	row := []float32{1, 3, 3, 0}
+	sum := math.Exp(-2) + 1 + 1 + math.Exp(-3)
+	tests := []struct {
+		k       int
+		classes []int
+		probs   []float64
+	}{
+		{1, []int{1}, []float64{1 / sum}},
+		{3, []int{1, 2, 0}, []float64{1 / sum, 1 / sum, math.Exp(-2) / sum}},
+		{9, []int{1, 2, 0, 3}, []float64{1 / sum, 1 / sum, math.Exp(-2) / sum, math.Exp(-3) / sum}},
+		{0, nil, nil},
+	}
+	for _, tc := range tests {
+		c, p := TopK(row, tc.k)
+		if len(c) != len(tc.classes) {
+			t.Fatalf("k=%d: classes %v, want %v", tc.k, c, tc.classes)
+		}
+		for i := range c {
+			if c[i] != tc.classes[i] || math.Abs(p[i]-tc.probs[i]) > 1e-12 {
+				t.Errorf("k=%d: got %v %v, want %v %v", tc.k, c, p, tc.classes, tc.probs)
+			}
+		}
+	}
+	// Large logits do not overflow.
+	if _, p := TopK([]float32{1000, 0}, 1); math.Abs(p[0]-1) > 1e-12 {
+		t.Errorf("softmax of [1000, 0] = %v, want 1", p[0])
+	}
+}

@@ -554,3 +554,54 @@ func (s *search) lookup(c float64) (*fitted, error) {
 func Build(o Options) (train.Method, train.Needs, error) {
 	return New(o), train.Needs{TrainFeatures: true}, nil
 }
+
+var _ train.Restorer = (*Probe)(nil)
+
+// Frozen implements train.Restorer: the fitted classifier, "weight" (the
+// transposed weights, [D, K] float64) and "bias" ([K] float64); none
+// before Fit.
+func (p *Probe) Frozen() []train.Param {
+	if p.w == nil {
+		return nil
+	}
+	return []train.Param{{Name: "weight", Tensor: p.w}, {Name: "bias", Tensor: p.b}}
+}
+
+// Restore implements train.Restorer: Init, then the fitted classifier is
+// taken from frozen ("weight" [D, K], "bias" [K], K the context's classes)
+// instead of running Fit. The chosen C comes back with SetExtra.
+func (p *Probe) Restore(ctx *train.Context, frozen map[string]*ts.Tensor) error {
+	if err := p.Init(ctx, nil); err != nil {
+		return err
+	}
+	w, b := frozen["weight"], frozen["bias"]
+	if w == nil || b == nil {
+		return errors.New("probe: the saved state lacks weight or bias")
+	}
+	d, k, err := shape2(w, "probe: saved weight")
+	if err != nil {
+		return err
+	}
+	if k != p.classes || (ctx.FeatureDim != 0 && d != ctx.FeatureDim) {
+		return fmt.Errorf("probe: saved weight has shape [%d %d], want [%d %d] (feature dimension, classes)", d, k, ctx.FeatureDim, p.classes)
+	}
+	bs, err := b.Size()
+	if err != nil {
+		return torch.Err("probe: saved bias", err)
+	}
+	if len(bs) != 1 || bs[0] != k {
+		return fmt.Errorf("probe: saved bias has shape %v, want [%d]", bs, k)
+	}
+	wd, err := w.ToDevice(p.device, gotch.Double, false, true, false)
+	if err != nil {
+		return torch.Err("probe: restore weight", err)
+	}
+	bd, err := b.ToDevice(p.device, gotch.Double, false, true, false)
+	if err != nil {
+		drop(wd)
+		return torch.Err("probe: restore bias", err)
+	}
+	drop(p.w, p.b)
+	p.w, p.b = wd, bd
+	return nil
+}

@@ -35,6 +35,9 @@ type Run struct {
 	// Top1 is the test top-1 accuracy in percent.
 	Top1   float64
 	Result rundir.Result
+	// Evals are the run's evaluations on other datasets (cmd/eval), keyed
+	// by the evaluated dataset's canonical name.
+	Evals map[string]rundir.EvalResult
 }
 
 // Collect finds the run directories under root (any depth; directories
@@ -92,7 +95,11 @@ func readRun(dir string) (Run, error) {
 	if res.Method == "" || res.Backbone == "" {
 		return Run{}, fmt.Errorf("%s: no method or backbone", filepath.Join(dir, rundir.ResultFile))
 	}
-	return Run{Dir: dir, Dataset: ds, Method: res.Method, Backbone: res.Backbone, Shots: res.Shots, Seed: res.Seed, Top1: res.Test.Top1, Result: res}, nil
+	evals, err := evalsOf(dir)
+	if err != nil {
+		return Run{}, err
+	}
+	return Run{Dir: dir, Dataset: ds, Method: res.Method, Backbone: res.Backbone, Shots: res.Shots, Seed: res.Seed, Top1: res.Test.Top1, Result: res, Evals: evals}, nil
 }
 
 // shotFree lists the methods whose result does not depend on the shots:
@@ -143,6 +150,9 @@ type Table struct {
 	// (in path order) has the same backbone, dataset, method, shots and
 	// seed.
 	Duplicates []string
+	// Shift is the distribution-shift table of the runs evaluated on other
+	// datasets (see Shift).
+	Shift []ShiftRow
 }
 
 // paperDatasets are the 11 datasets of the paper, in its order.
@@ -301,6 +311,7 @@ func Aggregate(runs []Run, published []Published) *Table {
 	for _, s := range cells {
 		t.Stats = append(t.Stats, *s)
 	}
+	t.Shift = Shift(runs, published)
 	sort.Slice(t.Stats, func(i, j int) bool { return statLess(t.Stats[i], t.Stats[j]) })
 	return t
 }

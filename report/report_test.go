@@ -25,9 +25,10 @@ func TestPublishedResults(t *testing.T) {
 		t.Fatal(err)
 	}
 	// 11 datasets x (zero-shot + 3 methods x 5 shots), ImageNet CoOp and
-	// linear probe x 5 shots, 16 averages, 18 other-backbone entries.
-	if len(pub) != 11*16+10+16+18 {
-		t.Errorf("%d published numbers, want 220", len(pub))
+	// linear probe x 5 shots, 16 averages, 18 other-backbone entries, 12
+	// distribution-shift entries, 10 ViT-B/16 averages.
+	if len(pub) != 11*16+10+16+18+12+10 {
+		t.Errorf("%d published numbers, want 242", len(pub))
 	}
 	find := func(ds, m, bb string, k int) *Published {
 		for i := range pub {
@@ -56,6 +57,11 @@ func TestPublishedResults(t *testing.T) {
 		{"ImageNet", "tip-adapter-f", "RN50x16", 16, 75.81, "Table 3"},
 		{"Average", "clip-adapter", "RN50", 16, 74.44, "computed"},
 		{"Average", "zeroshot", "RN50", 0, 58.89, "computed"},
+		{"ImageNetV2", "tip-adapter-f", "RN50", 16, 57.11, "Table 5"},
+		{"ImageNetSketch", "zeroshot", "RN50", 0, 35.44, "Table 5"},
+		{"ImageNetSketch", "linear-probe", "RN50", 16, 19.13, "Table 5"},
+		{"Average", "coop", "ViT-B/16", 1, 67.56, "PromptSRC"},
+		{"Average", "linear-probe", "ViT-B/16", 16, 78.79, "PromptSRC"},
 	}
 	for _, tt := range tests {
 		p := find(tt.ds, tt.m, tt.bb, tt.shots)

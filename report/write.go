@@ -97,6 +97,11 @@ func (t *Table) WriteMarkdown(w io.Writer, source string) error {
 			}
 		}
 	}
+	if len(t.Shift) > 0 {
+		if err := WriteShiftMarkdown(&b, t.Shift, sourceRef); err != nil {
+			return err
+		}
+	}
 	if len(sources) > 0 {
 		b.WriteString("\n## Sources of the published numbers\n\n")
 		for i, s := range sources {

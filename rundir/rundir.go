@@ -198,3 +198,5 @@ func ReadResult(dir string) (Result, error) {
 	}
 	return res, nil
 }
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }

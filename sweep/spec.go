@@ -19,6 +19,8 @@
 //	epochs_methods  = ["coop", "clip-adapter"]  # default
 //	set = ["data.root=/data"]
 //
+//	eval = ["imagenetv2", "imagenet_sketch", "imagenet_a", "imagenet_r"]  # ImageNet cells, once finished
+//
 //	[sweep.per_method.coop]
 //	epochs_by_dataset = {imagenet = 50}
 //
@@ -51,6 +53,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/clipadapter/clipgo/config"
+	"github.com/clipadapter/clipgo/datasets"
 )
 
 // defaultShots and defaultSeeds are the paper's shot counts and CoOp's seeds.
@@ -107,6 +110,29 @@ type Spec struct {
 	Grid map[string][]any `toml:"grid"`
 	// gridOrder is the order of Grid's keys in the file.
 	gridOrder []string
+	// Eval lists datasets that every finished cell trained on one of
+	// EvalFrom is evaluated on, as cmd/eval does (RUN/eval/<dataset>.json),
+	// e.g. ["imagenetv2", "imagenet_sketch", "imagenet_a", "imagenet_r"].
+	Eval []string `toml:"eval"`
+	// EvalFrom lists the sweep datasets whose cells are evaluated
+	// (default ["imagenet"]).
+	EvalFrom []string `toml:"eval_from"`
+	// EvalRoot is the data root of the Eval datasets (default: each
+	// cell's data.root).
+	EvalRoot string `toml:"eval_root"`
+}
+
+// EvalDatasets returns the datasets cell c is evaluated on once finished
+// (Eval when c's dataset is in EvalFrom).
+func (s Spec) EvalDatasets(c Cell) []string {
+	from := s.EvalFrom
+	if len(from) == 0 {
+		from = []string{"imagenet"}
+	}
+	if !slices.Contains(from, c.Dataset) {
+		return nil
+	}
+	return s.Eval
 }
 
 // MethodSpec is a [sweep.per_method.NAME] table.
@@ -255,6 +281,11 @@ func (f *File) Validate() error {
 	}
 	if dup := duplicate(s.Datasets); dup != "" {
 		errs = append(errs, fmt.Sprintf("sweep.datasets lists %q twice", dup))
+	}
+	for _, e := range s.Eval {
+		if _, ok := datasets.CanonicalName(e); !ok {
+			errs = append(errs, fmt.Sprintf("sweep.eval: unknown dataset %q (known: %s)", e, strings.Join(datasets.Names(), ", ")))
+		}
 	}
 	check := func(where string, shots, seeds []int) {
 		for _, k := range shots {

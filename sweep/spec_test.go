@@ -201,6 +201,7 @@ func TestShippedSweeps(t *testing.T) {
 	}{
 		{"configs/sweeps/paper.toml", 11 * (1 + 5*5*3)},
 		{"configs/sweeps/demo.toml", 6 * 4 * 2},
+		{"configs/sweeps/vitb16.toml", 11 * (1 + 5*5*3)},
 	}
 	for _, tt := range tests {
 		f, err := Load(tt.file)
@@ -231,6 +232,45 @@ func TestShippedSweeps(t *testing.T) {
 	} {
 		if got, ok := epochs[key]; !ok || got != want {
 			t.Errorf("paper sweep %s: %d epochs (present %v), want %d", key, got, ok, want)
+		}
+	}
+}
+
+// TestViTB16Sweep: the ViT-B/16 sweep runs the RN50 protocol with the
+// ViT-B/16 backbone and evaluates its ImageNet cells on the four variants.
+func TestViTB16Sweep(t *testing.T) {
+	wd, _ := os.Getwd()
+	if err := os.Chdir(".."); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Chdir(wd)
+	vit, err := Load("configs/sweeps/vitb16.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rn, err := Load("configs/sweeps/paper.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vc, _ := vit.Expand()
+	rc, _ := rn.Expand()
+	if len(vc) != len(rc) {
+		t.Fatalf("%d ViT-B/16 cells, %d RN50 cells", len(vc), len(rc))
+	}
+	for i := range vc {
+		v, r := vc[i].Config, rc[i].Config
+		if v.Model.Name != "ViT-B/16" || r.Model.Name != "RN50" {
+			t.Fatalf("%s: backbones %q and %q", vc[i], v.Model.Name, r.Model.Name)
+		}
+		// Everything but the backbone (and the output folder) is the same.
+		v2 := *v
+		v2.Model.Name, v2.Output = r.Model.Name, r.Output
+		if fmt.Sprint(v2.Data, v2.Train, v2.Model) != fmt.Sprint(r.Data, r.Train, r.Model) || vc[i].Method != rc[i].Method {
+			t.Errorf("%s: the ViT-B/16 cell differs from the RN50 one beyond the backbone", vc[i])
+		}
+		evals := vit.Sweep.EvalDatasets(vc[i])
+		if (vc[i].Dataset == "imagenet") != (len(evals) == 4) {
+			t.Errorf("%s: evaluated on %v", vc[i], evals)
 		}
 	}
 }

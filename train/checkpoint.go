@@ -37,7 +37,7 @@ var ErrCorrupt = errors.New("checksum mismatch: the file is corrupt")
 
 type tensorEntry struct {
 	Name  string  `json:"name"`
-	DType string  `json:"dtype"` // "float32" or "int64"
+	DType string  `json:"dtype"` // "float32", "float64" or "int64"
 	Shape []int64 `json:"shape"`
 }
 
@@ -48,7 +48,8 @@ type checkpointHeader struct {
 
 // WriteTensors writes named tensors and a JSON-encodable meta value to path
 // atomically (a temporary file beside it, then a rename). Tensors are
-// copied to the CPU; float16 and float64 tensors are stored as float32.
+// copied to the CPU; float64 and int64 tensors keep their type, others
+// are stored as float32.
 func WriteTensors(path string, meta any, tensors []Param) error {
 	metaJSON, err := json.Marshal(meta)
 	if err != nil {
@@ -57,6 +58,7 @@ func WriteTensors(path string, meta any, tensors []Param) error {
 	hdr := checkpointHeader{Meta: metaJSON}
 	type blob struct {
 		f32 []float32
+		f64 []float64
 		i64 []int64
 	}
 	blobs := make([]blob, len(tensors))
@@ -88,9 +90,12 @@ func WriteTensors(path string, meta any, tensors []Param) error {
 	w.Write(hj)
 	for _, b := range blobs {
 		var err error
-		if b.f32 != nil {
+		switch {
+		case b.f32 != nil:
 			err = binary.Write(w, binary.LittleEndian, b.f32)
-		} else {
+		case b.f64 != nil:
+			err = binary.Write(w, binary.LittleEndian, b.f64)
+		default:
 			err = binary.Write(w, binary.LittleEndian, b.i64)
 		}
 		if err != nil {
@@ -111,10 +116,12 @@ func WriteTensors(path string, meta any, tensors []Param) error {
 
 func tensorBytes(p Param) (tensorEntry, struct {
 	f32 []float32
+	f64 []float64
 	i64 []int64
 }, error) {
 	var out struct {
 		f32 []float32
+		f64 []float64
 		i64 []int64
 	}
 	shape, err := p.Tensor.Size()
@@ -122,10 +129,14 @@ func tensorBytes(p Param) (tensorEntry, struct {
 		return tensorEntry{}, out, fmt.Errorf("tensor %s: %w", p.Name, err)
 	}
 	e := tensorEntry{Name: p.Name, Shape: shape}
-	if p.Tensor.DType() == gotch.Int64 {
+	switch p.Tensor.DType() {
+	case gotch.Int64:
 		e.DType = "int64"
 		out.i64, err = torch.Values[int64](p.Tensor)
-	} else {
+	case gotch.Double:
+		e.DType = "float64"
+		out.f64, err = torch.Values[float64](p.Tensor)
+	default:
 		e.DType = "float32"
 		out.f32, err = torch.Values[float32](p.Tensor)
 	}
@@ -185,13 +196,19 @@ func ReadTensors(path string, meta any, device gotch.Device) (tensors map[string
 			}
 			n *= s
 		}
-		if size := map[string]int64{"float32": 4, "int64": 8}[e.DType]; size > 0 && n*size > int64(r.Len()) {
+		if size := map[string]int64{"float32": 4, "float64": 8, "int64": 8}[e.DType]; size > 0 && n*size > int64(r.Len()) {
 			return nil, fmt.Errorf("read checkpoint %s: tensor %s (%v %s) is larger than the rest of the file: truncated or corrupt", path, e.Name, e.Shape, e.DType)
 		}
 		var t *ts.Tensor
 		switch e.DType {
 		case "float32":
 			data := make([]float32, n)
+			if err := binary.Read(r, binary.LittleEndian, data); err != nil {
+				return nil, bad("tensor "+e.Name, err)
+			}
+			t, err = ts.OfSlice(data)
+		case "float64":
+			data := make([]float64, n)
 			if err := binary.Read(r, binary.LittleEndian, data); err != nil {
 				return nil, bad("tensor "+e.Name, err)
 			}

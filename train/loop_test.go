@@ -8,10 +8,13 @@ import (
 	"path/filepath"
 	"reflect"
 	"runtime"
+	"slices"
 	"testing"
 
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
+
+	"github.com/clipadapter/clipgo/internal/torch"
 )
 
 // linearMethod is a toy method: logits = x·Wᵀ with W learned.
@@ -346,5 +349,39 @@ func TestEvaluateStopsBetweenBatches(t *testing.T) {
 	m2 := &cancelAfter{Method: newLinear(4, 8, 7), n: -1, cancel: func() {}}
 	if _, err := EvaluateMethod(context.Background(), m2, test, 10); err != nil || m2.calls != 10 {
 		t.Errorf("uncancelled: %d batches, %v", m2.calls, err)
+	}
+}
+
+// TestWriteTensorsKeepsTypes: float64 and int64 tensors come back with
+// their type and exact values, float32 as float32.
+func TestWriteTensorsKeepsTypes(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "t.ckpt")
+	f64 := []float64{1.0000000000000002, math.Pi, -1e-300}
+	i64 := []int64{1 << 40, -3}
+	f32 := []float32{0.1, 2.5}
+	in := []Param{
+		{Name: "d", Tensor: ts.MustOfSlice(f64)},
+		{Name: "i", Tensor: ts.MustOfSlice(i64)},
+		{Name: "f", Tensor: ts.MustOfSlice(f32)},
+	}
+	if err := WriteTensors(path, map[string]int{"v": 1}, in); err != nil {
+		t.Fatal(err)
+	}
+	var meta map[string]int
+	out, err := ReadTensors(path, &meta, gotch.CPU)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if meta["v"] != 1 {
+		t.Errorf("meta %v", meta)
+	}
+	if out["d"].DType() != gotch.Double || out["i"].DType() != gotch.Int64 || out["f"].DType() != gotch.Float {
+		t.Errorf("dtypes %v %v %v", out["d"].DType(), out["i"].DType(), out["f"].DType())
+	}
+	gd, _ := torch.Values[float64](out["d"])
+	gi, _ := torch.Values[int64](out["i"])
+	gf, _ := torch.Values[float32](out["f"])
+	if !slices.Equal(gd, f64) || !slices.Equal(gi, i64) || !slices.Equal(gf, f32) {
+		t.Errorf("values %v %v %v", gd, gi, gf)
 	}
 }

@@ -238,3 +238,7 @@ func Build(o Options) (train.Method, train.Needs, error) {
 	}
 	return New(o), train.Needs{}, nil
 }
+
+// TextBased implements train.TextBased: the classifier is built from the
+// class names.
+func (m *Method) TextBased() bool { return true }

@@ -110,6 +110,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if len(table.Duplicates) > 0 {
 		fmt.Fprintf(stdout, "report: ignored %d duplicate runs (listed in %s)\n", len(table.Duplicates), report.MarkdownFile)
 	}
+	if len(table.Shift) > 0 {
+		fmt.Fprintf(stdout, "report: distribution shift of %d method rows:\n", len(table.Shift))
+		if err := report.WriteShiftMarkdown(stdout, table.Shift, nil); err != nil {
+			fmt.Fprintln(stderr, "report:", err)
+			return 1
+		}
+		fmt.Fprintln(stdout)
+	}
 	for _, p := range paths[:2] {
 		fmt.Fprintln(stdout, "  ", p)
 	}

@@ -133,3 +133,25 @@ func TestReportManifoldErrors(t *testing.T) {
 		t.Errorf("bad space: exit %d, %q", code, stderr.String())
 	}
 }
+
+// TestReportPrintsShiftTable: runs evaluated on ImageNet's variants are
+// printed as the distribution-shift table beside the published numbers.
+func TestReportPrintsShiftTable(t *testing.T) {
+	runs := t.TempDir()
+	dir := filepath.Join(runs, "imagenet_coop")
+	os.MkdirAll(filepath.Join(dir, rundir.EvalDir), 0o755)
+	os.WriteFile(filepath.Join(dir, rundir.ConfigFile), []byte("[data]\ndataset = \"imagenet\"\n"), 0o644)
+	b, _ := json.Marshal(rundir.Result{Method: "coop", MethodLabel: "CoOp", Backbone: "RN50", Shots: 16, Seed: 1, Test: metrics.Metrics{Top1: 63}})
+	os.WriteFile(filepath.Join(dir, rundir.ResultFile), b, 0o644)
+	rundir.WriteJSON(rundir.EvalFile(dir, "imagenet_sketch"), rundir.EvalResult{Dataset: "ImageNetSketch", Test: metrics.Metrics{Top1: 32.5}})
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"-runs", runs, "-out", t.TempDir()}, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	for _, want := range []string{"| method | shots | ImageNet | ImageNetSketch |", "| CoOp | 16 | 63.00 ± 0.00 (1) | 32.50 ± 0.00 (1) |",
+		"| ↳ published | | 62.95 [1] | 31.04 [2] |", "Table 5"} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("stdout lacks %q:\n%s", want, stdout.String())
+		}
+	}
+}

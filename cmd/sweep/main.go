@@ -206,6 +206,7 @@ func runLocal(in *cli.Interrupts, f *sweep.File, config string, cells []sweep.Ce
 	fmt.Fprintf(stderr, "sweep: %d cells from %s into %s, %d worker(s)\n", len(cells), config, f.Sweep.Out, workers)
 	sum := local.Run(ctx, cells, local.Options{
 		Workers: workers, Devices: f.Sweep.Devices, Progress: stderr, Log: log,
+		Eval: f.Sweep.EvalDatasets, EvalRoot: f.Sweep.EvalRoot,
 	})
 	fmt.Fprintf(stdout, "sweep: %d cells: %d done, %d already finished, %d failed, %d interrupted, %d not started (%s)\n",
 		len(cells), sum.Count(local.Done), sum.Count(local.Skipped), sum.Count(local.Failed),

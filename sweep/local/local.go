@@ -14,9 +14,11 @@ import (
 	"time"
 
 	"github.com/clipadapter/clipgo/config"
+	"github.com/clipadapter/clipgo/datasets"
 	"github.com/clipadapter/clipgo/experiment"
 	"github.com/clipadapter/clipgo/internal/cli"
 	"github.com/clipadapter/clipgo/methods"
+	"github.com/clipadapter/clipgo/predict"
 	"github.com/clipadapter/clipgo/rundir"
 	"github.com/clipadapter/clipgo/sweep"
 	"github.com/clipadapter/clipgo/train"
@@ -102,6 +104,13 @@ type Options struct {
 	Devices []string
 	// Methods is the method registry (nil: methods.All()).
 	Methods methods.Registry
+	// Eval returns the datasets a finished cell is evaluated on
+	// (predict.Evaluate into RUN/eval/<dataset>.json; nil: none), and
+	// EvalRoot their data root (empty: the cell's data.root). An
+	// evaluation already written is not repeated; a failed one fails the
+	// cell (its training is kept) and is tried again by the next run.
+	Eval     func(sweep.Cell) []string
+	EvalRoot string
 	// Progress receives one line per started and finished cell (nil:
 	// discarded).
 	Progress io.Writer
@@ -139,7 +148,7 @@ func Run(ctx context.Context, cells []sweep.Cell, o Options) Summary {
 	// reflect only the work left.
 	var todo []int
 	for i, c := range cells {
-		if exists(filepath.Join(c.Dir, rundir.ResultFile)) {
+		if exists(filepath.Join(c.Dir, rundir.ResultFile)) && len(o.missingEvals(c)) == 0 {
 			sum.Outcomes[i].Status = Skipped
 			p.skipped++
 			continue
@@ -174,6 +183,11 @@ func Run(ctx context.Context, cells []sweep.Cell, o Options) Summary {
 				c := cells[i]
 				p.printf("start   %s on %s -> %s", c, deviceLabel(dev, c), c.Dir)
 				out := runCell(ctx, c, dev, o.Methods)
+				if out.Status == Done || out.Status == Skipped {
+					if err := o.evalCell(ctx, c, dev); err != nil {
+						out.Status, out.Err = Failed, err
+					}
+				}
 				sum.Outcomes[i] = out
 				p.finish(out)
 			}
@@ -194,6 +208,50 @@ feed:
 	wg.Wait()
 	sum.Elapsed = time.Since(start)
 	return sum
+}
+
+// missingEvals returns the evaluations of c not written yet.
+func (o Options) missingEvals(c sweep.Cell) []string {
+	if o.Eval == nil {
+		return nil
+	}
+	var out []string
+	for _, d := range o.Eval(c) {
+		name, _ := datasets.ConfigName(d)
+		if !exists(rundir.EvalFile(c.Dir, name)) {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// evalCell evaluates the finished cell c on its missing evaluations, with
+// its log appended to the cell's LogFile.
+func (o Options) evalCell(ctx context.Context, c sweep.Cell, dev string) error {
+	todo := o.missingEvals(c)
+	if len(todo) == 0 {
+		return nil
+	}
+	logf, err := os.OpenFile(filepath.Join(c.Dir, LogFile), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	root := o.EvalRoot
+	if root == "" {
+		root = c.Config.Data.Root
+	}
+	for _, d := range todo {
+		fmt.Fprintf(logf, "# sweep %s: evaluate on %s\n", time.Now().UTC().Format(time.RFC3339), d)
+		_, err := predict.Evaluate(ctx, c.Dir, d, root, predict.EvalOptions{Options: predict.Options{
+			Device: dev, Methods: o.Methods, Progress: logf, Log: slog.New(slog.NewTextHandler(logf, nil)),
+		}})
+		if err != nil {
+			fmt.Fprintf(logf, "# sweep: evaluation on %s failed: %v\n", d, err)
+			return fmt.Errorf("evaluate on %s: %w", d, err)
+		}
+	}
+	return nil
 }
 
 func deviceLabel(dev string, c sweep.Cell) string {

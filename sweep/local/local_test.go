@@ -5,6 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"image"
+	"image/png"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clipadapter/clipgo/datasets"
 	"github.com/clipadapter/clipgo/methods"
 	"github.com/clipadapter/clipgo/rundir"
 	"github.com/clipadapter/clipgo/sweep"
@@ -214,4 +218,97 @@ func equalStatuses(a, b []Status) bool {
 		}
 	}
 	return true
+}
+
+// TestRunLocalEvaluatesFinishedCells: with [sweep] eval, each finished
+// cell is evaluated on the listed datasets once (RUN/eval/<dataset>.json);
+// a missing evaluation of a finished cell is made by the next run without
+// training again.
+func TestRunLocalEvaluatesFinishedCells(t *testing.T) {
+	out := t.TempDir()
+	data := filepath.Join(out, "data")
+	if err := datasets.Synth(data, 4, 12, 1); err != nil {
+		t.Fatal(err)
+	}
+	ds, err := datasets.Load(datasets.SynthName, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// An ImageNet-R-like copy of two classes (one image each).
+	shift := t.TempDir()
+	var cn strings.Builder
+	for _, c := range []string{ds.ClassNames[1], ds.ClassNames[2]} {
+		fmt.Fprintf(&cn, "%s %s\n", c, c)
+		p := filepath.Join(shift, "imagenet-rendition", "imagenet-r", c, "x.png")
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		f, _ := os.Create(p)
+		png.Encode(f, image.NewGray(image.Rect(0, 0, 20, 20)))
+		f.Close()
+	}
+	os.WriteFile(filepath.Join(shift, "imagenet-rendition", "classnames.txt"), []byte(cn.String()), 0o644)
+
+	spec := func(root string) string {
+		return `eval = ["imagenet_r"]
+eval_from = ["synthetic"]
+eval_root = "` + root + `"`
+	}
+	cells := demoSweep(t, out, `"linear-probe"`, "1", spec(shift))
+	o := Options{Workers: 1, Methods: methods.All(), Eval: func(c sweep.Cell) []string { return []string{"imagenet_r"} }, EvalRoot: shift}
+	sum := Run(context.Background(), cells, o)
+	if got := statuses(sum); !equalStatuses(got, []Status{Done}) {
+		t.Fatalf("statuses %v: %v", got, sum.Outcomes[0].Err)
+	}
+	evalFile := rundir.EvalFile(cells[0].Dir, "imagenet_r")
+	evals, err := rundir.ReadEvals(cells[0].Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := evals["imagenet_r"]; e.Classes != 2 || e.Test.N != 2 || !e.Restricted || e.Method != "linear-probe" {
+		t.Errorf("eval/imagenet_r.json: %+v", e)
+	}
+	st, _ := os.Stat(evalFile)
+
+	// Finished and evaluated: nothing to do.
+	sum = Run(context.Background(), cells, o)
+	if got := statuses(sum); !equalStatuses(got, []Status{Skipped}) {
+		t.Fatalf("rerun statuses %v", got)
+	}
+	if st2, _ := os.Stat(evalFile); !st2.ModTime().Equal(st.ModTime()) {
+		t.Error("the evaluation was made again")
+	}
+	// A missing evaluation is made without training again; one that fails
+	// fails the cell.
+	os.Remove(evalFile)
+	bad := o
+	bad.EvalRoot = filepath.Join(out, "nowhere")
+	sum = Run(context.Background(), cells, bad)
+	if got := statuses(sum); !equalStatuses(got, []Status{Failed}) || !strings.Contains(sum.Outcomes[0].Err.Error(), "evaluate on imagenet_r") {
+		t.Fatalf("bad eval root: %v %v", statuses(sum), sum.Outcomes[0].Err)
+	}
+	sum = Run(context.Background(), cells, o)
+	if got := statuses(sum); !equalStatuses(got, []Status{Skipped}) {
+		t.Fatalf("statuses %v: %v", got, sum.Outcomes[0].Err)
+	}
+	if _, err := os.Stat(evalFile); err != nil {
+		t.Errorf("evaluation not made again: %v", err)
+	}
+	// The sweep file's eval keys give the same list.
+	f, err := sweep.Parse(`[sweep]
+methods = ["zeroshot"]
+datasets = ["synthetic", "dtd"]
+base = "x.toml"
+out = "o"
+` + spec(shift))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := f.Sweep.EvalDatasets(sweep.Cell{Dataset: "synthetic"}); len(got) != 1 || got[0] != "imagenet_r" {
+		t.Errorf("EvalDatasets(synthetic) = %v", got)
+	}
+	if got := f.Sweep.EvalDatasets(sweep.Cell{Dataset: "dtd"}); got != nil {
+		t.Errorf("EvalDatasets(dtd) = %v", got)
+	}
+	if _, err := sweep.Parse("[sweep]\nmethods=[\"zeroshot\"]\ndatasets=[\"x\"]\nbase=\"b\"\nout=\"o\"\neval=[\"imagenet_q\"]\n"); err == nil || !strings.Contains(err.Error(), `unknown dataset "imagenet_q"`) {
+		t.Errorf("unknown eval dataset: %v", err)
+	}
 }
