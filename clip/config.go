@@ -199,7 +199,7 @@ func InferConfig(shapes map[string][]int64) (Config, error) {
 	c.TransformerWidth = int(lnf[0])
 	c.TransformerHeads = c.TransformerWidth / 64
 	c.TransformerLayers = countBlocks(shapes, "transformer.resblocks.")
-	if fc, ok := shapes["transformer.resblocks.0.mlp.c_fc.weight"]; ok && len(fc) == 2 && fc[0] != 4*lnf[0] {
+	if fc, ok := shapes["transformer.resblocks.0.mlp.c_fc.weight"]; ok && len(fc) == 2 && fc[1] == lnf[0] && fc[0] != 4*lnf[0] {
 		c.TextMLPWidth = int(fc[0])
 	}
 
@@ -215,7 +215,7 @@ func InferConfig(shapes map[string][]int64) (Config, error) {
 			}
 		}
 		c.VisionLayers = []int{layers}
-		if fc, ok := shapes["visual.transformer.resblocks.0.mlp.c_fc.weight"]; ok && len(fc) == 2 && fc[0] != 4*conv[0] {
+		if fc, ok := shapes["visual.transformer.resblocks.0.mlp.c_fc.weight"]; ok && len(fc) == 2 && fc[1] == conv[0] && fc[0] != 4*conv[0] {
 			c.VisionMLPWidth = int(fc[0])
 		}
 		grid, err := gridOf("visual.positional_embedding", vpos[0])

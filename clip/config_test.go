@@ -203,7 +203,7 @@ func TestInferConfigRejects(t *testing.T) {
 		{"bad ViT grid", func(s map[string][]int64) { s["visual.positional_embedding"] = []int64{48, 768} }, "grid²+1"},
 		{"ViT width", func(s map[string][]int64) {
 			s["visual.conv1.weight"] = []int64{100, 3, 32, 32}
-		}, "multiple of 64"},
+		}, "multiple of the head width 64"},
 		{"ResNet pool grid", func(s map[string][]int64) {
 			for k := range s {
 				if strings.HasPrefix(k, "visual.") {
