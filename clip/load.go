@@ -6,13 +6,14 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+
 	"github.com/clipadapter/clipgo/clip/internal/torchfile"
 	"github.com/clipadapter/clipgo/clip/openclip"
 	"github.com/clipadapter/clipgo/clip/preprocess"
 	"github.com/clipadapter/clipgo/internal/torch"
 	"github.com/clipadapter/clipgo/nn"
-	"github.com/sugarme/gotch"
-	"github.com/sugarme/gotch/ts"
 )
 
 // extraEntries are the non-weight scalars stored in the released archives'

@@ -19,11 +19,12 @@ import (
 	"fmt"
 	"runtime"
 
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+
 	"github.com/clipadapter/clipgo/clip/preprocess"
 	"github.com/clipadapter/clipgo/internal/torch"
 	"github.com/clipadapter/clipgo/nn"
-	"github.com/sugarme/gotch"
-	"github.com/sugarme/gotch/ts"
 )
 
 // Precision selects the dtype of the convolution and linear weights.
@@ -131,12 +132,12 @@ func build(cfg Config, params *nn.Params, weightDType gotch.DType) (*Model, erro
 			classEmbedding:      v.Float("class_embedding", w),
 			positionalEmbedding: v.Float("positional_embedding", grid*grid+1, w),
 			lnPre:               nn.NewLayerNorm(v.Sub("ln_pre"), w),
-			transformer:         nn.NewTransformerWith(v.Sub("transformer"), w, int64(cfg.VisionLayers[0]), int64(cfg.VisionHeads()),
+			transformer: nn.NewTransformerWith(v.Sub("transformer"), w, int64(cfg.VisionLayers[0]), int64(cfg.VisionHeads()),
 				nn.BlockOptions{MLPWidth: int64(visionMLP), Activation: cfg.Activation}),
-			lnPost:              nn.NewLayerNorm(v.Sub("ln_post"), w),
-			proj:                v.Weight("proj", w, D),
-			width:               w,
-			grid:                grid,
+			lnPost: nn.NewLayerNorm(v.Sub("ln_post"), w),
+			proj:   v.Weight("proj", w, D),
+			width:  w,
+			grid:   grid,
 		}
 	} else {
 		w := int64(cfg.VisionWidth)
