@@ -307,11 +307,11 @@ type job struct {
 	name, url, final, part, sha string
 	// pinned reports a digest from the registry; otherwise sha is taken
 	// from the server's answer.
-	pinned bool
-	client                      *http.Client
-	progress                    io.Writer
-	interval, stall             time.Duration
-	log                         *slog.Logger
+	pinned          bool
+	client          *http.Client
+	progress        io.Writer
+	interval, stall time.Duration
+	log             *slog.Logger
 }
 
 // fail wraps err in a DownloadError for this job.
