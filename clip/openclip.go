@@ -104,6 +104,29 @@ func applyOpenCLIP(c Config, m openclip.ModelConfig) (Config, error) {
 	return c, nil
 }
 
+// ReadPreprocessing returns the image preprocessing of the checkpoint at
+// path, as Load would set it (see Model.Preprocessing), without reading
+// its weights.
+func ReadPreprocessing(path string, opts ...Option) (preprocess.Config, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	src, err := openSource(path)
+	if err != nil {
+		return preprocess.Config{}, fmt.Errorf("clip: %w", err)
+	}
+	defer src.close()
+	_, _, pre, err := sourceConfig(src, path, o)
+	return pre, err
+}
+
+// OpenCLIPPreprocessing converts OpenCLIP's preprocess_cfg to the
+// transform's configuration.
+func OpenCLIPPreprocessing(p openclip.PreprocessConfig) (preprocess.Config, error) {
+	return preprocessConfig(p)
+}
+
 // preprocessConfig converts OpenCLIP's preprocessing to the transform's.
 func preprocessConfig(p openclip.PreprocessConfig) (preprocess.Config, error) {
 	if err := p.Check(); err != nil {
