@@ -12,7 +12,7 @@
 // and the preprocessing (mean, std, interpolation, resize mode). Other
 // model families that OpenCLIP supports (timm or Hugging Face towers, CoCa,
 // SigLIP, CLIPA, EVA, layer scale, ...) are rejected with an
-// *UnsupportedError naming the family (docs/models.md §6).
+// *UnsupportedError naming the family (docs/models.md §7).
 package openclip
 
 import (
