@@ -6,6 +6,8 @@ import (
 	"math"
 	"sort"
 	"strings"
+
+	"github.com/clipadapter/clipgo/nn"
 )
 
 // Config holds the hyper-parameters of a CLIP model. InferConfig reads them
@@ -32,19 +34,54 @@ type Config struct {
 	TransformerWidth  int
 	TransformerHeads  int
 	TransformerLayers int
+	// VisionHeadWidth is the width of one attention head of the image
+	// tower (the ViT's, or the ResNet's attention pool); 0 means 64, as in
+	// OpenAI's models. OpenCLIP's ViT-H-14 uses 80.
+	VisionHeadWidth int
+	// VisionMLPWidth and TextMLPWidth are the hidden widths of the
+	// transformer MLPs; 0 means 4× the tower's width (OpenAI's models;
+	// OpenCLIP's ViT-g-14 and ViT-bigG-14 use other ratios).
+	VisionMLPWidth int
+	TextMLPWidth   int
+	// Activation is the transformer MLPs' nonlinearity: nn.ActQuickGELU
+	// (the zero value; OpenAI's models) or nn.ActGELU (most OpenCLIP
+	// models). The weights do not say which; OpenCLIP's config does.
+	Activation nn.Activation
+}
+
+// visionHeadWidth returns VisionHeadWidth or its default, 64.
+func (c Config) visionHeadWidth() int {
+	if c.VisionHeadWidth > 0 {
+		return c.VisionHeadWidth
+	}
+	return 64
+}
+
+// mlpWidths returns the hidden widths of the vision (ViT) and text MLPs,
+// with 0 meaning 4× the width.
+func (c Config) mlpWidths() (vision, text int) {
+	vision, text = c.VisionMLPWidth, c.TextMLPWidth
+	if vision == 0 {
+		vision = 4 * c.VisionWidth
+	}
+	if text == 0 {
+		text = 4 * c.TransformerWidth
+	}
+	return vision, text
 }
 
 // IsViT reports whether the image tower is a vision transformer (otherwise
 // it is a ModifiedResNet).
 func (c Config) IsViT() bool { return len(c.VisionLayers) == 1 }
 
-// VisionHeads returns the head count of the image tower's attention: width/64
-// for a ViT, 32·width/64 for the ResNet's attention pool.
+// VisionHeads returns the head count of the image tower's attention:
+// width/h for a ViT, 32·width/h for the ResNet's attention pool, where h is
+// the head width (64 unless VisionHeadWidth says otherwise).
 func (c Config) VisionHeads() int {
 	if c.IsViT() {
-		return c.VisionWidth / 64
+		return c.VisionWidth / c.visionHeadWidth()
 	}
-	return c.VisionWidth * 32 / 64
+	return c.VisionWidth * 32 / c.visionHeadWidth()
 }
 
 func (c Config) String() string {
@@ -52,9 +89,19 @@ func (c Config) String() string {
 	if c.IsViT() {
 		tower = fmt.Sprintf("ViT (%d layers, width %d, patch %d)", c.VisionLayers[0], c.VisionWidth, c.VisionPatchSize)
 	}
-	return fmt.Sprintf("CLIP %s, input %d, embed %d, text %d/%d/%d, context %d, vocab %d",
+	s := fmt.Sprintf("CLIP %s, input %d, embed %d, text %d/%d/%d, context %d, vocab %d",
 		tower, c.ImageResolution, c.EmbedDim, c.TransformerWidth, c.TransformerHeads, c.TransformerLayers,
 		c.ContextLength, c.VocabSize)
+	if c.VisionHeadWidth > 0 && c.VisionHeadWidth != 64 {
+		s += fmt.Sprintf(", vision head width %d", c.VisionHeadWidth)
+	}
+	if v, t := c.mlpWidths(); v != 4*c.VisionWidth || t != 4*c.TransformerWidth {
+		s += fmt.Sprintf(", MLP %d/%d", v, t)
+	}
+	if c.Activation != nn.ActQuickGELU {
+		s += ", " + c.Activation.String()
+	}
+	return s
 }
 
 // Validate checks that the hyper-parameters describe a buildable model.
@@ -77,6 +124,12 @@ func (c Config) Validate() error {
 	if c.TransformerWidth%c.TransformerHeads != 0 {
 		return fmt.Errorf("clip config: text width %d is not divisible by %d heads", c.TransformerWidth, c.TransformerHeads)
 	}
+	if c.VisionHeadWidth < 0 || c.VisionMLPWidth < 0 || c.TextMLPWidth < 0 {
+		return fmt.Errorf("clip config: negative head or MLP width (%d, %d, %d)", c.VisionHeadWidth, c.VisionMLPWidth, c.TextMLPWidth)
+	}
+	if c.Activation != nn.ActQuickGELU && c.Activation != nn.ActGELU {
+		return fmt.Errorf("clip config: unknown activation %v", c.Activation)
+	}
 	switch len(c.VisionLayers) {
 	case 1:
 		if c.VisionLayers[0] <= 0 {
@@ -85,8 +138,8 @@ func (c Config) Validate() error {
 		if c.VisionPatchSize <= 0 || c.ImageResolution%c.VisionPatchSize != 0 {
 			return fmt.Errorf("clip config: ViT patch size %d does not divide resolution %d", c.VisionPatchSize, c.ImageResolution)
 		}
-		if c.VisionWidth%64 != 0 {
-			return fmt.Errorf("clip config: ViT width %d is not a multiple of 64 (heads = width/64)", c.VisionWidth)
+		if hw := c.visionHeadWidth(); c.VisionWidth%hw != 0 {
+			return fmt.Errorf("clip config: ViT width %d is not a multiple of the head width %d", c.VisionWidth, hw)
 		}
 	case 4:
 		for i, n := range c.VisionLayers {
@@ -96,6 +149,9 @@ func (c Config) Validate() error {
 		}
 		if c.VisionPatchSize != 0 {
 			return fmt.Errorf("clip config: a ResNet has no patch size (got %d)", c.VisionPatchSize)
+		}
+		if hw := c.visionHeadWidth(); (32*c.VisionWidth)%hw != 0 {
+			return fmt.Errorf("clip config: ResNet attention pool width %d is not a multiple of the head width %d", 32*c.VisionWidth, hw)
 		}
 		if c.VisionWidth%2 != 0 {
 			return fmt.Errorf("clip config: ResNet width %d is odd (the stem uses width/2)", c.VisionWidth)
@@ -143,6 +199,9 @@ func InferConfig(shapes map[string][]int64) (Config, error) {
 	c.TransformerWidth = int(lnf[0])
 	c.TransformerHeads = c.TransformerWidth / 64
 	c.TransformerLayers = countBlocks(shapes, "transformer.resblocks.")
+	if fc, ok := shapes["transformer.resblocks.0.mlp.c_fc.weight"]; ok && len(fc) == 2 && fc[1] == lnf[0] && fc[0] != 4*lnf[0] {
+		c.TextMLPWidth = int(fc[0])
+	}
 
 	if _, vit := shapes["visual.proj"]; vit {
 		conv := must(get("visual.conv1.weight", 4))
@@ -156,6 +215,9 @@ func InferConfig(shapes map[string][]int64) (Config, error) {
 			}
 		}
 		c.VisionLayers = []int{layers}
+		if fc, ok := shapes["visual.transformer.resblocks.0.mlp.c_fc.weight"]; ok && len(fc) == 2 && fc[1] == conv[0] && fc[0] != 4*conv[0] {
+			c.VisionMLPWidth = int(fc[0])
+		}
 		grid, err := gridOf("visual.positional_embedding", vpos[0])
 		if err != nil {
 			errs = append(errs, err)

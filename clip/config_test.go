@@ -110,15 +110,15 @@ var official = []struct {
 	cfg     Config
 	nParams int64 // parameters without buffers, where known
 }{
-	{"RN50", Config{1024, 224, []int{3, 4, 6, 3}, 64, 0, 77, 49408, 512, 8, 12}, 0},
-	{"RN101", Config{512, 224, []int{3, 4, 23, 3}, 64, 0, 77, 49408, 512, 8, 12}, 0},
-	{"RN50x4", Config{640, 288, []int{4, 6, 10, 6}, 80, 0, 77, 49408, 640, 10, 12}, 0},
-	{"RN50x16", Config{768, 384, []int{6, 8, 18, 8}, 96, 0, 77, 49408, 768, 12, 12}, 0},
-	{"RN50x64", Config{1024, 448, []int{3, 15, 36, 10}, 128, 0, 77, 49408, 1024, 16, 12}, 0},
-	{"ViT-B/32", Config{512, 224, []int{12}, 768, 32, 77, 49408, 512, 8, 12}, 151277313},
-	{"ViT-B/16", Config{512, 224, []int{12}, 768, 16, 77, 49408, 512, 8, 12}, 0},
-	{"ViT-L/14", Config{768, 224, []int{24}, 1024, 14, 77, 49408, 768, 12, 12}, 0},
-	{"ViT-L/14@336px", Config{768, 336, []int{24}, 1024, 14, 77, 49408, 768, 12, 12}, 0},
+	{"RN50", Config{1024, 224, []int{3, 4, 6, 3}, 64, 0, 77, 49408, 512, 8, 12, 0, 0, 0, 0}, 0},
+	{"RN101", Config{512, 224, []int{3, 4, 23, 3}, 64, 0, 77, 49408, 512, 8, 12, 0, 0, 0, 0}, 0},
+	{"RN50x4", Config{640, 288, []int{4, 6, 10, 6}, 80, 0, 77, 49408, 640, 10, 12, 0, 0, 0, 0}, 0},
+	{"RN50x16", Config{768, 384, []int{6, 8, 18, 8}, 96, 0, 77, 49408, 768, 12, 12, 0, 0, 0, 0}, 0},
+	{"RN50x64", Config{1024, 448, []int{3, 15, 36, 10}, 128, 0, 77, 49408, 1024, 16, 12, 0, 0, 0, 0}, 0},
+	{"ViT-B/32", Config{512, 224, []int{12}, 768, 32, 77, 49408, 512, 8, 12, 0, 0, 0, 0}, 151277313},
+	{"ViT-B/16", Config{512, 224, []int{12}, 768, 16, 77, 49408, 512, 8, 12, 0, 0, 0, 0}, 0},
+	{"ViT-L/14", Config{768, 224, []int{24}, 1024, 14, 77, 49408, 768, 12, 12, 0, 0, 0, 0}, 0},
+	{"ViT-L/14@336px", Config{768, 336, []int{24}, 1024, 14, 77, 49408, 768, 12, 12, 0, 0, 0, 0}, 0},
 }
 
 func TestInferConfigOfficialModels(t *testing.T) {
@@ -203,7 +203,7 @@ func TestInferConfigRejects(t *testing.T) {
 		{"bad ViT grid", func(s map[string][]int64) { s["visual.positional_embedding"] = []int64{48, 768} }, "grid²+1"},
 		{"ViT width", func(s map[string][]int64) {
 			s["visual.conv1.weight"] = []int64{100, 3, 32, 32}
-		}, "multiple of 64"},
+		}, "multiple of the head width 64"},
 		{"ResNet pool grid", func(s map[string][]int64) {
 			for k := range s {
 				if strings.HasPrefix(k, "visual.") {

@@ -4,12 +4,16 @@ import (
 	"fmt"
 	"runtime"
 	"sort"
+	"strings"
 
-	"github.com/clipadapter/clipgo/clip/internal/torchfile"
-	"github.com/clipadapter/clipgo/internal/torch"
-	"github.com/clipadapter/clipgo/nn"
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
+
+	"github.com/clipadapter/clipgo/clip/internal/torchfile"
+	"github.com/clipadapter/clipgo/clip/openclip"
+	"github.com/clipadapter/clipgo/clip/preprocess"
+	"github.com/clipadapter/clipgo/internal/torch"
+	"github.com/clipadapter/clipgo/nn"
 )
 
 // extraEntries are the non-weight scalars stored in the released archives'
@@ -31,8 +35,10 @@ func (e *KeyError) Error() string {
 	return fmt.Sprintf("clip: load %s: state dict does not match the CLIP architecture inferred from it: %s", e.Path, e.Report)
 }
 
-// Load reads a CLIP model from path: an OpenAI release (a TorchScript archive
-// such as ViT-B-32.pt) or a zip-format torch.save state dict. The
+// Load reads a CLIP model from path: an OpenAI release (a TorchScript
+// archive such as ViT-B-32.pt), a zip-format torch.save state dict (bare,
+// or a training checkpoint's "state_dict" entry), or a safetensors file;
+// parameter names may carry DataParallel's "module." prefix. The
 // architecture is inferred from the tensor shapes (InferConfig); every
 // parameter and buffer, BatchNorm running statistics included, is copied by
 // name, converting each tensor from its stored dtype (fp16 weights become
@@ -40,6 +46,16 @@ func (e *KeyError) Error() string {
 // unexpected names (a *KeyError), a shape that does not fit the inferred
 // architecture, and a truncated or corrupt file are errors naming the file
 // and the tensor.
+//
+// What the weights do not say (the MLP activation, the image tower's head
+// width, the preprocessing) comes from OpenCLIP's configuration: the file
+// given by WithOpenCLIPConfig, else the architecture named by
+// WithArchitecture, else an open_clip_config.json in the checkpoint's
+// folder (not for TorchScript archives, which are OpenAI's). Without any,
+// the model is OpenAI's CLIP (QuickGELU, 64-wide heads, OpenAI's
+// preprocessing). Checkpoints of other OpenCLIP families (timm or Hugging
+// Face towers, SigLIP, CoCa, ...) are rejected with an
+// *openclip.UnsupportedError naming the family.
 func Load(path string, device gotch.Device, opts ...Option) (*Model, error) {
 	var o options
 	for _, opt := range opts {
@@ -49,12 +65,12 @@ func Load(path string, device gotch.Device, opts ...Option) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	a, err := torchfile.Open(path)
+	src, err := openSource(path)
 	if err != nil {
 		return nil, fmt.Errorf("clip: %w", err)
 	}
-	defer a.Close()
-	cfg, shapes, err := archiveConfig(a, path)
+	defer src.close()
+	cfg, shapes, pre, err := sourceConfig(src, path, o)
 	if err != nil {
 		return nil, err
 	}
@@ -76,7 +92,8 @@ func Load(path string, device gotch.Device, opts ...Option) (*Model, error) {
 	}
 	m.precision = o.precision
 	m.fullTextContext = o.fullTextContext
-	if err := copyWeights(a, m.params); err != nil {
+	m.preprocess = pre
+	if err := src.copyInto(m.params); err != nil {
 		m.Drop()
 		return nil, fmt.Errorf("clip: load %s: %w", path, err)
 	}
@@ -84,50 +101,76 @@ func Load(path string, device gotch.Device, opts ...Option) (*Model, error) {
 }
 
 // ReadConfig returns the architecture of the checkpoint at path (a
-// TorchScript archive or a state dict, as for Load) without reading its
-// weights: the configuration inferred from the tensor shapes, checked
-// against the input_resolution, context_length and vocab_size entries when
-// the archive has them.
-func ReadConfig(path string) (Config, error) {
-	a, err := torchfile.Open(path)
+// TorchScript archive, a state dict or a safetensors file, as for Load)
+// without reading its weights: the configuration inferred from the tensor
+// shapes, checked against the input_resolution, context_length and
+// vocab_size entries when the archive has them, and completed by OpenCLIP's
+// configuration as Load does (opts may name it).
+func ReadConfig(path string, opts ...Option) (Config, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	src, err := openSource(path)
 	if err != nil {
 		return Config{}, fmt.Errorf("clip: %w", err)
 	}
-	defer a.Close()
-	cfg, _, err := archiveConfig(a, path)
+	defer src.close()
+	cfg, _, _, err := sourceConfig(src, path, o)
 	return cfg, err
 }
 
-// archiveConfig infers the configuration of an opened archive and checks
-// it against the archive's extra entries. It returns the shapes of the
-// weights (the extra entries left out).
-func archiveConfig(a *torchfile.Archive, path string) (Config, map[string][]int64, error) {
-	shapes := a.Shapes()
+// sourceConfig infers the configuration of an opened checkpoint, checks it
+// against the archive's extra entries and completes it with OpenCLIP's
+// configuration. It returns the shapes of the weights (by model name,
+// extra entries left out) and the preprocessing.
+func sourceConfig(src source, path string, o options) (Config, map[string][]int64, preprocess.Config, error) {
+	shapes := src.shapes()
 	for name := range extraEntries {
 		delete(shapes, name)
 	}
-	cfg, err := InferConfig(shapes)
-	if err != nil {
-		return Config{}, nil, fmt.Errorf("clip: load %s (%s): %w", path, a.Kind, err)
-	}
-	names := make([]string, 0, len(extraEntries))
-	for name := range extraEntries {
+	names := make([]string, 0, len(shapes))
+	for name := range shapes {
 		names = append(names, name)
 	}
-	sort.Strings(names)
-	for _, name := range names {
-		if a.Lookup(name) == nil {
+	if err := openclip.DetectFamily(names); err != nil {
+		return Config{}, nil, preprocess.Config{}, fmt.Errorf("clip: load %s: %w", path, err)
+	}
+	cfg, err := InferConfig(shapes)
+	if err != nil {
+		return Config{}, nil, preprocess.Config{}, fmt.Errorf("clip: load %s (%s): %w", path, src.kind(), err)
+	}
+	extras := make([]string, 0, len(extraEntries))
+	for name := range extraEntries {
+		extras = append(extras, name)
+	}
+	sort.Strings(extras)
+	for _, name := range extras {
+		v, ok, err := src.readInt(name)
+		if err != nil {
+			return Config{}, nil, preprocess.Config{}, fmt.Errorf("clip: %w", err)
+		}
+		if !ok {
 			continue
 		}
-		v, err := a.ReadInt(name)
-		if err != nil {
-			return Config{}, nil, fmt.Errorf("clip: %w", err)
-		}
 		if want := extraEntries[name](cfg); v != int64(want) {
-			return Config{}, nil, fmt.Errorf("clip: load %s: %s is %d but the weights imply %d", path, name, v, want)
+			return Config{}, nil, preprocess.Config{}, fmt.Errorf("clip: load %s: %s is %d but the weights imply %d", path, name, v, want)
 		}
 	}
-	return cfg, shapes, nil
+	oc, ocName, err := findOpenCLIPConfig(path, src, o)
+	if err != nil {
+		return Config{}, nil, preprocess.Config{}, fmt.Errorf("clip: load %s: %w", path, err)
+	}
+	pre := preprocess.Config{}
+	if oc != nil {
+		if cfg, err = applyOpenCLIP(cfg, oc.Model); err != nil {
+			return Config{}, nil, preprocess.Config{}, fmt.Errorf("clip: load %s: %s does not match the weights: %w", path, ocName, err)
+		}
+		if pre, err = preprocessConfig(oc.Preprocess); err != nil {
+			return Config{}, nil, preprocess.Config{}, fmt.Errorf("clip: load %s: %s: %w", path, ocName, err)
+		}
+	}
+	return cfg, shapes, pre, nil
 }
 
 // checkShapes compares the archive's names and shapes with the model's.
@@ -173,12 +216,13 @@ var archiveDTypes = map[torchfile.DType]gotch.DType{
 	torchfile.Bool: gotch.Bool,
 }
 
-// copyWeights copies every archive tensor that is a parameter of params,
-// reading each storage once and releasing it after its last tensor.
-func copyWeights(a *torchfile.Archive, params *nn.Params) error {
+// copyWeights copies every archive tensor that is a parameter of params
+// (named without prefix), reading each storage once and releasing it after
+// its last tensor.
+func copyWeights(a *torchfile.Archive, prefix string, params *nn.Params) error {
 	refs := make(map[string]int)
 	for _, t := range a.Tensors {
-		if params.Lookup(t.Name) != nil {
+		if params.Lookup(strings.TrimPrefix(t.Name, prefix)) != nil {
 			refs[t.StorageKey]++
 		}
 	}
@@ -189,7 +233,8 @@ func copyWeights(a *torchfile.Archive, params *nn.Params) error {
 		}
 	}()
 	for _, t := range a.Tensors {
-		if params.Lookup(t.Name) == nil {
+		name := strings.TrimPrefix(t.Name, prefix)
+		if params.Lookup(name) == nil {
 			continue
 		}
 		var err error
@@ -220,7 +265,7 @@ func copyWeights(a *torchfile.Archive, params *nn.Params) error {
 		if err != nil {
 			return torch.Err(fmt.Sprintf("tensor %q", t.Name), err)
 		}
-		err = params.Copy(t.Name, v)
+		err = params.Copy(name, v)
 		v.Drop()
 		if err != nil {
 			return err

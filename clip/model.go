@@ -19,10 +19,12 @@ import (
 	"fmt"
 	"runtime"
 
-	"github.com/clipadapter/clipgo/internal/torch"
-	"github.com/clipadapter/clipgo/nn"
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
+
+	"github.com/clipadapter/clipgo/clip/preprocess"
+	"github.com/clipadapter/clipgo/internal/torch"
+	"github.com/clipadapter/clipgo/nn"
 )
 
 // Precision selects the dtype of the convolution and linear weights.
@@ -52,6 +54,8 @@ type Option func(*options)
 type options struct {
 	precision       Precision
 	fullTextContext bool
+	openclipConfig  string
+	arch            string
 }
 
 // WithPrecision selects FP32 (the default) or FP16 (CUDA only).
@@ -75,6 +79,8 @@ type Model struct {
 	fullTextContext bool
 	dtype           gotch.DType // dtype of activations (weights of linear layers)
 	params          *nn.Params
+	// preprocess is the checkpoint's image preprocessing (zero: OpenAI's).
+	preprocess preprocess.Config
 
 	vit *visionTransformer
 	rn  *modifiedResNet
@@ -115,6 +121,7 @@ func build(cfg Config, params *nn.Params, weightDType gotch.DType) (*Model, erro
 	b := nn.NewBuilder(params, weightDType)
 	m := &Model{cfg: cfg, params: params, device: params.Device(), dtype: weightDType}
 	W, D := int64(cfg.TransformerWidth), int64(cfg.EmbedDim)
+	visionMLP, textMLP := cfg.mlpWidths()
 
 	v := b.Sub("visual")
 	if cfg.IsViT() {
@@ -125,11 +132,12 @@ func build(cfg Config, params *nn.Params, weightDType gotch.DType) (*Model, erro
 			classEmbedding:      v.Float("class_embedding", w),
 			positionalEmbedding: v.Float("positional_embedding", grid*grid+1, w),
 			lnPre:               nn.NewLayerNorm(v.Sub("ln_pre"), w),
-			transformer:         nn.NewTransformer(v.Sub("transformer"), w, int64(cfg.VisionLayers[0]), int64(cfg.VisionHeads())),
-			lnPost:              nn.NewLayerNorm(v.Sub("ln_post"), w),
-			proj:                v.Weight("proj", w, D),
-			width:               w,
-			grid:                grid,
+			transformer: nn.NewTransformerWith(v.Sub("transformer"), w, int64(cfg.VisionLayers[0]), int64(cfg.VisionHeads()),
+				nn.BlockOptions{MLPWidth: int64(visionMLP), Activation: cfg.Activation}),
+			lnPost: nn.NewLayerNorm(v.Sub("ln_post"), w),
+			proj:   v.Weight("proj", w, D),
+			width:  w,
+			grid:   grid,
 		}
 	} else {
 		w := int64(cfg.VisionWidth)
@@ -158,7 +166,8 @@ func build(cfg Config, params *nn.Params, weightDType gotch.DType) (*Model, erro
 		m.rn = r
 	}
 
-	m.transformer = nn.NewTransformer(b.Sub("transformer"), W, int64(cfg.TransformerLayers), int64(cfg.TransformerHeads))
+	m.transformer = nn.NewTransformerWith(b.Sub("transformer"), W, int64(cfg.TransformerLayers), int64(cfg.TransformerHeads),
+		nn.BlockOptions{MLPWidth: int64(textMLP), Activation: cfg.Activation})
 	m.tokenEmbedding = b.Sub("token_embedding").Float("weight", int64(cfg.VocabSize), W)
 	m.positionalEmbedding = b.Float("positional_embedding", int64(cfg.ContextLength), W)
 	m.lnFinal = nn.NewLayerNorm(b.Sub("ln_final"), W)

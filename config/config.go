@@ -36,10 +36,15 @@ type Config struct {
 
 // ModelConfig selects the frozen CLIP backbone.
 type ModelConfig struct {
-	// Name is an official model name (RN50, ViT-B/32, ...), a path to a
-	// TorchScript archive or state dict, or "random:ARCH" for randomly
-	// initialized weights (ARCH an official name or "tiny").
+	// Name is an official model name (RN50, ViT-B/32, ...), an OpenCLIP
+	// name (ViT-B-32/laion2b_s34b_b79k, ...), a path to a TorchScript
+	// archive, state dict or safetensors file, or "random:ARCH" for
+	// randomly initialized weights (ARCH an official name or "tiny").
 	Name string `toml:"name"`
+	// Arch names the OpenCLIP architecture (ViT-B-32, ViT-B-32-quickgelu,
+	// ...) of a checkpoint file that has no open_clip_config.json beside
+	// it; empty: read that file, or treat the weights as OpenAI's.
+	Arch string `toml:"arch"`
 	// Device is cpu, cuda, cuda:N or auto.
 	Device string `toml:"device"`
 	// Precision of the frozen encoders: fp32, or fp16 (CUDA only).
@@ -645,7 +650,7 @@ func (c *Config) Resolved(methodOptions any) ([]byte, error) {
 // file's base name without extension.
 func (c *Config) RunName() string {
 	backbone := c.Model.Name
-	if ext := strings.ToLower(filepath.Ext(backbone)); ext == ".pt" || ext == ".pth" || ext == ".bin" {
+	if ext := strings.ToLower(filepath.Ext(backbone)); ext == ".pt" || ext == ".pth" || ext == ".bin" || ext == ".safetensors" {
 		backbone = strings.TrimSuffix(filepath.Base(backbone), filepath.Ext(backbone))
 	}
 	backbone = regexp.MustCompile(`[^A-Za-z0-9.@-]+`).ReplaceAllString(backbone, "-")

@@ -235,14 +235,21 @@ type extractor struct {
 
 func (e *extractor) transform(needs train.Needs) (preprocess.Transform, string) {
 	res := e.model.Config().ImageResolution
+	pre := e.model.Preprocessing()
+	// The checkpoint's preprocessing is part of the cache key unless it is
+	// CLIP's (which keeps the keys of existing caches).
+	suffix := ""
+	if !pre.IsCLIP() {
+		suffix = ":" + pre.String()
+	}
 	if !needs.Augment {
-		return preprocess.Test(res), fmt.Sprintf("test:%d", res)
+		return preprocess.TestWith(res, pre), fmt.Sprintf("test:%d%s", res, suffix)
 	}
 	o := preprocess.TrainOptions{}
 	if needs.MinScale > 0 {
 		o.Scale = [2]float64{needs.MinScale, 1}
 	}
-	return preprocess.Train(res, o), fmt.Sprintf("train:%d:%v", res, o)
+	return preprocess.TrainWith(res, o, pre), fmt.Sprintf("train:%d:%v%s", res, o, suffix)
 }
 
 func (e *extractor) features(split string, items []datasets.Item, needs train.Needs, view int) (*train.Features, error) {

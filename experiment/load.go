@@ -22,11 +22,12 @@ import (
 	"github.com/clipadapter/clipgo/config"
 	"github.com/clipadapter/clipgo/datasets"
 	"github.com/clipadapter/clipgo/internal/torch"
+	"github.com/clipadapter/clipgo/nn"
 	"github.com/clipadapter/clipgo/rundir"
 )
 
-// LoadModel resolves model.name (official name, file, or random:ARCH) and
-// loads it. It returns the model and an identity string for feature
+// LoadModel resolves model.name (official or OpenCLIP name, file, or
+// random:ARCH) and loads it. It returns the model and an identity string for feature
 // caching.
 func LoadModel(ctx context.Context, mc config.ModelConfig, device gotch.Device, progressOut io.Writer) (*clip.Model, string, error) {
 	prec := clip.FP32
@@ -53,12 +54,20 @@ func LoadModel(ctx context.Context, mc config.ModelConfig, device gotch.Device, 
 	if err != nil {
 		return nil, "", err
 	}
+	if mc.Arch != "" {
+		opts = append(opts, clip.WithArchitecture(mc.Arch))
+	}
 	m, err := clip.Load(path, device, opts...)
 	if err != nil {
 		return nil, "", err
 	}
 	abs, _ := filepath.Abs(path)
-	return m, fmt.Sprintf("%s:%d:%d:%s", abs, st.Size(), st.ModTime().UnixNano(), prec), nil
+	id := fmt.Sprintf("%s:%d:%d:%s", abs, st.Size(), st.ModTime().UnixNano(), prec)
+	if c := m.Config(); c.Activation != nn.ActQuickGELU || c.VisionHeadWidth != 0 {
+		// What the OpenCLIP config added to the weights.
+		id += fmt.Sprintf(":%v:%d", c.Activation, c.VisionHeadWidth)
+	}
+	return m, id, nil
 }
 
 // BackboneDigest identifies model.name's weights: the SHA-256 of the

@@ -102,15 +102,56 @@ func QuickGELU(x *ts.Tensor) (*ts.Tensor, error) {
 	return y, wrap("quick gelu", err)
 }
 
-// MLP is CLIP's transformer feed-forward block: c_fc (W→4W), QuickGELU,
-// c_proj (4W→W).
-type MLP struct {
-	CFc, CProj *Linear
+// Activation is the nonlinearity of a transformer MLP.
+type Activation int
+
+const (
+	// ActQuickGELU is x·sigmoid(1.702·x), used by OpenAI's CLIP models
+	// and OpenCLIP's "-quickgelu" ones. It is the zero value.
+	ActQuickGELU Activation = iota
+	// ActGELU is the exact GELU, x·Φ(x) (PyTorch's nn.GELU()), used by most
+	// OpenCLIP models trained on LAION and DataComp.
+	ActGELU
+)
+
+func (a Activation) String() string {
+	switch a {
+	case ActQuickGELU:
+		return "QuickGELU"
+	case ActGELU:
+		return "GELU"
+	}
+	return fmt.Sprintf("Activation(%d)", int(a))
 }
 
-// NewMLP adds <prefix>.c_fc.* and <prefix>.c_proj.*.
+// Apply returns the activation of x.
+func (a Activation) Apply(x *ts.Tensor) (*ts.Tensor, error) {
+	switch a {
+	case ActQuickGELU:
+		return QuickGELU(x)
+	case ActGELU:
+		y, err := x.Gelu("none", false)
+		return y, wrap("gelu", err)
+	}
+	return nil, fmt.Errorf("unknown activation %d", int(a))
+}
+
+// MLP is CLIP's transformer feed-forward block: c_fc (W→H), the
+// activation, c_proj (H→W), with H = 4W in OpenAI's models.
+type MLP struct {
+	CFc, CProj *Linear
+	Act        Activation
+}
+
+// NewMLP adds <prefix>.c_fc.* and <prefix>.c_proj.* with hidden width 4W
+// and QuickGELU (OpenAI's block).
 func NewMLP(b Builder, width int64) *MLP {
-	return &MLP{CFc: NewLinear(b.Sub("c_fc"), width, 4*width, true), CProj: NewLinear(b.Sub("c_proj"), 4*width, width, true)}
+	return NewMLPWith(b, width, 4*width, ActQuickGELU)
+}
+
+// NewMLPWith adds an MLP of the given hidden width and activation.
+func NewMLPWith(b Builder, width, hidden int64, act Activation) *MLP {
+	return &MLP{CFc: NewLinear(b.Sub("c_fc"), width, hidden, true), CProj: NewLinear(b.Sub("c_proj"), hidden, width, true), Act: act}
 }
 
 // Forward applies the block to the last dimension of x.
@@ -119,7 +160,7 @@ func (m *MLP) Forward(x *ts.Tensor) (*ts.Tensor, error) {
 	if err != nil {
 		return nil, err
 	}
-	g, err := QuickGELU(h)
+	g, err := m.Act.Apply(h)
 	h.Drop()
 	if err != nil {
 		return nil, err

@@ -16,13 +16,32 @@ type ResidualAttentionBlock struct {
 	MLP  *MLP
 }
 
+// BlockOptions are the parts of a residual attention block that differ
+// between CLIP models. The zero value is OpenAI's block.
+type BlockOptions struct {
+	// MLPWidth is the hidden width of the MLP; 0 means 4·width.
+	MLPWidth int64
+	// Activation is the MLP's nonlinearity (QuickGELU by default).
+	Activation Activation
+}
+
 // NewResidualAttentionBlock adds <prefix>.ln_1, .attn, .ln_2 and .mlp.
 func NewResidualAttentionBlock(b Builder, width, heads int64) *ResidualAttentionBlock {
+	return NewResidualAttentionBlockWith(b, width, heads, BlockOptions{})
+}
+
+// NewResidualAttentionBlockWith is NewResidualAttentionBlock with the
+// MLP's hidden width and activation given by o.
+func NewResidualAttentionBlockWith(b Builder, width, heads int64, o BlockOptions) *ResidualAttentionBlock {
+	hidden := o.MLPWidth
+	if hidden == 0 {
+		hidden = 4 * width
+	}
 	return &ResidualAttentionBlock{
 		LN1:  NewLayerNorm(b.Sub("ln_1"), width),
 		Attn: NewMultiheadAttention(b.Sub("attn"), width, heads),
 		LN2:  NewLayerNorm(b.Sub("ln_2"), width),
-		MLP:  NewMLP(b.Sub("mlp"), width),
+		MLP:  NewMLPWith(b.Sub("mlp"), width, hidden, o.Activation),
 	}
 }
 
@@ -65,11 +84,17 @@ type Transformer struct {
 	Blocks []*ResidualAttentionBlock
 }
 
-// NewTransformer adds layers blocks of the given width and head count.
+// NewTransformer adds layers blocks of the given width and head count
+// (OpenAI's blocks).
 func NewTransformer(b Builder, width, layers, heads int64) *Transformer {
+	return NewTransformerWith(b, width, layers, heads, BlockOptions{})
+}
+
+// NewTransformerWith adds layers blocks built with options o.
+func NewTransformerWith(b Builder, width, layers, heads int64, o BlockOptions) *Transformer {
 	t := &Transformer{}
 	for i := int64(0); i < layers; i++ {
-		t.Blocks = append(t.Blocks, NewResidualAttentionBlock(b.Sub(fmt.Sprintf("resblocks.%d", i)), width, heads))
+		t.Blocks = append(t.Blocks, NewResidualAttentionBlockWith(b.Sub(fmt.Sprintf("resblocks.%d", i)), width, heads, o))
 	}
 	return t
 }

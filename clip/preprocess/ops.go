@@ -111,10 +111,14 @@ type normWriter struct {
 // newNormWriter returns a normWriter for a w×h image into dst, which must
 // hold at least 3*w*h values.
 func newNormWriter(dst []float32, w, h int, flip bool) *normWriter {
+	return newNormWriterWith(dst, w, h, flip, Config{})
+}
+
+// newNormWriterWith is newNormWriter with c's mean and std.
+func newNormWriterWith(dst []float32, w, h int, flip bool, c Config) *normWriter {
 	plane := w * h
 	nw := &normWriter{r: dst[:plane], g: dst[plane : 2*plane], b: dst[2*plane : 3*plane], w: w, flip: flip}
-	mean := [3]float32{MeanR, MeanG, MeanB}
-	std := [3]float32{StdR, StdG, StdB}
+	mean, std := c.meanStd()
 	for c := range 3 {
 		for v := range 256 {
 			nw.lut[c][v] = (float32(v)/255 - mean[c]) / std[c]

@@ -54,6 +54,31 @@ func bicubic(x float64) float64 {
 	return 0
 }
 
+// bilinear is Pillow's triangle filter (support 1).
+func bilinear(x float64) float64 {
+	if x < 0 {
+		x = -x
+	}
+	if x < 1 {
+		return 1 - x
+	}
+	return 0
+}
+
+// filter is a resampling kernel and its support, as in Pillow.
+type filter struct {
+	support float64
+	kernel  func(float64) float64
+}
+
+// filterOf returns the kernel of an interpolation.
+func filterOf(i Interpolation) filter {
+	if i == Bilinear {
+		return filter{1, bilinear}
+	}
+	return filter{bicubicSupp, bicubic}
+}
+
 // filterTaps holds the fixed-point weights of one resampling direction.
 type filterTaps struct {
 	ksize int
@@ -63,12 +88,18 @@ type filterTaps struct {
 	taps  [][]int32 // taps[i] = k[i*ksize:][:count[i]]
 }
 
-// newFilterTaps computes the weights for resampling inSize samples to
-// outSize samples.
+// newFilterTaps computes the bicubic weights for resampling inSize samples
+// to outSize samples.
 func newFilterTaps(inSize, outSize int) *filterTaps {
+	return newFilterTapsWith(inSize, outSize, filterOf(Bicubic))
+}
+
+// newFilterTapsWith computes the weights of filter f for resampling inSize
+// samples to outSize samples.
+func newFilterTapsWith(inSize, outSize int, f filter) *filterTaps {
 	scale := float64(inSize) / float64(outSize)
 	filterscale := max(scale, 1.0)
-	support := bicubicSupp * filterscale
+	support := f.support * filterscale
 	ksize := int(math.Ceil(support))*2 + 1
 	t := &filterTaps{
 		ksize: ksize,
@@ -88,7 +119,7 @@ func newFilterTaps(inSize, outSize int) *filterTaps {
 		n := hi - lo
 		sum := 0.0
 		for j := range n {
-			v := bicubic(float64(float64(float64(j+lo)-center)+0.5) * ss)
+			v := f.kernel(float64(float64(float64(j+lo)-center)+0.5) * ss)
 			w[j] = v
 			sum += v
 		}
@@ -160,6 +191,11 @@ func resample(img *Image, src image.Rectangle, outW, outH int, win image.Rectang
 // so a ring as long as the most taps of any output row is enough. The
 // ring's rows are packed two values per word for verticalTaps.
 func resampleRows(img *Image, src image.Rectangle, outW, outH int, win image.Rectangle, emit func(y int, row []uint8)) {
+	resampleRowsWith(img, src, outW, outH, win, filterOf(Bicubic), emit)
+}
+
+// resampleRowsWith is resampleRows with the kernel f.
+func resampleRowsWith(img *Image, src image.Rectangle, outW, outH int, win image.Rectangle, f filter, emit func(y int, row []uint8)) {
 	sw, sh := src.Dx(), src.Dy()
 	ww, wh := win.Dx(), win.Dy()
 	if ww <= 0 || wh <= 0 || sw <= 0 || sh <= 0 {
@@ -178,7 +214,7 @@ func resampleRows(img *Image, src image.Rectangle, outW, outH int, win image.Rec
 	}
 	var ht *filterTaps
 	if outW != sw {
-		ht = newFilterTaps(sw, outW)
+		ht = newFilterTapsWith(sw, outW, f)
 	}
 
 	if outH == sh {
@@ -195,7 +231,7 @@ func resampleRows(img *Image, src image.Rectangle, outW, outH int, win image.Rec
 		return
 	}
 
-	vt := newFilterTaps(sh, outH)
+	vt := newFilterTapsWith(sh, outH, f)
 	ringLen := 0
 	for y := win.Min.Y; y < win.Max.Y; y++ {
 		ringLen = max(ringLen, vt.count[y])

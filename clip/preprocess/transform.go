@@ -20,9 +20,11 @@ type Transform interface {
 }
 
 // testTransform is CLIP's _transform: Resize(size, bicubic) on the shorter
-// side, CenterCrop(size), ToTensor, Normalize.
+// side, CenterCrop(size), ToTensor, Normalize; or OpenCLIP's variants of
+// it chosen by cfg.
 type testTransform struct {
 	size int
+	cfg  Config
 }
 
 // Test returns CLIP's test-time transform for input resolution size
@@ -38,7 +40,16 @@ type testTransform struct {
 // converts to RGB after cropping; that gives the same pixels for RGB and
 // grayscale sources but not for palette, RGBA, CMYK or 16-bit sources,
 // which Pillow resizes in their own mode.
-func Test(size int) Transform { return testTransform{size} }
+func Test(size int) Transform { return testTransform{size: size} }
+
+// TestWith returns OpenCLIP's test-time transform for a checkpoint whose
+// preprocessing is c (the zero Config gives Test): c's resize mode and
+// interpolation, then normalization with c's mean and std. "shortest" is
+// Test's resize and center crop; "squash" resizes the whole image to
+// size×size; "longest" resizes so that the longer side is size (the other
+// round(side·size/longer), Python rounding) and pads the rest with black,
+// centred as OpenCLIP's CenterCropOrPad does.
+func TestWith(size int, c Config) Transform { return testTransform{size: size, cfg: c} }
 
 func (t testTransform) Size() int { return t.size }
 
@@ -46,14 +57,54 @@ func (t testTransform) Apply(img *Image, _ *rand.Rand, dst []float32) error {
 	if err := checkApply(img, t.size, dst); err != nil {
 		return fmt.Errorf("test transform: %w", err)
 	}
+	f := filterOf(t.cfg.Interpolation)
+	w := newNormWriterWith(dst, t.size, t.size, false, t.cfg)
+	full := image.Rect(0, 0, img.W, img.H)
+	switch t.cfg.ResizeMode {
+	case ResizeSquash:
+		resampleRowsWith(img, full, t.size, t.size, image.Rect(0, 0, t.size, t.size), f, w.row)
+		return nil
+	case ResizeLongest:
+		nw, nh := longestSize(img.W, img.H, t.size)
+		// Per axis: crop (centred, Python rounding) where the resized side
+		// is longer than size, pad ((size-n)//2 before) where it is shorter.
+		x, y := centerCropOrigin(nw, t.size), centerCropOrigin(nh, t.size)
+		win := image.Rect(x, y, x+t.size, y+t.size).Intersect(image.Rect(0, 0, nw, nh))
+		canvas := NewImage(t.size, t.size)
+		part := resampleWith(img, full, nw, nh, win, f)
+		for r := range part.H {
+			copy(canvas.Pix[3*((win.Min.Y-y+r)*t.size+win.Min.X-x):], part.Pix[3*r*part.W:][:3*part.W])
+		}
+		for r := range t.size {
+			w.row(r, canvas.Pix[3*r*t.size:][:3*t.size])
+		}
+		return nil
+	}
 	// The shorter side becomes size and the longer one at least size, so
 	// the crop never needs CenterCrop's padding.
 	nw, nh := ResizedSize(img.W, img.H, t.size)
 	x := centerCropOrigin(nw, t.size)
 	y := centerCropOrigin(nh, t.size)
-	w := newNormWriter(dst, t.size, t.size, false)
-	resampleRows(img, image.Rect(0, 0, img.W, img.H), nw, nh, image.Rect(x, y, x+t.size, y+t.size), w.row)
+	resampleRowsWith(img, full, nw, nh, image.Rect(x, y, x+t.size, y+t.size), f, w.row)
 	return nil
+}
+
+// longestSize returns the size OpenCLIP's ResizeKeepRatio(size,
+// longest=1) gives a w×h image: each side divided by max(w, h)/size and
+// rounded half to even.
+func longestSize(w, h, size int) (nw, nh int) {
+	ratio := max(float64(h)/float64(size), float64(w)/float64(size))
+	return int(math.RoundToEven(float64(w) / ratio)), int(math.RoundToEven(float64(h) / ratio))
+}
+
+// resampleWith is resample with the kernel f.
+func resampleWith(img *Image, src image.Rectangle, outW, outH int, win image.Rectangle, f filter) *Image {
+	out := NewImage(win.Dx(), win.Dy())
+	rowLen := 3 * out.W
+	resampleRowsWith(img, src, outW, outH, win, f, func(y int, row []uint8) {
+		copy(out.Pix[y*rowLen:][:rowLen], row)
+	})
+	return out
 }
 
 // TrainOptions configures Train. The zero value gives torchvision's (and
@@ -98,6 +149,7 @@ func (o TrainOptions) Check() error {
 type trainTransform struct {
 	size int
 	opt  TrainOptions
+	cfg  Config
 }
 
 // Train returns the training-time augmentation of docs/protocol.md §4:
@@ -111,6 +163,13 @@ type trainTransform struct {
 // Invalid options make Apply return an error.
 func Train(size int, o TrainOptions) Transform {
 	return trainTransform{size: size, opt: o.withDefaults()}
+}
+
+// TrainWith is Train with the interpolation, mean and std of a
+// checkpoint's preprocessing c (its resize mode does not apply: the
+// random crop is resized to size×size).
+func TrainWith(size int, o TrainOptions, c Config) Transform {
+	return trainTransform{size: size, opt: o.withDefaults(), cfg: c}
 }
 
 func (t trainTransform) Size() int { return t.size }
@@ -129,8 +188,8 @@ func (t trainTransform) Apply(img *Image, rng *rand.Rand, dst []float32) error {
 	flip := !t.opt.NoFlip && rng.Float64() < 0.5
 	// The box lies inside the image: resample it straight into dst,
 	// normalizing (and flipping) each output row.
-	nw := newNormWriter(dst, t.size, t.size, flip)
-	resampleRows(img, image.Rect(x, y, x+w, y+h), t.size, t.size, image.Rect(0, 0, t.size, t.size), nw.row)
+	nw := newNormWriterWith(dst, t.size, t.size, flip, t.cfg)
+	resampleRowsWith(img, image.Rect(x, y, x+w, y+h), t.size, t.size, image.Rect(0, 0, t.size, t.size), filterOf(t.cfg.Interpolation), nw.row)
 	return nil
 }
 

@@ -1,17 +1,21 @@
-// Package weights knows OpenAI's official CLIP checkpoints and fetches them
-// into a local cache.
+// Package weights knows OpenAI's official CLIP checkpoints and OpenCLIP's
+// pretrained tags of the standard CLIP architectures, and fetches them into
+// a local cache.
 //
 // Resolve turns a model name ("ViT-B/32") or a file path into the path of a
 // checkpoint on disk: a path is used as is, a name is looked up in the
 // registry and, unless a verified copy is already cached, downloaded with
 // resumption, progress reporting and SHA-256 verification.
 //
-// The checkpoints are OpenAI's TorchScript archives; the URLs and their
+// OpenAI's checkpoints are TorchScript archives; the URLs and their
 // SHA-256 digests are those published with openai/CLIP (MIT licence).
+// OpenCLIP's ("ViT-B-32/laion2b_s34b_b79k") are state dicts on the Hugging
+// Face Hub, verified against the SHA-256 the Hub sends with each download.
 package weights
 
 import (
 	"path"
+	"path/filepath"
 	"strings"
 
 	"github.com/clipadapter/clipgo/internal/suggest"
@@ -28,8 +32,24 @@ type Checkpoint struct {
 	// the file name in the cache; for the official checkpoints the element
 	// before it is the file's SHA-256.
 	URL string
-	// SHA256 is the lower-case hex SHA-256 digest of the whole file.
+	// SHA256 is the lower-case hex SHA-256 digest of the whole file. Empty
+	// means the server publishes it with the download (the Hugging Face
+	// Hub's X-Linked-Etag header), and the download fails without it.
 	SHA256 string
+	// FallbackURL, when set, is downloaded instead when URL answers 404
+	// (an OpenCLIP repository without a safetensors file). Its file is
+	// cached in the same folder, under its own base name.
+	FallbackURL string
+	// CacheName is the file's path inside the cache ("/"-separated); empty
+	// means File().
+	CacheName string
+	// Arch and Tag are the OpenCLIP architecture and pretraining tag
+	// ("ViT-B-32", "laion2b_s34b_b79k"); empty for OpenAI's names.
+	Arch, Tag string
+	// OpenCLIPConfig, when set, is written as open_clip_config.json next
+	// to the cached file: what the weights do not say (activation, head
+	// width, preprocessing), read by clip.Load.
+	OpenCLIPConfig []byte
 	// InputResolution is the side of the square input image in pixels.
 	InputResolution int
 	// EmbedDim is the size of the joint image-text embedding.
@@ -73,6 +93,14 @@ func official() []Checkpoint {
 	}
 }
 
+// cacheRel returns the file's path inside the cache.
+func (c Checkpoint) cacheRel() string {
+	if c.CacheName != "" {
+		return filepath.FromSlash(c.CacheName)
+	}
+	return c.File()
+}
+
 // Names returns the names of the official checkpoints in OpenAI's order:
 // RN50, RN101, RN50x4, RN50x16, RN50x64, ViT-B/32, ViT-B/16, ViT-L/14,
 // ViT-L/14@336px.
@@ -85,12 +113,15 @@ func Names() []string {
 	return names
 }
 
-// Lookup returns the official checkpoint called name. An exact match wins;
-// otherwise the names are compared case-insensitively ("vit-b/32" finds
-// "ViT-B/32").
+// Lookup returns the official or OpenCLIP checkpoint called name. An
+// exact match wins; otherwise the names are compared case-insensitively
+// ("vit-b/32" finds "ViT-B/32").
 func Lookup(name string) (Checkpoint, bool) {
-	return lookupIn(official(), name)
+	return lookupIn(known(), name)
 }
+
+// known returns OpenAI's checkpoints followed by OpenCLIP's.
+func known() []Checkpoint { return append(official(), openclipCheckpoints()...) }
 
 // lookupIn finds name in reg: exactly, else case-insensitively.
 func lookupIn(reg []Checkpoint, name string) (Checkpoint, bool) {
@@ -112,7 +143,7 @@ func lookupIn(reg []Checkpoint, name string) (Checkpoint, bool) {
 // are ignored, so "vit-b-32", "ViT-B-32.pt" and "ViT-B/23" all suggest
 // "ViT-B/32".
 func Suggest(name string) string {
-	return suggestIn(official(), name)
+	return suggestIn(known(), name)
 }
 
 // suggestIn returns the name in reg nearest to name by edit distance over

@@ -1,6 +1,7 @@
 package weights
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -13,6 +14,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -20,6 +22,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/clipadapter/clipgo/clip/openclip"
 	"github.com/clipadapter/clipgo/internal/fsutil"
 	"github.com/clipadapter/clipgo/internal/progress"
 )
@@ -44,8 +47,8 @@ type Options struct {
 	// the official host.
 	BaseURL string
 	// Extra holds further checkpoints (a mirror's own files, test
-	// fixtures). They are consulted before the official ones, so an entry
-	// with an official name overrides it.
+	// fixtures). They are consulted before the official and OpenCLIP
+	// ones, so an entry with a known name overrides it.
 	Extra []Checkpoint
 	// StallTimeout aborts a download that receives no data for this long
 	// (the partial file is kept for resumption); 0 means one minute.
@@ -76,19 +79,24 @@ func (o Options) cacheDir() (string, error) {
 	return DefaultCacheDir()
 }
 
-// registry returns the extra checkpoints followed by the official ones.
+// registry returns the extra checkpoints followed by the known ones.
 func (o Options) registry() []Checkpoint {
-	return append(slices.Clone(o.Extra), official()...)
+	return append(slices.Clone(o.Extra), known()...)
 }
 
 // sourceURL returns the URL to fetch c from, honouring BaseURL.
 func (o Options) sourceURL(c Checkpoint) (string, error) {
+	return o.rebase(c.Name, c.URL)
+}
+
+// rebase returns raw with its scheme and host replaced by BaseURL's.
+func (o Options) rebase(name, raw string) (string, error) {
 	if o.BaseURL == "" {
-		return c.URL, nil
+		return raw, nil
 	}
-	u, err := url.Parse(c.URL)
+	u, err := url.Parse(raw)
 	if err != nil {
-		return "", fmt.Errorf("checkpoint %s: bad URL %q: %w", c.Name, c.URL, err)
+		return "", fmt.Errorf("checkpoint %s: bad URL %q: %w", name, raw, err)
 	}
 	s := strings.TrimRight(o.BaseURL, "/") + u.EscapedPath()
 	if u.RawQuery != "" {
@@ -98,7 +106,9 @@ func (o Options) sourceURL(c Checkpoint) (string, error) {
 }
 
 // CachePath returns where Resolve keeps the checkpoint called name:
-// <cache>/<file name of its URL>. It neither checks nor downloads the file.
+// <cache>/<file name of its URL> for OpenAI's,
+// <cache>/open_clip/<org>--<repo>/open_clip_model.safetensors for
+// OpenCLIP's. It neither checks nor downloads the file.
 func CachePath(name string, o Options) (string, error) {
 	c, ok := lookupIn(o.registry(), name)
 	if !ok {
@@ -108,7 +118,7 @@ func CachePath(name string, o Options) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return filepath.Join(dir, c.File()), nil
+	return filepath.Join(dir, c.cacheRel()), nil
 }
 
 // Resolve returns the path of a checkpoint file.
@@ -151,21 +161,52 @@ func Resolve(ctx context.Context, nameOrPath string, o Options) (string, error) 
 	if err != nil {
 		return "", err
 	}
-	final := filepath.Join(dir, ck.File())
-	ok, err := verifiedCache(final, ck.SHA256, log)
-	if err != nil {
-		return "", err
+	final := filepath.Join(dir, ck.cacheRel())
+	candidates := []string{final}
+	var fallback string
+	if ck.FallbackURL != "" {
+		fallback = filepath.Join(filepath.Dir(final), path.Base(ck.FallbackURL))
+		candidates = append(candidates, fallback)
 	}
-	if ok {
-		return final, nil
+	for _, c := range candidates {
+		ok, err := verifiedCache(c, ck.SHA256, log)
+		if err != nil {
+			return "", err
+		}
+		if ok {
+			return c, writeConfig(c, ck)
+		}
 	}
 	src, err := o.sourceURL(ck)
 	if err != nil {
 		return "", err
 	}
+	if err := o.download(ctx, ck, src, final, log); err != nil {
+		var de *DownloadError
+		if fallback == "" || !errors.As(err, &de) || !errors.Is(de.Err, errNotFound) {
+			return "", err
+		}
+		log.Info("no safetensors file; downloading the PyTorch state dict", "checkpoint", ck.Name, "url", src)
+		if src, err = o.rebase(ck.Name, ck.FallbackURL); err != nil {
+			return "", err
+		}
+		if err := o.download(ctx, ck, src, fallback, log); err != nil {
+			return "", err
+		}
+		final = fallback
+	}
+	return final, writeConfig(final, ck)
+}
+
+// errNotFound is the cause of a DownloadError for an HTTP 404 answer.
+var errNotFound = errors.New("HTTP 404 Not Found")
+
+// download fetches src into final (through final.part) and verifies it.
+func (o Options) download(ctx context.Context, ck Checkpoint, src, final string, log *slog.Logger) error {
 	j := &job{
 		name: ck.Name, url: src, final: final, part: final + ".part", sha: strings.ToLower(ck.SHA256),
-		client: o.Client, progress: o.Progress, interval: o.ProgressInterval, stall: o.StallTimeout, log: log,
+		pinned: ck.SHA256 != "", client: o.Client, progress: o.Progress, interval: o.ProgressInterval,
+		stall: o.StallTimeout, log: log,
 	}
 	if j.client == nil {
 		j.client = &http.Client{}
@@ -173,13 +214,26 @@ func Resolve(ctx context.Context, nameOrPath string, o Options) (string, error) 
 	if j.stall <= 0 {
 		j.stall = time.Minute
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", j.fail(fmt.Errorf("create cache directory: %w", err))
+	if err := os.MkdirAll(filepath.Dir(final), 0o755); err != nil {
+		return j.fail(fmt.Errorf("create cache directory: %w", err))
 	}
-	if err := j.run(ctx); err != nil {
-		return "", err
+	return j.run(ctx)
+}
+
+// writeConfig writes the checkpoint's OpenCLIP configuration next to the
+// file at path, unless it is already there.
+func writeConfig(path string, ck Checkpoint) error {
+	if ck.OpenCLIPConfig == nil {
+		return nil
 	}
-	return final, nil
+	p := filepath.Join(filepath.Dir(path), openclip.ConfigFileName)
+	if b, err := os.ReadFile(p); err == nil && bytes.Equal(b, ck.OpenCLIPConfig) {
+		return nil
+	}
+	if err := fsutil.WriteFile(p, ck.OpenCLIPConfig, 0o644); err != nil {
+		return fmt.Errorf("clip checkpoint %s: write its OpenCLIP config: %w", ck.Name, err)
+	}
+	return nil
 }
 
 // unknownName builds the error for a name that is neither a file nor a
@@ -197,7 +251,18 @@ func unknownName(name string, reg []Checkpoint, statErr error) error {
 	if s := suggestIn(reg, name); s != "" {
 		fmt.Fprintf(&b, "; did you mean %q?", s)
 	}
-	fmt.Fprintf(&b, "; valid names: %s", strings.Join(names, ", "))
+	var openai, other []string
+	for i, c := range reg {
+		if c.Arch != "" {
+			other = append(other, names[i])
+		} else {
+			openai = append(openai, names[i])
+		}
+	}
+	fmt.Fprintf(&b, "; valid names: %s", strings.Join(openai, ", "))
+	if len(other) > 0 {
+		fmt.Fprintf(&b, ", and %d OpenCLIP names such as %s (listed in the README)", len(other), other[0])
+	}
 	return errors.New(b.String())
 }
 
@@ -207,14 +272,18 @@ type DownloadError struct {
 	Name   string // checkpoint name
 	URL    string // URL that was requested
 	Path   string // full path where the file belongs
-	SHA256 string // expected SHA-256 of the file
+	SHA256 string // expected SHA-256 of the file ("" when the server was to publish it)
 	Err    error  // underlying cause
 }
 
 // Error implements error.
 func (e *DownloadError) Error() string {
-	return fmt.Sprintf("download CLIP checkpoint %s from %s: %v (to install it by hand, fetch that URL elsewhere and place the file at %s; its SHA-256 must be %s)",
-		e.Name, e.URL, e.Err, e.Path, e.SHA256)
+	sha := "must be " + e.SHA256
+	if e.SHA256 == "" {
+		sha = "is the one the server publishes for it (the Hugging Face Hub shows it on the file's page)"
+	}
+	return fmt.Sprintf("download CLIP checkpoint %s from %s: %v (to install it by hand, fetch that URL elsewhere and place the file at %s; its SHA-256 %s)",
+		e.Name, e.URL, e.Err, e.Path, sha)
 }
 
 // Unwrap returns the underlying cause.
@@ -236,15 +305,22 @@ func (e *ChecksumError) Error() string {
 // job is one checkpoint download.
 type job struct {
 	name, url, final, part, sha string
-	client                      *http.Client
-	progress                    io.Writer
-	interval, stall             time.Duration
-	log                         *slog.Logger
+	// pinned reports a digest from the registry; otherwise sha is taken
+	// from the server's answer.
+	pinned          bool
+	client          *http.Client
+	progress        io.Writer
+	interval, stall time.Duration
+	log             *slog.Logger
 }
 
 // fail wraps err in a DownloadError for this job.
 func (j *job) fail(err error) error {
-	return &DownloadError{Name: j.name, URL: j.url, Path: j.final, SHA256: j.sha, Err: err}
+	sha := j.sha
+	if !j.pinned {
+		sha = ""
+	}
+	return &DownloadError{Name: j.name, URL: j.url, Path: j.final, SHA256: sha, Err: err}
 }
 
 // run downloads the file, restarting from scratch at most once when the
@@ -295,11 +371,40 @@ func (j *job) fetch(ctx context.Context) (restart bool, err error) {
 	if offset > 0 {
 		req.Header.Set("Range", fmt.Sprintf("bytes=%d-", offset))
 	}
-	resp, err := j.client.Do(req)
+	client := j.client
+	if !j.pinned {
+		// The Hub sends the digest on its redirect to the storage host.
+		c := *j.client
+		next := j.client.CheckRedirect
+		c.CheckRedirect = func(r *http.Request, via []*http.Request) error {
+			if r.Response != nil {
+				if d := hubDigest(r.Response.Header); d != "" {
+					j.sha = d
+				}
+			}
+			if next != nil {
+				return next(r, via)
+			}
+			if len(via) >= 10 {
+				return errors.New("stopped after 10 redirects")
+			}
+			return nil
+		}
+		client = &c
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		return false, j.fail(explain(err))
 	}
 	defer resp.Body.Close()
+	if !j.pinned && resp.StatusCode < 300 {
+		if d := hubDigest(resp.Header); d != "" && j.sha == "" {
+			j.sha = d
+		}
+		if j.sha == "" {
+			return false, j.fail(errors.New("the server did not publish the file's SHA-256 (no X-Linked-Etag or ETag header holding one), so the download cannot be verified"))
+		}
+	}
 
 	total := int64(-1)
 	var f *os.File
@@ -328,6 +433,8 @@ func (j *job) fetch(ctx context.Context) (restart bool, err error) {
 		}
 		j.log.Warn("partial file is not a prefix of the checkpoint; restarting the download", "path", j.part)
 		return true, nil
+	case resp.StatusCode == http.StatusNotFound:
+		return false, j.fail(errNotFound)
 	default:
 		return false, j.fail(fmt.Errorf("HTTP %s", resp.Status))
 	}
@@ -473,7 +580,19 @@ func verifiedCache(path, want string, log *slog.Logger) (bool, error) {
 	if !fi.Mode().IsRegular() {
 		return false, fmt.Errorf("clip checkpoint cache: %s is not a regular file", path)
 	}
-	if sha, ok := readSidecar(path, fi); ok && sha == want {
+	if sha, ok := readSidecar(path, fi); ok && (sha == want || want == "") {
+		return true, nil
+	}
+	if want == "" {
+		// Placed by hand, with no published digest to check it against.
+		log.Warn("using a checkpoint placed in the cache by hand without verifying it: its SHA-256 is not in the registry", "path", path)
+		got, err := FileSHA256(path)
+		if err != nil {
+			return false, fmt.Errorf("clip checkpoint cache: %w", err)
+		}
+		if err := writeSidecar(path, got, fi); err != nil {
+			log.Warn("cannot record checksum", "path", path, "err", err)
+		}
 		return true, nil
 	}
 	got, err := FileSHA256(path)

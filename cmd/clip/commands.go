@@ -109,10 +109,14 @@ func runPreprocess(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if err != nil {
 		return err
 	}
+	pre, err := f.preprocessing()
+	if err != nil {
+		return err
+	}
 	per := 3 * res * res
 	pixels := make([]float32, 0, len(paths)*per)
 	bar := progress.New(stderr, "preprocess", len(paths), "img")
-	err = forEachImageBatch(ctx, paths, res, f, func(p []float32, n int) error {
+	err = forEachImageBatch(ctx, paths, res, pre, f, func(p []float32, n int) error {
 		pixels = append(pixels, p[:n*per]...)
 		bar.Add(n)
 		return nil

@@ -24,13 +24,13 @@ import (
 // newImageLoader starts decoding the images at paths (in parallel, workers
 // at a time, a few batches ahead) and applying CLIP's test transform for
 // input resolution size.
-func newImageLoader(paths []string, size, batch, workers int) (*loader.Loader, error) {
+func newImageLoader(paths []string, size int, pre preprocess.Config, batch, workers int) (*loader.Loader, error) {
 	items := make([]datasets.Item, len(paths))
 	for i, p := range paths {
 		items[i] = datasets.Item{Path: filepath.ToSlash(p), Label: i}
 	}
 	return loader.New(&datasets.Dataset{Name: "images"}, items, loader.Options{
-		Transform: preprocess.Test(size),
+		Transform: preprocess.TestWith(size, pre),
 		BatchSize: batch,
 		Workers:   workers,
 	})
@@ -49,8 +49,8 @@ func imageError(err error) error {
 // forEachImageBatch decodes and preprocesses the images at paths and calls
 // fn with each batch of n images (pixels [n, 3, size, size], valid only
 // during the call), in order.
-func forEachImageBatch(ctx context.Context, paths []string, size int, f *modelFlags, fn func(pixels []float32, n int) error) error {
-	l, err := newImageLoader(paths, size, f.batch, f.workerCount())
+func forEachImageBatch(ctx context.Context, paths []string, size int, pre preprocess.Config, f *modelFlags, fn func(pixels []float32, n int) error) error {
+	l, err := newImageLoader(paths, size, pre, f.batch, f.workerCount())
 	if err != nil {
 		return err
 	}
@@ -84,7 +84,7 @@ func encodeImages(ctx context.Context, m *clip.Model, paths []string, f *modelFl
 	batches := (len(paths) + f.batch - 1) / f.batch
 	bar := progress.New(stderr, "encode images", len(paths), "img")
 	tm := newTimer(f.timing, stderr, "encode", "images", batches)
-	err := forEachImageBatch(ctx, paths, res, f, func(pixels []float32, n int) error {
+	err := forEachImageBatch(ctx, paths, res, m.Preprocessing(), f, func(pixels []float32, n int) error {
 		t0 := time.Now()
 		feats, err := encodeImageBatch(m, pixels, n, res, dim)
 		if err != nil {

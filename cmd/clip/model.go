@@ -15,6 +15,8 @@ import (
 	"github.com/sugarme/gotch"
 
 	"github.com/clipadapter/clipgo/clip"
+	"github.com/clipadapter/clipgo/clip/openclip"
+	"github.com/clipadapter/clipgo/clip/preprocess"
 	"github.com/clipadapter/clipgo/clip/weights"
 	"github.com/clipadapter/clipgo/config"
 	"github.com/clipadapter/clipgo/experiment"
@@ -151,6 +153,24 @@ func (f *modelFlags) resolution(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	return cfg.ImageResolution, nil
+}
+
+// preprocessing returns the model's image preprocessing without loading
+// its weights: from the checkpoint's OpenCLIP configuration for a file or
+// an OpenCLIP name, OpenAI's otherwise.
+func (f *modelFlags) preprocessing() (preprocess.Config, error) {
+	name := f.model
+	if fi, err := os.Stat(name); err == nil && fi.Mode().IsRegular() {
+		return clip.ReadPreprocessing(name)
+	}
+	if c, ok := weights.Lookup(name); ok && c.OpenCLIPConfig != nil {
+		oc, err := openclip.Parse(c.OpenCLIPConfig)
+		if err != nil {
+			return preprocess.Config{}, fmt.Errorf("model %s: %w", name, err)
+		}
+		return clip.OpenCLIPPreprocessing(oc.Preprocess)
+	}
+	return preprocess.Config{}, nil
 }
 
 // checkOutput fails early, before any expensive work, when the output file

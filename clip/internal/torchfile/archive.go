@@ -261,6 +261,16 @@ func (a *Archive) walkStateDict(root any) error {
 	if !ok {
 		return fmt.Errorf("data.pkl holds a %s, want a state dict (a dict of tensors)", describe(root))
 	}
+	// A training checkpoint ({"epoch": ..., "state_dict": {...}, ...}):
+	// the model's weights are its "state_dict" entry.
+	for i, k := range d.Keys {
+		if k == "state_dict" {
+			if inner, ok := d.Values[i].(*pickle.Dict); ok {
+				d = inner
+			}
+			break
+		}
+	}
 	for i, k := range d.Keys {
 		name, ok := k.(string)
 		if !ok {
