@@ -18,6 +18,7 @@ import (
 	"github.com/clipadapter/clipgo/adapter"
 	"github.com/clipadapter/clipgo/config"
 	"github.com/clipadapter/clipgo/coop"
+	"github.com/clipadapter/clipgo/gda"
 	"github.com/clipadapter/clipgo/internal/suggest"
 	"github.com/clipadapter/clipgo/probe"
 	"github.com/clipadapter/clipgo/train"
@@ -25,7 +26,8 @@ import (
 )
 
 // All returns the registered methods in the order of the paper's tables:
-// the baselines first, then the adapters.
+// the baselines first, then the adapters, then the methods published after
+// the paper.
 func All() Registry {
 	return Registry{
 		Register("zeroshot", "Zero-shot CLIP", zeroshot.DefaultOptions, zeroshot.Build),
@@ -34,6 +36,7 @@ func All() Registry {
 		Register("clip-adapter", "CLIP-Adapter", adapter.DefaultCLIPAdapterOptions, adapter.BuildCLIPAdapter),
 		Register("tip-adapter", "Tip-Adapter", adapter.DefaultTipOptions, adapter.BuildTipAdapter),
 		Register("tip-adapter-f", "Tip-Adapter-F", adapter.DefaultTipOptions, adapter.BuildTipAdapterF),
+		Register("gda", "GDA", gda.DefaultOptions, gda.Build),
 	}
 }
 

@@ -109,7 +109,7 @@ func write(path, content string) error {
 func render(d dataset, spec methods.Spec) string {
 	method := spec.Name
 	templates := "single"
-	if d.ensembleFirst && (method == "clip-adapter" || method == "tip-adapter" || method == "tip-adapter-f") {
+	if d.ensembleFirst && (method == "clip-adapter" || method == "tip-adapter" || method == "tip-adapter-f" || method == "gda") {
 		templates = "ensemble"
 	}
 	var b strings.Builder
@@ -276,6 +276,11 @@ augment_views = 0         # 0: one augmented view per epoch
 		return `[train]
 epochs = 0                # training-free
 eval_batch_size = 64
+`
+	case "gda":
+		return `[train]
+epochs = 0                # training-free: class means and a shared covariance (docs/methods.md §7)
+eval_batch_size = 256     # GDA's loaders
 `
 	case "tip-adapter-f":
 		return fmt.Sprintf(`[train]
