@@ -23,7 +23,9 @@ func (m *Model) toModel(s *torch.Scope, x *ts.Tensor, dtype gotch.DType) (*ts.Te
 	return s.Op("convert dtype")(y.Totype(dtype, false))
 }
 
-func (m *Model) encodeImage(images *ts.Tensor) (*ts.Tensor, error) {
+// encodeImage runs the image tower; with pre it stops before the last
+// projection (the ViT's proj, the ResNet attention pool's c_proj).
+func (m *Model) encodeImage(images *ts.Tensor, pre bool) (*ts.Tensor, error) {
 	shape, err := images.Size()
 	if err != nil {
 		return nil, torch.Err("images", err)
@@ -40,9 +42,9 @@ func (m *Model) encodeImage(images *ts.Tensor) (*ts.Tensor, error) {
 	}
 	var f *ts.Tensor
 	if m.vit != nil {
-		f, err = m.vit.forward(x)
+		f, err = m.vit.forward(x, pre)
 	} else {
-		f, err = m.rn.forward(x)
+		f, err = m.rn.forward(x, pre)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("clip: image tower: %w", err)
@@ -51,7 +53,7 @@ func (m *Model) encodeImage(images *ts.Tensor) (*ts.Tensor, error) {
 	return out, torch.Err("image features", err)
 }
 
-func (v *visionTransformer) forward(x *ts.Tensor) (*ts.Tensor, error) {
+func (v *visionTransformer) forward(x *ts.Tensor, pre bool) (*ts.Tensor, error) {
 	var s torch.Scope
 	defer s.Drop()
 	c, err := v.conv1.Forward(x)
@@ -110,12 +112,15 @@ func (v *visionTransformer) forward(x *ts.Tensor) (*ts.Tensor, error) {
 	if err != nil {
 		return nil, err
 	}
+	if pre {
+		return o, nil
+	}
 	s.Keep(o)
 	y, err := o.Matmul(v.proj, false)
 	return y, torch.Err("visual projection", err)
 }
 
-func (r *modifiedResNet) forward(x *ts.Tensor) (*ts.Tensor, error) {
+func (r *modifiedResNet) forward(x *ts.Tensor, pre bool) (*ts.Tensor, error) {
 	var s torch.Scope
 	defer s.Drop()
 	h := x
@@ -144,6 +149,9 @@ func (r *modifiedResNet) forward(x *ts.Tensor) (*ts.Tensor, error) {
 			s.Drop()
 			h = s.Keep(y)
 		}
+	}
+	if pre {
+		return r.attnpool.PreProjection(h)
 	}
 	return r.attnpool.Forward(h)
 }

@@ -198,7 +198,7 @@ func (r *run) loadModel(ctx context.Context) error {
 	}
 	r.model = model
 	r.enc = &extractor{ctx: ctx, model: model, modelID: modelID, ds: r.data, cfg: r.cfg, device: r.device, out: r.out,
-		cache: FeatureCache{Dir: filepath.Join(r.cfg.Output.Dir, ".features")}}
+		cache: FeatureCache{Dir: filepath.Join(r.cfg.Output.Dir, ".features")}, preProjection: r.method.Needs.PreProjection}
 	return nil
 }
 
@@ -264,6 +264,17 @@ func (r *run) initMethod(context.Context) error {
 		Device:     r.device,
 		Seed:       uint64(r.cfg.Data.Seed),
 		Log:        r.log,
+	}
+	if r.method.Needs.PreProjection {
+		w, b, err := r.model.ImageProjection()
+		if err != nil {
+			return err
+		}
+		defer w.Drop()
+		if b != nil {
+			defer b.Drop()
+		}
+		mctx.Projection = &train.Projection{Weight: w, Bias: b}
 	}
 	if err := r.method.Method.Init(mctx, r.views); err != nil {
 		return fmt.Errorf("%s: init: %w", name, err)

@@ -21,6 +21,7 @@ import (
 	"github.com/clipadapter/clipgo/gda"
 	"github.com/clipadapter/clipgo/internal/suggest"
 	"github.com/clipadapter/clipgo/probe"
+	"github.com/clipadapter/clipgo/prolip"
 	"github.com/clipadapter/clipgo/train"
 	"github.com/clipadapter/clipgo/zeroshot"
 )
@@ -37,6 +38,7 @@ func All() Registry {
 		Register("tip-adapter", "Tip-Adapter", adapter.DefaultTipOptions, adapter.BuildTipAdapter),
 		Register("tip-adapter-f", "Tip-Adapter-F", adapter.DefaultTipOptions, adapter.BuildTipAdapterF),
 		Register("gda", "GDA", gda.DefaultOptions, gda.Build),
+		Register("prolip", "ProLIP", prolip.DefaultOptions, prolip.Build),
 	}
 }
 

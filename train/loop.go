@@ -243,6 +243,19 @@ func (l *Loop) step(view *Features, idx []int, lr float64) (float64, int, error)
 	}
 	defer logits.MustDrop()
 	loss := logits.CrossEntropyForLogits(y)
+	if r, ok := l.Method.(Regularizer); ok {
+		pen, err := r.Penalty()
+		if err != nil {
+			loss.MustDrop()
+			return 0, 0, fmt.Errorf("penalty: %w", err)
+		}
+		total, err := loss.Add(pen, true)
+		pen.MustDrop()
+		if err != nil {
+			return 0, 0, torch.Err("add penalty", err)
+		}
+		loss = total
+	}
 	defer loss.MustDrop()
 	lv, err := torch.Values[float64](loss)
 	if err != nil {
