@@ -16,6 +16,7 @@ import (
 	"strings"
 
 	"github.com/clipadapter/clipgo/adapter"
+	"github.com/clipadapter/clipgo/cocoop"
 	"github.com/clipadapter/clipgo/config"
 	"github.com/clipadapter/clipgo/coop"
 	"github.com/clipadapter/clipgo/gda"
@@ -34,6 +35,7 @@ func All() Registry {
 		Register("zeroshot", "Zero-shot CLIP", zeroshot.DefaultOptions, zeroshot.Build),
 		Register("linear-probe", "Linear probe", probe.DefaultOptions, probe.Build),
 		Register("coop", "CoOp", coop.DefaultOptions, coop.Build),
+		Register("cocoop", "CoCoOp", cocoop.DefaultOptions, cocoop.Build),
 		Register("clip-adapter", "CLIP-Adapter", adapter.DefaultCLIPAdapterOptions, adapter.BuildCLIPAdapter),
 		Register("tip-adapter", "Tip-Adapter", adapter.DefaultTipOptions, adapter.BuildTipAdapter),
 		Register("tip-adapter-f", "Tip-Adapter-F", adapter.DefaultTipOptions, adapter.BuildTipAdapterF),

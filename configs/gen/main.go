@@ -278,6 +278,22 @@ eval_batch_size = 100
 cache_features = true     # false recomputes image features every step (the official way)
 augment_views = 0         # 0: one augmented view per epoch
 `
+	case "cocoop":
+		return `[train]
+epochs = 10                  # CoCoOp: vit_b16_c4_ep10_batch1_ctxv1 (docs/hyperparameters.md §7)
+batch_size = 1               # every image has its own prompts for all classes
+lr = 0.002
+optimizer = "sgd"
+momentum = 0.9
+weight_decay = 5e-4          # Dassl default
+schedule = "cosine"          # constant warm-up, then cosine per epoch
+warmup_epochs = 1
+warmup_lr = 1e-5
+select = "last"              # CoCoOp evaluates the last epoch
+eval_batch_size = 100
+cache_features = true        # image features of each augmented view are computed once
+augment_views = 0            # 0: one augmented view per epoch
+`
 	case "tip-adapter":
 		return `[train]
 epochs = 0                # training-free
