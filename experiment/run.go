@@ -67,6 +67,10 @@ type run struct {
 	enc    *extractor
 	views  []*train.Features
 	val    *train.Features
+	// sel selects the epoch and tunes hyper-parameters: val, or the full
+	// validation split or the test set (train.select_on); test holds the
+	// test features once encoded.
+	sel, test *train.Features
 	// selected is the state the result describes: "last", or "best_val"
 	// once the best validation epoch has been reloaded.
 	selected string
@@ -90,6 +94,7 @@ func Run(ctx context.Context, o Options) (*rundir.Result, error) {
 		{"data", r.loadData}, // before the model: a wrong data.root should not wait for a download
 		{"model", r.loadModel},
 		{"features", r.encodeTrainVal},
+		{"selection", r.encodeSelection},
 		{"init", r.initMethod},
 		{"train", r.train},
 	}
@@ -230,6 +235,44 @@ func (r *run) encodeTrainVal(context.Context) error {
 	return err
 }
 
+// encodeSelection prepares the data that selects epochs and tunes
+// hyper-parameters (train.select_on): the few-shot validation features, or
+// the dataset's whole validation split, or the test set.
+func (r *run) encodeSelection(context.Context) error {
+	var err error
+	switch r.cfg.Train.SelectOn {
+	case config.SelectOnFullVal:
+		if len(r.data.Val) == 0 {
+			return fmt.Errorf("train.select_on = %q: %s has no validation split", config.SelectOnFullVal, r.data.Name)
+		}
+		r.log.Warn("selecting on the full validation split, not the few-shot one", "images", len(r.data.Val))
+		r.sel, err = r.enc.features("fullval", r.data.Val, train.Needs{}, 0)
+	case config.SelectOnTest:
+		r.log.Warn("selecting on the TEST set: the result is not an honest few-shot number")
+		if err = r.encodeTest(); err == nil {
+			r.sel = r.test
+		}
+	default:
+		r.sel = r.val
+	}
+	return err
+}
+
+// encodeTest encodes the test set (the first data.max_test images when
+// set), once.
+func (r *run) encodeTest() error {
+	if r.test != nil {
+		return nil
+	}
+	items := r.data.Test
+	if n := r.cfg.Data.MaxTest; n > 0 && len(items) > n {
+		items = items[:n]
+	}
+	var err error
+	r.test, err = r.enc.features("test", items, train.Needs{}, 0)
+	return err
+}
+
 // trainViews is the number of encoded views of the train set: the
 // method's, else train.augment_views, else one per epoch; one without
 // augmentation.
@@ -320,7 +363,7 @@ func (r *run) train(ctx context.Context) error {
 			return err
 		}
 	}
-	best := attachHooks(loop, r.cfg, r.dir, r.val, r.out, r.log)
+	best := attachHooks(loop, r.cfg, r.dir, r.sel, r.out, r.log)
 	err = loop.Run(ctx)
 	var nf *train.NonFiniteLossError
 	switch {
@@ -348,7 +391,7 @@ func (r *run) finish(context.Context) (*rundir.Result, error) {
 	var tuned map[string]float64
 	if t, ok := m.(train.Tuner); ok {
 		var err error
-		if tuned, err = t.Tune(r.val); err != nil {
+		if tuned, err = t.Tune(r.sel); err != nil {
 			return nil, fmt.Errorf("%s: tune: %w", name, err)
 		}
 	}
@@ -373,6 +416,9 @@ func (r *run) finish(context.Context) (*rundir.Result, error) {
 	if r.trains() {
 		res.Epochs = r.cfg.Train.Epochs
 	}
+	if so := r.cfg.Train.SelectOn; so != config.SelectOnFewShotVal {
+		res.SelectOn = so
+	}
 	if err := rundir.WriteJSON(r.file(rundir.ResultFile), res); err != nil {
 		return nil, err
 	}
@@ -383,16 +429,10 @@ func (r *run) finish(context.Context) (*rundir.Result, error) {
 // evaluateTest encodes the test set (the first data.max_test images when
 // set) and evaluates the method on it.
 func (r *run) evaluateTest() (metrics.Metrics, error) {
-	items := r.data.Test
-	if n := r.cfg.Data.MaxTest; n > 0 && len(items) > n {
-		items = items[:n]
-	}
-	test, err := r.enc.features("test", items, train.Needs{}, 0)
-	if err != nil {
+	if err := r.encodeTest(); err != nil {
 		return metrics.Metrics{}, err
 	}
-	defer test.Drop()
-	return train.EvaluateMethod(r.method.Method, test, r.cfg.Train.EvalBatchSize)
+	return train.EvaluateMethod(r.method.Method, r.test, r.cfg.Train.EvalBatchSize)
 }
 
 // drop frees what the steps made.
@@ -400,7 +440,11 @@ func (r *run) drop() {
 	for _, v := range r.views {
 		v.Drop()
 	}
+	if r.sel != r.val && r.sel != r.test {
+		r.sel.Drop()
+	}
 	r.val.Drop()
+	r.test.Drop()
 	if r.method != nil {
 		r.method.Method.Drop()
 	}

@@ -19,15 +19,29 @@ import (
 	"github.com/clipadapter/clipgo/rundir"
 )
 
+func find0(pub []Published, ds, m, bb string, k int) *Published {
+	for i := range pub {
+		if p := &pub[i]; p.Dataset == ds && p.Method == m && p.Backbone == bb && p.Shots == k {
+			return p
+		}
+	}
+	return nil
+}
+
 func TestPublishedResults(t *testing.T) {
 	pub, err := PublishedResults()
 	if err != nil {
 		t.Fatal(err)
 	}
 	// 11 datasets x (zero-shot + 3 methods x 5 shots), ImageNet CoOp and
-	// linear probe x 5 shots, 16 averages, 18 other-backbone entries.
-	if len(pub) != 11*16+10+16+18 {
-		t.Errorf("%d published numbers, want 220", len(pub))
+	// linear probe x 5 shots, 16 averages, 18 other-backbone entries;
+	// methods after the paper: GDA (ImageNet, 5 averages, 2 ViT-B/16),
+	// ProLIP (5 averages), CoCoOp (1 ViT-B/16 average).
+	if len(pub) != 11*16+10+16+18+8+5+1 {
+		t.Errorf("%d published numbers, want 234", len(pub))
+	}
+	if p := find0(pub, "Average", "gda", "RN50", 16); p == nil || p.Top1 != 76.05 {
+		t.Errorf("GDA's 16-shot RN50 average: %+v", p)
 	}
 	find := func(ds, m, bb string, k int) *Published {
 		for i := range pub {

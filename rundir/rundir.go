@@ -91,7 +91,12 @@ type Result struct {
 	Selected    string             `json:"selected"`
 	Epochs      int                `json:"epochs"`
 	Tuned       map[string]float64 `json:"tuned,omitempty"`
-	Seconds     float64            `json:"seconds"`
+	// SelectOn is train.select_on when it is not the few-shot validation
+	// split ("full_val", "test"): the data that chose the epoch and the
+	// tuned hyper-parameters. Reports list such runs as a variant of the
+	// method.
+	SelectOn string  `json:"select_on,omitempty"`
+	Seconds  float64 `json:"seconds"`
 	Finished    string             `json:"finished"`
 }
 

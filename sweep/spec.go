@@ -22,6 +22,12 @@
 //	[sweep.per_method.coop]
 //	epochs_by_dataset = {imagenet = 50}
 //
+//	# Protocol comparison: these methods also run selected the way their
+//	# published numbers were (train.select_on), beside the few-shot runs.
+//	[sweep.compare_selection]
+//	gda = "full_val"
+//	tip-adapter-f = "test"
+//
 //	[sweep.per_method.zeroshot]
 //	shots = [1]
 //	seeds = [1]
@@ -93,6 +99,11 @@ type Spec struct {
 	Set []string `toml:"set"`
 	// PerMethod refines the sweep for one method.
 	PerMethod map[string]MethodSpec `toml:"per_method"`
+	// CompareSelection runs each listed method a second time per cell with
+	// train.select_on set to the value ("full_val" or "test"): how its
+	// published number selected epochs and hyper-parameters, so that a
+	// report shows the honest few-shot number beside the original one.
+	CompareSelection map[string]string `toml:"compare_selection"`
 }
 
 // MethodSpec is a [sweep.per_method.NAME] table.
@@ -122,6 +133,9 @@ type Cell struct {
 	// Epochs is the train.epochs the sweep set, 0 when the base config's
 	// value is kept.
 	Epochs int
+	// SelectOn is the train.select_on of a compare_selection cell, empty
+	// for the sweep's own cells.
+	SelectOn string
 	// Base is the run configuration file and Sets the overrides applied to
 	// it, in order: config.Load(Base, Sets) is the cell's config.
 	Base string
@@ -134,7 +148,11 @@ type Cell struct {
 
 // String names the cell for progress lines.
 func (c Cell) String() string {
-	return fmt.Sprintf("%s %s %d-shot seed %d", c.Method, c.Dataset, c.Shots, c.Seed)
+	s := fmt.Sprintf("%s %s %d-shot seed %d", c.Method, c.Dataset, c.Shots, c.Seed)
+	if c.SelectOn != "" {
+		s += " selected on " + c.SelectOn
+	}
+	return s
 }
 
 // Load reads and checks a sweep file. Unknown keys are errors.
@@ -277,6 +295,16 @@ func (f *File) Validate() error {
 			errs = append(errs, fmt.Sprintf("set %q: %s is set by the sweep (%s)", set, k, reservedKeys[k]))
 		}
 	}
+	for _, name := range sortedKeys(s.CompareSelection) {
+		if !slices.Contains(s.Methods, name) {
+			errs = append(errs, fmt.Sprintf("sweep.compare_selection.%s: %q is not in sweep.methods", name, name))
+		}
+		switch v := s.CompareSelection[name]; v {
+		case config.SelectOnFullVal, config.SelectOnTest:
+		default:
+			errs = append(errs, fmt.Sprintf("sweep.compare_selection.%s = %q: want %q or %q", name, v, config.SelectOnFullVal, config.SelectOnTest))
+		}
+	}
 	if err := f.Slurm.check(); err != nil {
 		errs = append(errs, err.Error())
 	}
@@ -288,12 +316,13 @@ func (f *File) Validate() error {
 
 // reservedKeys are the config keys each cell gets from the sweep.
 var reservedKeys = map[string]string{
-	"method.name":  "use sweep.methods",
-	"data.dataset": "use sweep.datasets",
-	"data.shots":   "use sweep.shots",
-	"data.seed":    "use sweep.seeds",
-	"output.dir":   "use sweep.out",
-	"output.name":  "run directories are named by train.RunName",
+	"method.name":     "use sweep.methods",
+	"data.dataset":    "use sweep.datasets",
+	"data.shots":      "use sweep.shots",
+	"data.seed":       "use sweep.seeds",
+	"output.dir":      "use sweep.out",
+	"output.name":     "run directories are named by train.RunName",
+	"train.select_on": "use sweep.compare_selection",
 }
 
 func allSets(s Spec) []string {
@@ -382,51 +411,60 @@ func (f *File) Expand() ([]Cell, error) {
 			}
 			fixed, hasFixed := pm.EpochsByDataset[ds]
 			base := strings.ReplaceAll(strings.ReplaceAll(s.Base, "{dataset}", ds), "{method}", m)
+			variants := []string{""}
+			if v, ok := s.CompareSelection[m]; ok {
+				variants = append(variants, v)
+			}
 			for _, k := range shots {
 				for _, seed := range seeds {
-					c := Cell{Index: len(cells), Method: m, Dataset: ds, Shots: k, Seed: seed, Base: base}
-					if !strings.Contains(s.Base, "{method}") {
-						c.Sets = append(c.Sets, "method.name="+strconv.Quote(m))
-					}
-					if !strings.Contains(s.Base, "{dataset}") {
-						c.Sets = append(c.Sets, "data.dataset="+strconv.Quote(ds))
-					}
-					c.Sets = append(c.Sets, fmt.Sprintf("data.shots=%d", k), fmt.Sprintf("data.seed=%d", seed))
-					switch {
-					case hasFixed:
-						c.Epochs = fixed
-					case rule != nil:
-						e, ok := rule[k]
-						if !ok {
-							return nil, fmt.Errorf("%s: epochs_by_shots has no entry for %d shots", c, k)
+					for _, selectOn := range variants {
+						c := Cell{Index: len(cells), Method: m, Dataset: ds, Shots: k, Seed: seed, Base: base, SelectOn: selectOn}
+						if !strings.Contains(s.Base, "{method}") {
+							c.Sets = append(c.Sets, "method.name="+strconv.Quote(m))
 						}
-						c.Epochs = e
-					}
-					if hasFixed || rule != nil {
-						for _, set := range append(slices.Clone(s.Set), pm.Set...) {
-							if setKey(set) == "train.epochs" {
-								return nil, fmt.Errorf("%s: set %q conflicts with the sweep's epochs rule for %s", c, set, m)
+						if !strings.Contains(s.Base, "{dataset}") {
+							c.Sets = append(c.Sets, "data.dataset="+strconv.Quote(ds))
+						}
+						c.Sets = append(c.Sets, fmt.Sprintf("data.shots=%d", k), fmt.Sprintf("data.seed=%d", seed))
+						switch {
+						case hasFixed:
+							c.Epochs = fixed
+						case rule != nil:
+							e, ok := rule[k]
+							if !ok {
+								return nil, fmt.Errorf("%s: epochs_by_shots has no entry for %d shots", c, k)
 							}
+							c.Epochs = e
 						}
-						c.Sets = append(c.Sets, fmt.Sprintf("train.epochs=%d", c.Epochs))
+						if hasFixed || rule != nil {
+							for _, set := range append(slices.Clone(s.Set), pm.Set...) {
+								if setKey(set) == "train.epochs" {
+									return nil, fmt.Errorf("%s: set %q conflicts with the sweep's epochs rule for %s", c, set, m)
+								}
+							}
+							c.Sets = append(c.Sets, fmt.Sprintf("train.epochs=%d", c.Epochs))
+						}
+						c.Sets = append(c.Sets, "output.dir="+strconv.Quote(s.Out))
+						c.Sets = append(c.Sets, s.Set...)
+						c.Sets = append(c.Sets, pm.Set...)
+						if selectOn != "" {
+							c.Sets = append(c.Sets, "train.select_on="+strconv.Quote(selectOn))
+						}
+						cfg, err := config.Load(base, c.Sets)
+						if err != nil {
+							return nil, fmt.Errorf("cell %s: %w", c, err)
+						}
+						if cfg.Method.Name != m {
+							return nil, fmt.Errorf("cell %s: %s has method.name = %q, want %q", c, base, cfg.Method.Name, m)
+						}
+						c.Config = cfg
+						c.Dir = filepath.Join(s.Out, cfg.RunName())
+						if prev, ok := dirs[c.Dir]; ok {
+							return nil, fmt.Errorf("cells %s and %s share the run directory %s", prev, c, c.Dir)
+						}
+						dirs[c.Dir] = c
+						cells = append(cells, c)
 					}
-					c.Sets = append(c.Sets, "output.dir="+strconv.Quote(s.Out))
-					c.Sets = append(c.Sets, s.Set...)
-					c.Sets = append(c.Sets, pm.Set...)
-					cfg, err := config.Load(base, c.Sets)
-					if err != nil {
-						return nil, fmt.Errorf("cell %s: %w", c, err)
-					}
-					if cfg.Method.Name != m {
-						return nil, fmt.Errorf("cell %s: %s has method.name = %q, want %q", c, base, cfg.Method.Name, m)
-					}
-					c.Config = cfg
-					c.Dir = filepath.Join(s.Out, cfg.RunName())
-					if prev, ok := dirs[c.Dir]; ok {
-						return nil, fmt.Errorf("cells %s and %s share the run directory %s", prev, c, c.Dir)
-					}
-					dirs[c.Dir] = c
-					cells = append(cells, c)
 				}
 			}
 		}
