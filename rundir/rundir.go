@@ -97,7 +97,7 @@ type Result struct {
 	// method.
 	SelectOn string  `json:"select_on,omitempty"`
 	Seconds  float64 `json:"seconds"`
-	Finished    string             `json:"finished"`
+	Finished string  `json:"finished"`
 }
 
 // WriteJSON writes v as indented JSON to path atomically.
