@@ -403,3 +403,55 @@ func TestWritePlots(t *testing.T) {
 		t.Errorf("results.md heading: %s", md[:80])
 	}
 }
+
+// TestSelectionVariant: a run selected on other data than the few-shot
+// validation split is its own row, labelled, next to the same published
+// number as the honest run.
+func TestSelectionVariant(t *testing.T) {
+	root := t.TempDir()
+	writeRun(t, filepath.Join(root, "honest"), "imagenet", "tip-adapter-f", "RN50", 16, 1, 64)
+	dir := filepath.Join(root, "selected")
+	writeRun(t, dir, "imagenet", "tip-adapter-f", "RN50", 16, 1, 65.5)
+	b, err := os.ReadFile(filepath.Join(dir, rundir.ResultFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res rundir.Result
+	if err := json.Unmarshal(b, &res); err != nil {
+		t.Fatal(err)
+	}
+	res.SelectOn = "test"
+	b, _ = json.Marshal(res)
+	if err := os.WriteFile(filepath.Join(dir, rundir.ResultFile), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	runs, err := Collect(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := PublishedResults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tab := Aggregate(runs, pub)
+	found := map[string]*Stat{}
+	for i := range tab.Stats {
+		s := &tab.Stats[i]
+		if s.Dataset == "ImageNet" && s.Shots == 16 {
+			found[s.Method] = s
+		}
+	}
+	honest, variant := found["tip-adapter-f"], found["tip-adapter-f@test"]
+	if honest == nil || variant == nil {
+		t.Fatalf("rows %v, want tip-adapter-f and tip-adapter-f@test", found)
+	}
+	if honest.Mean != 64 || variant.Mean != 65.5 {
+		t.Errorf("means %g and %g, want 64 and 65.5", honest.Mean, variant.Mean)
+	}
+	if variant.MethodInfo.Label != "Tip-Adapter-F (selected on test)" {
+		t.Errorf("variant label %q", variant.MethodInfo.Label)
+	}
+	if honest.Published == nil || variant.Published == nil || honest.Published.Top1 != 65.51 || variant.Published.Top1 != 65.51 {
+		t.Errorf("published %+v / %+v, want 65.51 for both", honest.Published, variant.Published)
+	}
+}
