@@ -199,7 +199,9 @@ func TestShippedSweeps(t *testing.T) {
 		file  string
 		cells int
 	}{
-		{"configs/sweeps/paper.toml", 11 * (1 + 5*5*3)},
+		// 8 methods trained on the shots, zero-shot once, and 3 methods
+		// again selected as published (compare_selection).
+		{"configs/sweeps/paper.toml", 11 * (1 + 8*5*3 + 3*5*3)},
 		{"configs/sweeps/demo.toml", 6 * 4 * 2},
 	}
 	for _, tt := range tests {
@@ -228,6 +230,8 @@ func TestShippedSweeps(t *testing.T) {
 		"dtd/coop/1": 50, "dtd/coop/2": 100, "dtd/coop/4": 100, "dtd/coop/8": 200, "dtd/coop/16": 200,
 		"imagenet/coop/16": 50, "imagenet/coop/1": 50, "imagenet/clip-adapter/16": 200, "sun397/clip-adapter/1": 50,
 		"eurosat/tip-adapter-f/16": 100, "dtd/tip-adapter-f/1": 20, "dtd/zeroshot/16": 0,
+		// CoCoOp's 10 epochs at every shot count (§7), ProLIP's 300 (§8), GDA trains nothing.
+		"dtd/cocoop/1": 10, "imagenet/cocoop/16": 10, "dtd/prolip/4": 300, "dtd/gda/16": 0,
 	} {
 		if got, ok := epochs[key]; !ok || got != want {
 			t.Errorf("paper sweep %s: %d epochs (present %v), want %d", key, got, ok, want)
