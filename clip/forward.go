@@ -25,7 +25,9 @@ func (m *Model) toModel(s *torch.Scope, x *ts.Tensor, dtype gotch.DType) (*ts.Te
 	return s.Op("convert dtype")(y.Totype(dtype, false))
 }
 
-func (m *Model) encodeImage(images *ts.Tensor) (*ts.Tensor, error) {
+// encodeImage runs the image tower; with pre it stops before the last
+// projection (the ViT's proj, the ResNet attention pool's c_proj).
+func (m *Model) encodeImage(images *ts.Tensor, pre bool) (*ts.Tensor, error) {
 	shape, err := images.Size()
 	if err != nil {
 		return nil, torch.Err("images", err)
@@ -42,9 +44,9 @@ func (m *Model) encodeImage(images *ts.Tensor) (*ts.Tensor, error) {
 	}
 	var f *ts.Tensor
 	if m.vit != nil {
-		f, err = m.vit.forward(x)
+		f, err = m.vit.forward(x, pre)
 	} else {
-		f, err = m.rn.forward(x)
+		f, err = m.rn.forward(x, pre)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("clip: image tower: %w", err)
@@ -53,13 +55,13 @@ func (m *Model) encodeImage(images *ts.Tensor) (*ts.Tensor, error) {
 	return out, torch.Err("image features", err)
 }
 
-func (v *visionTransformer) forward(x *ts.Tensor) (*ts.Tensor, error) {
+func (v *visionTransformer) forward(x *ts.Tensor, pre bool) (*ts.Tensor, error) {
 	h, err := v.stem(x)
 	if err != nil {
 		return nil, err
 	}
 	defer h.Drop()
-	return v.from(h, 0)
+	return v.from(h, 0, pre)
 }
 
 // numLayers is the number of residual blocks.
@@ -76,8 +78,8 @@ func (v *visionTransformer) upTo(x *ts.Tensor, k int) (*ts.Tensor, error) {
 }
 
 // from runs blocks k+1.. on tokens h, then ln_post on the class token and
-// the projection.
-func (v *visionTransformer) from(h *ts.Tensor, k int) (*ts.Tensor, error) {
+// (unless pre) the projection.
+func (v *visionTransformer) from(h *ts.Tensor, k int, pre bool) (*ts.Tensor, error) {
 	var s torch.Scope
 	defer s.Drop()
 	if k < len(v.transformer.Blocks) {
@@ -96,6 +98,9 @@ func (v *visionTransformer) from(h *ts.Tensor, k int) (*ts.Tensor, error) {
 	o, err := v.lnPost.Forward(first)
 	if err != nil {
 		return nil, err
+	}
+	if pre {
+		return o, nil
 	}
 	s.Keep(o)
 	y, err := o.Matmul(v.proj, false)
@@ -149,13 +154,13 @@ func (v *visionTransformer) stem(x *ts.Tensor) (*ts.Tensor, error) {
 	return v.lnPre.Forward(seq)
 }
 
-func (r *modifiedResNet) forward(x *ts.Tensor) (*ts.Tensor, error) {
+func (r *modifiedResNet) forward(x *ts.Tensor, pre bool) (*ts.Tensor, error) {
 	h, err := r.upTo(x, 0)
 	if err != nil {
 		return nil, err
 	}
 	defer h.Drop()
-	return r.from(h, 0)
+	return r.from(h, 0, pre)
 }
 
 // numLayers is the number of stages (layer1..layer4).
@@ -187,13 +192,17 @@ func (r *modifiedResNet) upTo(x *ts.Tensor, k int) (*ts.Tensor, error) {
 	return s.Release(h), nil
 }
 
-// from runs stages k+1..4 on h, then the attention pool.
-func (r *modifiedResNet) from(h *ts.Tensor, k int) (*ts.Tensor, error) {
+// from runs stages k+1..4 on h, then the attention pool (without its
+// output projection when pre).
+func (r *modifiedResNet) from(h *ts.Tensor, k int, pre bool) (*ts.Tensor, error) {
 	var s torch.Scope
 	defer s.Drop()
 	h, err := r.stages(&s, h, k, len(r.layers))
 	if err != nil {
 		return nil, err
+	}
+	if pre {
+		return r.attnpool.PreProjection(h)
 	}
 	return r.attnpool.Forward(h)
 }

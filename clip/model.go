@@ -255,10 +255,77 @@ func (m *Model) EncodeImage(images *ts.Tensor) (*ts.Tensor, error) {
 	var out *ts.Tensor
 	err := inference(func() error {
 		var err error
-		out, err = m.encodeImage(images)
+		out, err = m.encodeImage(images, false)
 		return err
 	})
 	return out, err
+}
+
+// EncodeImagePreProjection returns the image tower's output before its
+// last projection, [N, P] fp32: the ViT's ln_post(class token) (P = vision
+// width) or the ResNet attention pool's output before c_proj (P = 32 ×
+// vision width). EncodeImage is this times ImageProjection. It runs with
+// gradients off.
+func (m *Model) EncodeImagePreProjection(images *ts.Tensor) (*ts.Tensor, error) {
+	var out *ts.Tensor
+	err := inference(func() error {
+		var err error
+		out, err = m.encodeImage(images, true)
+		return err
+	})
+	return out, err
+}
+
+// ImageProjection returns float32 copies of the image tower's last
+// projection in PyTorch's Linear layout, so that features = pre · weightᵀ
+// + bias: weight [EmbedDim, P] (the ViT's projᵀ, the ResNet's c_proj
+// weight) and bias [EmbedDim] (the ResNet's c_proj bias; nil for a ViT).
+func (m *Model) ImageProjection() (weight, bias *ts.Tensor, err error) {
+	err = inference(func() error {
+		var w *ts.Tensor
+		if m.vit != nil {
+			t, err := m.vit.proj.T(false)
+			if err != nil {
+				return torch.Err("clip: transpose visual projection", err)
+			}
+			defer t.Drop()
+			w = t
+		} else {
+			w = m.rn.attnpool.CProj.Weight
+			if b := m.rn.attnpool.CProj.Bias; b != nil {
+				if bias, err = copyFloat(b); err != nil {
+					return err
+				}
+			}
+		}
+		if weight, err = copyFloat(w); err != nil {
+			if bias != nil {
+				bias.Drop()
+				bias = nil
+			}
+			return err
+		}
+		return nil
+	})
+	return weight, bias, err
+}
+
+// copyFloat returns a contiguous float32 copy of x with its own storage.
+func copyFloat(x *ts.Tensor) (*ts.Tensor, error) {
+	f, err := x.Totype(gotch.Float, false)
+	if err != nil {
+		return nil, torch.Err("clip: cast projection", err)
+	}
+	defer f.Drop()
+	c, err := f.ZerosLike(false)
+	if err != nil {
+		return nil, torch.Err("clip: copy projection", err)
+	}
+	if err := torch.CopyInto("clip: copy projection", c, f); err != nil {
+		c.Drop()
+		return nil, err
+	}
+	return c, nil
 }
 
 // EncodeText returns the text features [N, EmbedDim] (fp32, not normalised)
@@ -449,9 +516,9 @@ func (m *Model) EncodeImageFrom(h *ts.Tensor, k int) (*ts.Tensor, error) {
 	}
 	var f *ts.Tensor
 	if m.vit != nil {
-		f, err = m.vit.from(x, k)
+		f, err = m.vit.from(x, k, false)
 	} else {
-		f, err = m.rn.from(x, k)
+		f, err = m.rn.from(x, k, false)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("clip: image tower from layer %d: %w", k, err)

@@ -100,6 +100,13 @@ type TrainConfig struct {
 	EvalBatchSize int `toml:"eval_batch_size"`
 	// Select is "last" (the final epoch, as CoOp) or "best_val".
 	Select string `toml:"select"`
+	// SelectOn is the data that selects the best epoch (Select best_val)
+	// and tunes hyper-parameters (Tip-Adapter's α/β, GDA's α):
+	// "fewshot_val" (the few-shot validation split, min(K, 4) per class;
+	// the default and the honest protocol), or, to reproduce how some
+	// published numbers were selected, "full_val" (the dataset's whole
+	// validation split; ImageNet's is its test set) or "test".
+	SelectOn string `toml:"select_on"`
 	// CacheFeatures computes image features once per augmented view and
 	// trains on them; false recomputes them every step (the official way).
 	CacheFeatures bool `toml:"cache_features"`
@@ -133,7 +140,7 @@ func Defaults() Config {
 		Data:  DataConfig{Shots: 16, Seed: 1, NumWorkers: 4, Templates: "single", SynthClasses: 10, SynthPerClass: 30},
 		Train: TrainConfig{Epochs: 200, BatchSize: 32, LR: 0.002, Optimizer: "sgd", Momentum: 0.9, WeightDecay: 5e-4,
 			AdamBeta1: 0.9, AdamBeta2: 0.999, AdamEps: 1e-8, Schedule: "cosine", WarmupEpochs: 1, WarmupLR: 1e-5,
-			EvalBatchSize: 100, Select: "last", CacheFeatures: true},
+			EvalBatchSize: 100, Select: "last", SelectOn: SelectOnFewShotVal, CacheFeatures: true},
 		Output: OutputConfig{Dir: "runs"},
 	}
 }
@@ -528,6 +535,11 @@ func (c *Config) validate() error {
 	default:
 		errs = append(errs, fmt.Sprintf("train.schedule = %q: want cosine, cosine_step or constant", c.Train.Schedule))
 	}
+	switch c.Train.SelectOn {
+	case SelectOnFewShotVal, SelectOnFullVal, SelectOnTest:
+	default:
+		errs = append(errs, fmt.Sprintf("train.select_on = %q: want %s, %s or %s", c.Train.SelectOn, SelectOnFewShotVal, SelectOnFullVal, SelectOnTest))
+	}
 	switch c.Train.Select {
 	case "last", "best_val":
 	default:
@@ -654,5 +666,19 @@ func (c *Config) RunName() string {
 		backbone = strings.TrimSuffix(filepath.Base(backbone), filepath.Ext(backbone))
 	}
 	backbone = regexp.MustCompile(`[^A-Za-z0-9.@-]+`).ReplaceAllString(backbone, "-")
-	return fmt.Sprintf("%s_%s_%s_%dshot_seed%d", c.Data.Dataset, c.Method.Name, backbone, c.Data.Shots, c.Data.Seed)
+	name := fmt.Sprintf("%s_%s_%s_%dshot_seed%d", c.Data.Dataset, c.Method.Name, backbone, c.Data.Shots, c.Data.Seed)
+	if c.Train.SelectOn != "" && c.Train.SelectOn != SelectOnFewShotVal {
+		name += "_select-" + c.Train.SelectOn
+	}
+	return name
 }
+
+// Values of train.select_on.
+const (
+	// SelectOnFewShotVal selects on the few-shot validation split.
+	SelectOnFewShotVal = "fewshot_val"
+	// SelectOnFullVal selects on the dataset's whole validation split.
+	SelectOnFullVal = "full_val"
+	// SelectOnTest selects on the test set (what some published numbers did).
+	SelectOnTest = "test"
+)

@@ -231,6 +231,25 @@ type extractor struct {
 	device  gotch.Device
 	out     io.Writer
 	cache   FeatureCache
+	// preProjection encodes every set before the image tower's last
+	// projection (train.Needs.PreProjection); such features are cached
+	// under keys of their own.
+	preProjection bool
+}
+
+// preProjectionEncoder is the ImageEncoder of pre-projection features.
+type preProjectionEncoder struct{ m *clip.Model }
+
+func (p preProjectionEncoder) EncodeImage(images *ts.Tensor) (*ts.Tensor, error) {
+	return p.m.EncodeImagePreProjection(images)
+}
+
+// encoder returns the image encoder the method's features come from.
+func (e *extractor) encoder() ImageEncoder {
+	if e.preProjection {
+		return preProjectionEncoder{e.model}
+	}
+	return e.model
 }
 
 func (e *extractor) transform(needs train.Needs) (preprocess.Transform, string) {
@@ -261,6 +280,9 @@ func (e *extractor) features(split string, items []datasets.Item, needs train.Ne
 	}
 	key := FeatureKey{Model: e.modelID, Dataset: e.ds.Name + ":" + e.ds.Dir, Split: split, Items: ItemsHash(paths, labels),
 		Transform: trName, Seed: uint64(e.cfg.Data.Seed), View: view}
+	if e.preProjection {
+		key.Extra = append(key.Extra, "pre-projection")
+	}
 	useCache := e.cfg.Train.CacheFeatures
 	if useCache {
 		if f, ok, err := e.cache.Load(key, labels, e.device); err != nil {
@@ -282,7 +304,7 @@ func (e *extractor) features(split string, items []datasets.Item, needs train.Ne
 		label = fmt.Sprintf("%s view %d", split, view+1)
 	}
 	bar := progress.New(e.out, "encode "+label, len(items), "img")
-	f, err := EncodeImages(e.ctx, e.model, loaderBatches{loader}, tr.Size(), e.device, bar)
+	f, err := EncodeImages(e.ctx, e.encoder(), loaderBatches{loader}, tr.Size(), e.device, bar)
 	if err != nil {
 		return nil, fmt.Errorf("encode %s images: %w", split, err)
 	}
@@ -316,7 +338,7 @@ func (e *extractor) onlineFeatures(items []datasets.Item, needs train.Needs) fun
 		defer loader.Close()
 		// Inside a training step: the loop itself stops between steps and
 		// checkpoints, so this encoding is not cut short.
-		f, err := EncodeImages(context.WithoutCancel(e.ctx), e.model, loaderBatches{loader}, tr.Size(), e.device, nil)
+		f, err := EncodeImages(context.WithoutCancel(e.ctx), e.encoder(), loaderBatches{loader}, tr.Size(), e.device, nil)
 		if err != nil {
 			return nil, err
 		}

@@ -72,6 +72,10 @@ type run struct {
 	counts *rundir.DataCounts
 	// mctx is what the method was given at Init.
 	mctx *train.Context
+	// sel selects the epoch and tunes hyper-parameters: val, or the full
+	// validation split or the test set (train.select_on); test holds the
+	// test features once encoded.
+	sel, test *train.Features
 	// selected is the state the result describes: "last", or "best_val"
 	// once the best validation epoch has been reloaded.
 	selected string
@@ -95,6 +99,7 @@ func Run(ctx context.Context, o Options) (*rundir.Result, error) {
 		{"data", r.loadData}, // before the model: a wrong data.root should not wait for a download
 		{"model", r.loadModel},
 		{"features", r.encodeTrainVal},
+		{"selection", r.encodeSelection},
 		{"init", r.initMethod},
 		{"train", r.train},
 	}
@@ -267,7 +272,7 @@ func (r *run) loadModel(ctx context.Context) error {
 	}
 	r.model = model
 	r.enc = &extractor{ctx: ctx, model: model, modelID: modelID, ds: r.data, cfg: r.cfg, device: r.device, out: r.out,
-		cache: FeatureCache{Dir: filepath.Join(r.cfg.Output.Dir, ".features")}}
+		cache: FeatureCache{Dir: filepath.Join(r.cfg.Output.Dir, ".features")}, preProjection: r.method.Needs.PreProjection}
 	return nil
 }
 
@@ -296,6 +301,40 @@ func (r *run) encodeTrainVal(context.Context) error {
 	}
 	var err error
 	r.val, err = r.enc.features("val", r.split.Val, train.Needs{}, 0)
+	return err
+}
+
+// encodeSelection prepares the data that selects epochs and tunes
+// hyper-parameters (train.select_on): the few-shot validation features, or
+// the dataset's whole validation split, or the test set.
+func (r *run) encodeSelection(context.Context) error {
+	var err error
+	switch r.cfg.Train.SelectOn {
+	case config.SelectOnFullVal:
+		if len(r.data.Val) == 0 {
+			return fmt.Errorf("train.select_on = %q: %s has no validation split", config.SelectOnFullVal, r.data.Name)
+		}
+		r.log.Warn("selecting on the full validation split, not the few-shot one", "images", len(r.data.Val))
+		r.sel, err = r.enc.features("fullval", r.data.Val, train.Needs{}, 0)
+	case config.SelectOnTest:
+		r.log.Warn("selecting on the TEST set: the result is not an honest few-shot number")
+		if err = r.encodeTest(); err == nil {
+			r.sel = r.test
+		}
+	default:
+		r.sel = r.val
+	}
+	return err
+}
+
+// encodeTest encodes the test set (the first data.max_test images when
+// set), once.
+func (r *run) encodeTest() error {
+	if r.test != nil {
+		return nil
+	}
+	var err error
+	r.test, err = r.enc.features("test", r.testItems(), train.Needs{}, 0)
 	return err
 }
 
@@ -335,6 +374,17 @@ func (r *run) initMethod(ctx context.Context) error {
 		Log:        r.log,
 	}
 	r.mctx = mctx
+	if r.method.Needs.PreProjection {
+		w, b, err := r.model.ImageProjection()
+		if err != nil {
+			return err
+		}
+		defer w.Drop()
+		if b != nil {
+			defer b.Drop()
+		}
+		mctx.Projection = &train.Projection{Weight: w, Bias: b}
+	}
 	if err := r.method.Method.Init(mctx, r.views); err != nil {
 		return fmt.Errorf("%s: init: %w", name, err)
 	}
@@ -379,7 +429,7 @@ func (r *run) train(ctx context.Context) error {
 			return err
 		}
 	}
-	best := attachHooks(loop, r.cfg, r.dir, r.val, r.out, r.log)
+	best := attachHooks(loop, r.cfg, r.dir, r.sel, r.out, r.log)
 	err = loop.Run(ctx)
 	var nf *train.NonFiniteLossError
 	switch {
@@ -407,7 +457,7 @@ func (r *run) finish(ctx context.Context) (*rundir.Result, error) {
 	var tuned map[string]float64
 	if t, ok := m.(train.Tuner); ok {
 		var err error
-		if tuned, err = t.Tune(ctx, r.val); err != nil {
+		if tuned, err = t.Tune(ctx, r.sel); err != nil {
 			return nil, fmt.Errorf("%s: tune: %w", name, err)
 		}
 	}
@@ -436,6 +486,9 @@ func (r *run) finish(ctx context.Context) (*rundir.Result, error) {
 	if r.trains() {
 		res.Epochs = r.cfg.Train.Epochs
 	}
+	if so := r.cfg.Train.SelectOn; so != config.SelectOnFewShotVal {
+		res.SelectOn = so
+	}
 	if err := rundir.WriteJSON(r.file(rundir.ResultFile), res); err != nil {
 		return nil, err
 	}
@@ -448,12 +501,10 @@ func (r *run) finish(ctx context.Context) (*rundir.Result, error) {
 // image (the top 5 classes) in predictions.csv, and with
 // output.save_test_features writes the test features, logits and labels.
 func (r *run) evaluateTest(ctx context.Context) (metrics.Metrics, error) {
-	items := r.testItems()
-	test, err := r.enc.features("test", items, train.Needs{}, 0)
-	if err != nil {
+	if err := r.encodeTest(); err != nil {
 		return metrics.Metrics{}, err
 	}
-	defer test.Drop()
+	test, items := r.test, r.testItems()
 	if test.Len() != len(items) {
 		// Bad images were skipped: the rows no longer follow the items.
 		items = nil
@@ -542,7 +593,11 @@ func (r *run) drop() {
 	for _, v := range r.views {
 		v.Drop()
 	}
+	if r.sel != r.val && r.sel != r.test {
+		r.sel.Drop()
+	}
 	r.val.Drop()
+	r.test.Drop()
 	if r.method != nil {
 		r.method.Method.Drop()
 	}

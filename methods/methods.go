@@ -16,24 +16,31 @@ import (
 	"strings"
 
 	"github.com/clipadapter/clipgo/adapter"
+	"github.com/clipadapter/clipgo/cocoop"
 	"github.com/clipadapter/clipgo/config"
 	"github.com/clipadapter/clipgo/coop"
+	"github.com/clipadapter/clipgo/gda"
 	"github.com/clipadapter/clipgo/internal/suggest"
 	"github.com/clipadapter/clipgo/probe"
+	"github.com/clipadapter/clipgo/prolip"
 	"github.com/clipadapter/clipgo/train"
 	"github.com/clipadapter/clipgo/zeroshot"
 )
 
 // All returns the registered methods in the order of the paper's tables:
-// the baselines first, then the adapters.
+// the baselines first, then the adapters, then the methods published after
+// the paper.
 func All() Registry {
 	return Registry{
 		Register("zeroshot", "Zero-shot CLIP", zeroshot.DefaultOptions, zeroshot.Build),
 		Register("linear-probe", "Linear probe", probe.DefaultOptions, probe.Build),
 		Register("coop", "CoOp", coop.DefaultOptions, coop.Build),
+		Register("cocoop", "CoCoOp", cocoop.DefaultOptions, cocoop.Build),
 		Register("clip-adapter", "CLIP-Adapter", adapter.DefaultCLIPAdapterOptions, adapter.BuildCLIPAdapter),
 		Register("tip-adapter", "Tip-Adapter", adapter.DefaultTipOptions, adapter.BuildTipAdapter),
 		Register("tip-adapter-f", "Tip-Adapter-F", adapter.DefaultTipOptions, adapter.BuildTipAdapterF),
+		Register("gda", "GDA", gda.DefaultOptions, gda.Build),
+		Register("prolip", "ProLIP", prolip.DefaultOptions, prolip.Build),
 	}
 }
 

@@ -221,8 +221,21 @@ func NewAttentionPool2d(b Builder, grid, dim, heads, outDim int64) *AttentionPoo
 	}
 }
 
-// Forward pools x [N, C, H, W] to [N, outDim].
+// Forward pools x [N, C, H, W] to [N, outDim]: c_proj applied to
+// PreProjection.
 func (p *AttentionPool2d) Forward(x *ts.Tensor) (*ts.Tensor, error) {
+	o, err := p.PreProjection(x)
+	if err != nil {
+		return nil, err
+	}
+	defer o.Drop()
+	out, err := p.CProj.Forward(o)
+	return out, wrap("attention pool: output projection", err)
+}
+
+// PreProjection pools x [N, C, H, W] to [N, C]: the mean token's attention
+// output (heads merged) before the output projection c_proj.
+func (p *AttentionPool2d) PreProjection(x *ts.Tensor) (*ts.Tensor, error) {
 	var s torch.Scope
 	defer s.Drop()
 	xs, err := size(x)
@@ -300,11 +313,6 @@ func (p *AttentionPool2d) Forward(x *ts.Tensor) (*ts.Tensor, error) {
 		return nil, err
 	}
 	s.Keep(o)
-	out, err := p.CProj.Forward(o)
-	if err != nil {
-		return nil, err
-	}
-	s.Keep(out)
-	y, err := out.Reshape([]int64{xs[0], -1}, false)
+	y, err := o.Reshape([]int64{xs[0], -1}, false)
 	return y, wrap("attention pool: output", err)
 }

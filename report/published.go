@@ -33,7 +33,7 @@ type Published struct {
 }
 
 // PublishedResults returns the published numbers stored in the package
-// (published.csv, transcribed from docs/results.md §1–§6).
+// (published.csv, transcribed from docs/results.md §1–§6 and §8).
 func PublishedResults() ([]Published, error) {
 	return parsePublished(publishedCSV)
 }

@@ -21,6 +21,11 @@ import (
 	"github.com/clipadapter/clipgo/rundir"
 )
 
+// SelectionSuffix joins a method's name and its train.select_on in the
+// method key of runs selected on other data than the few-shot validation
+// split (gda@full_val).
+const SelectionSuffix = "@"
+
 // Run is one finished run directory.
 type Run struct {
 	Dir string
@@ -95,11 +100,20 @@ func readRun(dir string) (Run, error) {
 	if res.Method == "" || res.Backbone == "" {
 		return Run{}, fmt.Errorf("%s: no method or backbone", filepath.Join(dir, rundir.ResultFile))
 	}
+	method := res.Method
+	if res.SelectOn != "" {
+		// A run selected on other data than the few-shot validation split
+		// is a variant of its method, reported beside it.
+		method += SelectionSuffix + res.SelectOn
+		if res.MethodLabel != "" {
+			res.MethodLabel += " (selected on " + strings.ReplaceAll(res.SelectOn, "_", " ") + ")"
+		}
+	}
 	evals, err := evalsOf(dir)
 	if err != nil {
 		return Run{}, err
 	}
-	return Run{Dir: dir, Dataset: ds, Method: res.Method, Backbone: res.Backbone, Shots: res.Shots, Seed: res.Seed, Top1: res.Test.Top1, Result: res, Evals: evals}, nil
+	return Run{Dir: dir, Dataset: ds, Method: method, Backbone: res.Backbone, Shots: res.Shots, Seed: res.Seed, Top1: res.Test.Top1, Result: res, Evals: evals}, nil
 }
 
 // shotFree lists the methods whose result does not depend on the shots:
@@ -304,7 +318,8 @@ func Aggregate(runs []Run, published []Published) *Table {
 	}
 	for k, s := range cells {
 		if !notPaper[k] {
-			s.Published = pub[pubKey{s.Dataset, s.Method, s.Backbone, s.Shots}]
+			base, _, _ := strings.Cut(s.Method, SelectionSuffix)
+			s.Published = pub[pubKey{s.Dataset, base, s.Backbone, s.Shots}]
 		}
 	}
 

@@ -19,6 +19,15 @@ import (
 	"github.com/clipadapter/clipgo/rundir"
 )
 
+func find0(pub []Published, ds, m, bb string, k int) *Published {
+	for i := range pub {
+		if p := &pub[i]; p.Dataset == ds && p.Method == m && p.Backbone == bb && p.Shots == k {
+			return p
+		}
+	}
+	return nil
+}
+
 func TestPublishedResults(t *testing.T) {
 	pub, err := PublishedResults()
 	if err != nil {
@@ -26,9 +35,14 @@ func TestPublishedResults(t *testing.T) {
 	}
 	// 11 datasets x (zero-shot + 3 methods x 5 shots), ImageNet CoOp and
 	// linear probe x 5 shots, 16 averages, 18 other-backbone entries, 12
-	// distribution-shift entries, 10 ViT-B/16 averages.
-	if len(pub) != 11*16+10+16+18+12+10 {
-		t.Errorf("%d published numbers, want 242", len(pub))
+	// distribution-shift entries, 10 ViT-B/16 averages; methods after the
+	// paper: GDA (ImageNet, 5 averages, 2 ViT-B/16), ProLIP (5 averages),
+	// CoCoOp (1 ViT-B/16 average).
+	if len(pub) != 11*16+10+16+18+12+10+8+5+1 {
+		t.Errorf("%d published numbers, want 256", len(pub))
+	}
+	if p := find0(pub, "Average", "gda", "RN50", 16); p == nil || p.Top1 != 76.05 {
+		t.Errorf("GDA's 16-shot RN50 average: %+v", p)
 	}
 	find := func(ds, m, bb string, k int) *Published {
 		for i := range pub {
@@ -393,5 +407,57 @@ func TestWritePlots(t *testing.T) {
 	md, _ := os.ReadFile(filepath.Join(out, MarkdownFile))
 	if !strings.Contains(string(md), "Runs: test.") {
 		t.Errorf("results.md heading: %s", md[:80])
+	}
+}
+
+// TestSelectionVariant: a run selected on other data than the few-shot
+// validation split is its own row, labelled, next to the same published
+// number as the honest run.
+func TestSelectionVariant(t *testing.T) {
+	root := t.TempDir()
+	writeRun(t, filepath.Join(root, "honest"), "imagenet", "tip-adapter-f", "RN50", 16, 1, 64)
+	dir := filepath.Join(root, "selected")
+	writeRun(t, dir, "imagenet", "tip-adapter-f", "RN50", 16, 1, 65.5)
+	b, err := os.ReadFile(filepath.Join(dir, rundir.ResultFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res rundir.Result
+	if err := json.Unmarshal(b, &res); err != nil {
+		t.Fatal(err)
+	}
+	res.SelectOn = "test"
+	b, _ = json.Marshal(res)
+	if err := os.WriteFile(filepath.Join(dir, rundir.ResultFile), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	runs, err := Collect(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := PublishedResults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tab := Aggregate(runs, pub)
+	found := map[string]*Stat{}
+	for i := range tab.Stats {
+		s := &tab.Stats[i]
+		if s.Dataset == "ImageNet" && s.Shots == 16 {
+			found[s.Method] = s
+		}
+	}
+	honest, variant := found["tip-adapter-f"], found["tip-adapter-f@test"]
+	if honest == nil || variant == nil {
+		t.Fatalf("rows %v, want tip-adapter-f and tip-adapter-f@test", found)
+	}
+	if honest.Mean != 64 || variant.Mean != 65.5 {
+		t.Errorf("means %g and %g, want 64 and 65.5", honest.Mean, variant.Mean)
+	}
+	if variant.MethodInfo.Label != "Tip-Adapter-F (selected on test)" {
+		t.Errorf("variant label %q", variant.MethodInfo.Label)
+	}
+	if honest.Published == nil || variant.Published == nil || honest.Published.Top1 != 65.51 || variant.Published.Top1 != 65.51 {
+		t.Errorf("published %+v / %+v, want 65.51 for both", honest.Published, variant.Published)
 	}
 }

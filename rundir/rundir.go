@@ -98,8 +98,13 @@ type Result struct {
 	Selected    string             `json:"selected"`
 	Epochs      int                `json:"epochs"`
 	Tuned       map[string]float64 `json:"tuned,omitempty"`
-	Seconds     float64            `json:"seconds"`
-	Finished    string             `json:"finished"`
+	// SelectOn is train.select_on when it is not the few-shot validation
+	// split ("full_val", "test"): the data that chose the epoch and the
+	// tuned hyper-parameters. Reports list such runs as a variant of the
+	// method.
+	SelectOn string  `json:"select_on,omitempty"`
+	Seconds  float64 `json:"seconds"`
+	Finished string  `json:"finished"`
 	// Data is what the split really held: fewer images than data.shots
 	// in a class, or none, is recorded here (and warned about). Absent in
 	// runs of older versions.

@@ -24,6 +24,12 @@
 //	[sweep.per_method.coop]
 //	epochs_by_dataset = {imagenet = 50}
 //
+//	# Protocol comparison: these methods also run selected the way their
+//	# published numbers were (train.select_on), beside the few-shot runs.
+//	[sweep.compare_selection]
+//	gda = "full_val"
+//	tip-adapter-f = "test"
+//
 //	[sweep.per_method.zeroshot]
 //	shots = [1]
 //	seeds = [1]
@@ -120,6 +126,11 @@ type Spec struct {
 	// EvalRoot is the data root of the Eval datasets (default: each
 	// cell's data.root).
 	EvalRoot string `toml:"eval_root"`
+	// CompareSelection runs each listed method a second time per cell with
+	// train.select_on set to the value ("full_val" or "test"): how its
+	// published number selected epochs and hyper-parameters, so that a
+	// report shows the honest few-shot number beside the original one.
+	CompareSelection map[string]string `toml:"compare_selection"`
 }
 
 // EvalDatasets returns the datasets cell c is evaluated on once finished
@@ -162,6 +173,9 @@ type Cell struct {
 	// Epochs is the train.epochs the sweep set, 0 when the base config's
 	// value is kept.
 	Epochs int
+	// SelectOn is the train.select_on of a compare_selection cell, empty
+	// for the sweep's own cells.
+	SelectOn string
 	// Base is the run configuration file and Sets the overrides applied to
 	// it, in order: config.Load(Base, Sets) is the cell's config.
 	Base string
@@ -181,6 +195,9 @@ func (c Cell) String() string {
 	s := fmt.Sprintf("%s %s %d-shot seed %d", c.Method, c.Dataset, c.Shots, c.Seed)
 	for _, g := range c.Grid {
 		s += fmt.Sprintf(" %s=%s", g.Key, g.Label)
+	}
+	if c.SelectOn != "" {
+		s += " selected on " + c.SelectOn
 	}
 	return s
 }
@@ -335,6 +352,16 @@ func (f *File) Validate() error {
 		}
 	}
 	errs = append(errs, checkGrid(s)...)
+	for _, name := range sortedKeys(s.CompareSelection) {
+		if !slices.Contains(s.Methods, name) {
+			errs = append(errs, fmt.Sprintf("sweep.compare_selection.%s: %q is not in sweep.methods", name, name))
+		}
+		switch v := s.CompareSelection[name]; v {
+		case config.SelectOnFullVal, config.SelectOnTest:
+		default:
+			errs = append(errs, fmt.Sprintf("sweep.compare_selection.%s = %q: want %q or %q", name, v, config.SelectOnFullVal, config.SelectOnTest))
+		}
+	}
 	if err := f.Slurm.check(); err != nil {
 		errs = append(errs, err.Error())
 	}
@@ -346,12 +373,13 @@ func (f *File) Validate() error {
 
 // reservedKeys are the config keys each cell gets from the sweep.
 var reservedKeys = map[string]string{
-	"method.name":  "use sweep.methods",
-	"data.dataset": "use sweep.datasets",
-	"data.shots":   "use sweep.shots",
-	"data.seed":    "use sweep.seeds",
-	"output.dir":   "use sweep.out",
-	"output.name":  "run directories are named by train.RunName",
+	"method.name":     "use sweep.methods",
+	"data.dataset":    "use sweep.datasets",
+	"data.shots":      "use sweep.shots",
+	"data.seed":       "use sweep.seeds",
+	"output.dir":      "use sweep.out",
+	"output.name":     "run directories are named by train.RunName",
+	"train.select_on": "use sweep.compare_selection",
 }
 
 func allSets(s Spec) []string {
@@ -444,58 +472,67 @@ func (f *File) Expand() ([]Cell, error) {
 			}
 			fixed, hasFixed := pm.EpochsByDataset[ds]
 			base := strings.ReplaceAll(strings.ReplaceAll(s.Base, "{dataset}", ds), "{method}", m)
+			variants := []string{""}
+			if v, ok := s.CompareSelection[m]; ok {
+				variants = append(variants, v)
+			}
 			for _, point := range points {
 				for _, k := range shots {
 					for _, seed := range seeds {
-						c := Cell{Index: len(cells), Method: m, Dataset: ds, Shots: k, Seed: seed, Base: base, Grid: point}
-						if !strings.Contains(s.Base, "{method}") {
-							c.Sets = append(c.Sets, "method.name="+strconv.Quote(m))
-						}
-						if !strings.Contains(s.Base, "{dataset}") {
-							c.Sets = append(c.Sets, "data.dataset="+strconv.Quote(ds))
-						}
-						c.Sets = append(c.Sets, fmt.Sprintf("data.shots=%d", k), fmt.Sprintf("data.seed=%d", seed))
-						switch {
-						case hasFixed:
-							c.Epochs = fixed
-						case rule != nil:
-							e, ok := rule[k]
-							if !ok {
-								return nil, fmt.Errorf("%s: epochs_by_shots has no entry for %d shots", c, k)
+						for _, selectOn := range variants {
+							c := Cell{Index: len(cells), Method: m, Dataset: ds, Shots: k, Seed: seed, Base: base, Grid: point, SelectOn: selectOn}
+							if !strings.Contains(s.Base, "{method}") {
+								c.Sets = append(c.Sets, "method.name="+strconv.Quote(m))
 							}
-							c.Epochs = e
-						}
-						for _, g := range point {
-							if g.Key == "train.epochs" && (hasFixed || rule != nil) {
-								return nil, fmt.Errorf("%s: sweep.grid.\"train.epochs\" conflicts with the sweep's epochs rule for %s", c, m)
+							if !strings.Contains(s.Base, "{dataset}") {
+								c.Sets = append(c.Sets, "data.dataset="+strconv.Quote(ds))
 							}
-							c.Sets = append(c.Sets, g.Key+"="+g.Value)
-						}
-						if hasFixed || rule != nil {
-							for _, set := range append(slices.Clone(s.Set), pm.Set...) {
-								if setKey(set) == "train.epochs" {
-									return nil, fmt.Errorf("%s: set %q conflicts with the sweep's epochs rule for %s", c, set, m)
+							c.Sets = append(c.Sets, fmt.Sprintf("data.shots=%d", k), fmt.Sprintf("data.seed=%d", seed))
+							switch {
+							case hasFixed:
+								c.Epochs = fixed
+							case rule != nil:
+								e, ok := rule[k]
+								if !ok {
+									return nil, fmt.Errorf("%s: epochs_by_shots has no entry for %d shots", c, k)
 								}
+								c.Epochs = e
 							}
-							c.Sets = append(c.Sets, fmt.Sprintf("train.epochs=%d", c.Epochs))
+							for _, g := range point {
+								if g.Key == "train.epochs" && (hasFixed || rule != nil) {
+									return nil, fmt.Errorf("%s: sweep.grid.\"train.epochs\" conflicts with the sweep's epochs rule for %s", c, m)
+								}
+								c.Sets = append(c.Sets, g.Key+"="+g.Value)
+							}
+							if hasFixed || rule != nil {
+								for _, set := range append(slices.Clone(s.Set), pm.Set...) {
+									if setKey(set) == "train.epochs" {
+										return nil, fmt.Errorf("%s: set %q conflicts with the sweep's epochs rule for %s", c, set, m)
+									}
+								}
+								c.Sets = append(c.Sets, fmt.Sprintf("train.epochs=%d", c.Epochs))
+							}
+							c.Sets = append(c.Sets, "output.dir="+strconv.Quote(s.Out))
+							c.Sets = append(c.Sets, s.Set...)
+							c.Sets = append(c.Sets, pm.Set...)
+							if selectOn != "" {
+								c.Sets = append(c.Sets, "train.select_on="+strconv.Quote(selectOn))
+							}
+							cfg, err := config.Load(base, c.Sets)
+							if err != nil {
+								return nil, fmt.Errorf("cell %s: %w", c, err)
+							}
+							if cfg.Method.Name != m {
+								return nil, fmt.Errorf("cell %s: %s has method.name = %q, want %q", c, base, cfg.Method.Name, m)
+							}
+							c.Config = cfg
+							c.Dir = filepath.Join(s.Out, cfg.RunName()+gridSuffix(point))
+							if prev, ok := dirs[c.Dir]; ok {
+								return nil, fmt.Errorf("cells %s and %s share the run directory %s", prev, c, c.Dir)
+							}
+							dirs[c.Dir] = c
+							cells = append(cells, c)
 						}
-						c.Sets = append(c.Sets, "output.dir="+strconv.Quote(s.Out))
-						c.Sets = append(c.Sets, s.Set...)
-						c.Sets = append(c.Sets, pm.Set...)
-						cfg, err := config.Load(base, c.Sets)
-						if err != nil {
-							return nil, fmt.Errorf("cell %s: %w", c, err)
-						}
-						if cfg.Method.Name != m {
-							return nil, fmt.Errorf("cell %s: %s has method.name = %q, want %q", c, base, cfg.Method.Name, m)
-						}
-						c.Config = cfg
-						c.Dir = filepath.Join(s.Out, cfg.RunName()+gridSuffix(point))
-						if prev, ok := dirs[c.Dir]; ok {
-							return nil, fmt.Errorf("cells %s and %s share the run directory %s", prev, c, c.Dir)
-						}
-						dirs[c.Dir] = c
-						cells = append(cells, c)
 					}
 				}
 			}

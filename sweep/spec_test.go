@@ -160,7 +160,7 @@ func TestParseErrors(t *testing.T) {
 		name, text, want string
 		expand           bool
 	}{
-		{"unknown key", head + "worker = 2\n", `unknown key "sweep.worker" (valid: base, datasets, devices`, false},
+		{"unknown key", head + "worker = 2\n", `unknown key "sweep.worker" (valid: base, compare_selection, datasets, devices`, false},
 		{"unknown table", head + "[slurm]\ngpus = 1\n", `unknown key "slurm.gpus"`, false},
 		{"reserved set", head + "set = [\"data.shots=4\"]\n", `data.shots is set by the sweep (use sweep.shots)`, false},
 		{"reserved per-method set", head + "[sweep.per_method.coop]\nset = [\"output.dir=x\"]\n", `output.dir is set by the sweep`, false},
@@ -199,9 +199,12 @@ func TestShippedSweeps(t *testing.T) {
 		file  string
 		cells int
 	}{
-		{"configs/sweeps/paper.toml", 11 * (1 + 5*5*3)},
+		// 8 methods trained on the shots, zero-shot once, and 3 methods
+		// again selected as published (compare_selection).
+		{"configs/sweeps/paper.toml", 11 * (1 + 8*5*3 + 3*5*3)},
 		{"configs/sweeps/demo.toml", 6 * 4 * 2},
-		{"configs/sweeps/vitb16.toml", 11 * (1 + 5*5*3)},
+		// The same comparison with the ViT-B/16 backbone.
+		{"configs/sweeps/vitb16.toml", 11 * (1 + 8*5*3 + 3*5*3)},
 	}
 	for _, tt := range tests {
 		f, err := Load(tt.file)
@@ -229,6 +232,8 @@ func TestShippedSweeps(t *testing.T) {
 		"dtd/coop/1": 50, "dtd/coop/2": 100, "dtd/coop/4": 100, "dtd/coop/8": 200, "dtd/coop/16": 200,
 		"imagenet/coop/16": 50, "imagenet/coop/1": 50, "imagenet/clip-adapter/16": 200, "sun397/clip-adapter/1": 50,
 		"eurosat/tip-adapter-f/16": 100, "dtd/tip-adapter-f/1": 20, "dtd/zeroshot/16": 0,
+		// CoCoOp's 10 epochs at every shot count (§7), ProLIP's 300 (§8), GDA trains nothing.
+		"dtd/cocoop/1": 10, "imagenet/cocoop/16": 10, "dtd/prolip/4": 300, "dtd/gda/16": 0,
 	} {
 		if got, ok := epochs[key]; !ok || got != want {
 			t.Errorf("paper sweep %s: %d epochs (present %v), want %d", key, got, ok, want)
@@ -271,6 +276,59 @@ func TestViTB16Sweep(t *testing.T) {
 		evals := vit.Sweep.EvalDatasets(vc[i])
 		if (vc[i].Dataset == "imagenet") != (len(evals) == 4) {
 			t.Errorf("%s: evaluated on %v", vc[i], evals)
+		}
+	}
+}
+
+// TestCompareSelection: a compare_selection method runs twice per cell,
+// the second time with train.select_on set and a run directory of its own;
+// bad values and unknown methods are errors.
+func TestCompareSelection(t *testing.T) {
+	dir := t.TempDir()
+	writeBases(t, filepath.Join(dir, "cfg"), []string{"dtd"}, []string{"zeroshot", "tip-adapter-f"})
+	head := `
+[sweep]
+methods  = ["zeroshot", "tip-adapter-f"]
+datasets = ["dtd"]
+shots    = [1, 16]
+seeds    = [1]
+base     = "` + filepath.Join(dir, "cfg") + `/{dataset}/{method}.toml"
+out      = "` + filepath.Join(dir, "out") + `"
+`
+	f, err := Parse(head + "[sweep.compare_selection]\n\"tip-adapter-f\" = \"test\"\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cells, err := f.Expand()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, c := range cells {
+		got = append(got, fmt.Sprintf("%s/%d/%s/%s", c.Method, c.Shots, c.Config.Train.SelectOn, filepath.Base(c.Dir)))
+	}
+	want := []string{
+		"zeroshot/1/fewshot_val/dtd_zeroshot_random-tiny_1shot_seed1",
+		"zeroshot/16/fewshot_val/dtd_zeroshot_random-tiny_16shot_seed1",
+		"tip-adapter-f/1/fewshot_val/dtd_tip-adapter-f_random-tiny_1shot_seed1",
+		"tip-adapter-f/1/test/dtd_tip-adapter-f_random-tiny_1shot_seed1_select-test",
+		"tip-adapter-f/16/fewshot_val/dtd_tip-adapter-f_random-tiny_16shot_seed1",
+		"tip-adapter-f/16/test/dtd_tip-adapter-f_random-tiny_16shot_seed1_select-test",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("cells:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	for _, tc := range []struct{ table, want string }{
+		{"[sweep.compare_selection]\n\"tip-adapter-f\" = \"val\"\n", `want "full_val" or "test"`},
+		{"[sweep.compare_selection]\ngda = \"test\"\n", `"gda" is not in sweep.methods`},
+		{"set = [\"train.select_on=test\"]\n", "use sweep.compare_selection"},
+	} {
+		text := head + tc.table
+		if strings.HasPrefix(tc.table, "set") {
+			text = strings.Replace(head, "[sweep]\n", "[sweep]\n"+tc.table, 1)
+		}
+		if _, err := Parse(text); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: error %v, want %q", tc.table, err, tc.want)
 		}
 	}
 }

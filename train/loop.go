@@ -255,6 +255,16 @@ func (l *Loop) step(view *Features, idx []int, lr float64) (float64, int, error)
 	if err != nil {
 		return 0, 0, err
 	}
+	if r, ok := l.Method.(Regularizer); ok {
+		pen, err := r.Penalty()
+		if err != nil {
+			return 0, 0, fmt.Errorf("penalty: %w", err)
+		}
+		s.Keep(pen)
+		if loss, err = s.Op("add penalty")(loss.Add(pen, false)); err != nil {
+			return 0, 0, err
+		}
+	}
 	lv, err := torch.Values[float64](loss)
 	if err != nil {
 		return 0, 0, fmt.Errorf("loss: %w", err)

@@ -78,6 +78,19 @@ type Context struct {
 	Seed uint64
 	// Log receives the method's messages.
 	Log *slog.Logger
+	// Projection is CLIP's last image projection, given to methods whose
+	// Needs ask for PreProjection features (nil otherwise). Its tensors are
+	// valid during Init only: a method copies what it keeps.
+	Projection *Projection
+}
+
+// Projection is the image tower's last linear projection, in PyTorch's
+// Linear layout: features = pre · Weightᵀ + Bias.
+type Projection struct {
+	// Weight is [D, P] float32 (P: the pre-projection width).
+	Weight *ts.Tensor
+	// Bias is [D] float32, or nil (ViT models have none).
+	Bias *ts.Tensor
 }
 
 // Needs says what a method needs the experiment to prepare: which image
@@ -94,6 +107,10 @@ type Needs struct {
 	// MinScale is the lower bound of the random resized crop's scale
 	// (0: torchvision's 0.08).
 	MinScale float64
+	// PreProjection: every feature the method sees (train views,
+	// validation, test) is the image tower's output before its last
+	// projection, and Context.Projection holds that projection.
+	PreProjection bool
 }
 
 // Method is a few-shot classifier on top of frozen CLIP features.
@@ -133,6 +150,15 @@ type Fitter interface {
 // ErrInterrupted soon after ctx is cancelled.
 type Tuner interface {
 	Tune(ctx context.Context, val *Features) (map[string]float64, error)
+}
+
+// Regularizer is implemented by methods whose training loss is the
+// cross-entropy plus a penalty on their parameters (ProLIP's distance to
+// the pre-trained weights). The loop adds Penalty to every step's loss.
+type Regularizer interface {
+	// Penalty returns the scalar penalty, with gradients flowing to the
+	// parameters.
+	Penalty() (*ts.Tensor, error)
 }
 
 // Saver is implemented by methods whose checkpointed state is more than

@@ -131,6 +131,9 @@ func resumeRun(ctx context.Context, dir string, sets []string, stdout, stderr io
 var demoOverrides = map[string][]string{
 	"clip-adapter":  {"method.alpha=0.8", "train.optimizer=adamw"},
 	"tip-adapter-f": {"train.optimizer=adamw", "train.lr=0.001", "train.adam_eps=1e-4", "train.weight_decay=0.01", "train.schedule=cosine_step"},
+	"cocoop":        {"train.batch_size=1", "train.epochs=5"},
+	"gda":           {"method.augment_views=4"},
+	"prolip":        {"method.augment_views=4", "train.optimizer=adamw", "train.lr=0.01", "train.adam_eps=1e-4", "train.weight_decay=0", "train.schedule=cosine_step", "train.batch_size=1000000", "train.epochs=100"},
 }
 
 // demo runs every registered method on the embedded demo configuration and prints a

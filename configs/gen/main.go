@@ -124,7 +124,7 @@ func write(path, content string) error {
 func render(d dataset, spec methods.Spec, bb backbone) string {
 	method := spec.Name
 	templates := "single"
-	if d.ensembleFirst && (method == "clip-adapter" || method == "tip-adapter" || method == "tip-adapter-f") {
+	if d.ensembleFirst && (method == "clip-adapter" || method == "tip-adapter" || method == "tip-adapter-f" || method == "gda" || method == "prolip") {
 		templates = "ensemble"
 	}
 	var b strings.Builder
@@ -154,6 +154,12 @@ func methodValues(d dataset, method string) map[string]any {
 		return map[string]any{"alpha": d.adapterAlpha}
 	case "tip-adapter", "tip-adapter-f":
 		return map[string]any{"init_alpha": d.tipAlpha, "search_scale": d.tipScale}
+	case "prolip":
+		if d.config == "imagenet" {
+			// 300 views of 16-shot ImageNet pre-projection features are 39 GB
+			// (docs/hyperparameters.md §6).
+			return map[string]any{"augment_views": 100}
+		}
 	}
 	return nil
 }
@@ -288,10 +294,45 @@ eval_batch_size = 100
 cache_features = true     # false recomputes image features every step (the official way)
 augment_views = 0         # 0: one augmented view per epoch
 `
+	case "cocoop":
+		return `[train]
+epochs = 10                  # CoCoOp: vit_b16_c4_ep10_batch1_ctxv1 (docs/hyperparameters.md §7)
+batch_size = 1               # every image has its own prompts for all classes
+lr = 0.002
+optimizer = "sgd"
+momentum = 0.9
+weight_decay = 5e-4          # Dassl default
+schedule = "cosine"          # constant warm-up, then cosine per epoch
+warmup_epochs = 1
+warmup_lr = 1e-5
+select = "last"              # CoCoOp evaluates the last epoch
+eval_batch_size = 100
+cache_features = true        # image features of each augmented view are computed once
+augment_views = 0            # 0: one augmented view per epoch
+`
 	case "tip-adapter":
 		return `[train]
 epochs = 0                # training-free
 eval_batch_size = 64
+`
+	case "gda":
+		return `[train]
+epochs = 0                # training-free: class means and a shared covariance (docs/methods.md §7)
+eval_batch_size = 256     # GDA's loaders
+`
+	case "prolip":
+		return `[train]
+epochs = 300              # ProLIP: 300 full-batch steps, one augmented view each
+batch_size = 1000000      # more than the train set: every step sees all of it
+lr = 0.001                # the paper averages lr 1e-5, 1e-4, 1e-3, 1e-2 (docs/hyperparameters.md §8)
+optimizer = "adamw"       # Adam: AdamW without weight decay
+adam_eps = 1e-4
+weight_decay = 0.0
+schedule = "cosine_step"  # CosineAnnealingLR over the 300 steps
+warmup_epochs = 0
+select = "last"           # validation-free: no selection at all
+eval_batch_size = 100
+cache_features = true     # pre-projection features of each view are computed once
 `
 	case "tip-adapter-f":
 		return fmt.Sprintf(`[train]
