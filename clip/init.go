@@ -162,7 +162,7 @@ func linearFanIn(name string, cfg Config) int {
 }
 
 // fill draws q's values from d and copies them into the store.
-func fill(p *nn.Params, q *nn.Param, d dist, rng *rand.Rand) error {
+func fill(p *nn.Params, q *nn.NamedTensor, d dist, rng *rand.Rand) error {
 	if d.kind == 'c' && d.a == 0 {
 		return nil // Add created zeros
 	}

@@ -24,8 +24,9 @@ import (
 	"github.com/sugarme/gotch/ts"
 )
 
-// Param is one named tensor of a Params store.
-type Param struct {
+// NamedTensor is one tensor of a Params store: its name, shape and dtype,
+// and the tensor itself (nil in a shape-only store).
+type NamedTensor struct {
 	Name  string
 	Shape []int64
 	DType gotch.DType
@@ -38,13 +39,13 @@ type Params struct {
 	device        gotch.Device
 	shapeOnly     bool
 	uninitialized bool
-	list          []*Param
-	index         map[string]*Param
+	list          []*NamedTensor
+	index         map[string]*NamedTensor
 }
 
 // NewParams returns an empty store whose tensors live on device.
 func NewParams(device gotch.Device) *Params {
-	return &Params{device: device, index: make(map[string]*Param)}
+	return &Params{device: device, index: make(map[string]*NamedTensor)}
 }
 
 // NewUninitializedParams returns an empty store whose Add allocates tensors
@@ -75,10 +76,10 @@ func (p *Params) ShapeOnly() bool { return p.shapeOnly }
 func (p *Params) Len() int { return len(p.list) }
 
 // List returns the tensors in the order they were added.
-func (p *Params) List() []*Param { return append([]*Param(nil), p.list...) }
+func (p *Params) List() []*NamedTensor { return append([]*NamedTensor(nil), p.list...) }
 
 // Lookup returns the tensor called name, or nil.
-func (p *Params) Lookup(name string) *Param { return p.index[name] }
+func (p *Params) Lookup(name string) *NamedTensor { return p.index[name] }
 
 // NumElements returns the total number of elements of all tensors.
 func (p *Params) NumElements() int64 {
@@ -100,7 +101,7 @@ func (p *Params) Add(name string, shape []int64, dtype gotch.DType) (*ts.Tensor,
 			return nil, fmt.Errorf("parameter %q: bad shape %v", name, shape)
 		}
 	}
-	q := &Param{Name: name, Shape: append(make([]int64, 0, len(shape)), shape...), DType: dtype}
+	q := &NamedTensor{Name: name, Shape: append(make([]int64, 0, len(shape)), shape...), DType: dtype}
 	if !p.shapeOnly {
 		alloc := zeros
 		if p.uninitialized {
