@@ -1,12 +1,10 @@
 package report
 
 import (
-	"bytes"
 	"encoding/csv"
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -290,37 +288,15 @@ func orderValues(xs, order []string) []string {
 	return append(out, rest...)
 }
 
-// Backbones returns the backbones in order.
-func (a *Ablation) Backbones() []string {
-	var out []string
-	for _, s := range a.Stats {
-		if !slices.Contains(out, s.Backbone) {
-			out = append(out, s.Backbone)
-		}
-	}
-	return out
-}
+// Backbones returns the ablation's backbones in order.
+func (a *Ablation) Backbones() []string { return backbonesOf(a.Stats) }
 
 // Datasets returns a backbone's datasets in order (the average last).
-func (a *Ablation) Datasets(backbone string) []string {
-	var out []string
-	for _, s := range a.Stats {
-		if s.Backbone == backbone && !slices.Contains(out, s.Dataset) {
-			out = append(out, s.Dataset)
-		}
-	}
-	return out
-}
+func (a *Ablation) Datasets(backbone string) []string { return datasetsOf(a.Stats, backbone) }
 
 // Select returns the stats of one backbone and dataset.
 func (a *Ablation) Select(backbone, dataset string) []AblationStat {
-	var out []AblationStat
-	for _, s := range a.Stats {
-		if s.Backbone == backbone && s.Dataset == dataset {
-			out = append(out, s)
-		}
-	}
-	return out
+	return selectCell(a.Stats, backbone, dataset)
 }
 
 // lineLabel names a line: the method's label, the shots when the runs
@@ -430,26 +406,5 @@ func (a *Ablation) WriteCSV(w io.Writer) error {
 // Write writes ablation.md, ablation.csv and the plots (plots/ablation_KEY_*)
 // into dir and returns the paths written.
 func (a *Ablation) Write(dir, source string) ([]string, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("report: %w", err)
-	}
-	var md, cb bytes.Buffer
-	if err := a.WriteMarkdown(&md, source); err != nil {
-		return nil, err
-	}
-	if err := a.WriteCSV(&cb); err != nil {
-		return nil, err
-	}
-	paths := []string{filepath.Join(dir, AblationMarkdownFile), filepath.Join(dir, AblationCSVFile)}
-	if err := rundir.WriteFileAtomic(paths[0], md.Bytes()); err != nil {
-		return nil, err
-	}
-	if err := rundir.WriteFileAtomic(paths[1], cb.Bytes()); err != nil {
-		return nil, err
-	}
-	plots, err := a.WritePlots(filepath.Join(dir, PlotDir))
-	if err != nil {
-		return nil, err
-	}
-	return append(paths, plots...), nil
+	return writeReport(dir, AblationMarkdownFile, AblationCSVFile, source, a.WriteMarkdown, a.WriteCSV, a.WritePlots)
 }

@@ -69,21 +69,7 @@ func (a *Ablation) WritePlots(dir string) ([]string, error) {
 		lp.Legend = legend
 		lp.Legend.TextStyle.Font.Size = 11
 		panels = append(panels, legendPanel(lp))
-		cols := min(4, len(panels))
-		rows := (len(panels) + cols - 1) / cols
-		grid := make([][]*plot.Plot, rows)
-		for r := range grid {
-			grid[r] = make([]*plot.Plot, cols)
-			for c := range grid[r] {
-				if i := r*cols + c; i < len(panels) {
-					grid[r][c] = panels[i]
-				}
-			}
-		}
-		widths := make([]float64, cols)
-		for c := range widths {
-			widths[c] = 4
-		}
+		grid, widths := figureGrid(panels)
 		base := filepath.Join(dir, prefix+fileName(bb)+"_all")
 		for _, f := range plotFormats {
 			p := base + "." + f

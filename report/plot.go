@@ -108,21 +108,7 @@ func (t *Table) WritePlots(dir string) ([]string, error) {
 		lp.Legend = legend
 		lp.Legend.TextStyle.Font.Size = 12
 		panels = append(panels, legendPanel(lp))
-		cols := min(4, len(panels))
-		rows := (len(panels) + cols - 1) / cols
-		grid := make([][]*plot.Plot, rows)
-		for r := range grid {
-			grid[r] = make([]*plot.Plot, cols)
-			for c := range grid[r] {
-				if i := r*cols + c; i < len(panels) {
-					grid[r][c] = panels[i]
-				}
-			}
-		}
-		widths := make([]float64, cols)
-		for c := range widths {
-			widths[c] = 4
-		}
+		grid, widths := figureGrid(panels)
 		base := filepath.Join(dir, fileName(bb)+"_all")
 		for _, f := range plotFormats {
 			p := base + "." + f
@@ -309,4 +295,24 @@ func saveFigure(plots [][]*plot.Plot, widths []float64, height float64, format, 
 		return fmt.Errorf("plot %s: %w", path, err)
 	}
 	return rundir.WriteFileAtomic(path, buf.Bytes())
+}
+
+// figureGrid lays panels out four to a row, each 4 inches wide.
+func figureGrid(panels []*plot.Plot) ([][]*plot.Plot, []float64) {
+	cols := min(4, len(panels))
+	rows := (len(panels) + cols - 1) / cols
+	grid := make([][]*plot.Plot, rows)
+	for r := range grid {
+		grid[r] = make([]*plot.Plot, cols)
+		for c := range grid[r] {
+			if i := r*cols + c; i < len(panels) {
+				grid[r][c] = panels[i]
+			}
+		}
+	}
+	widths := make([]float64, cols)
+	for c := range widths {
+		widths[c] = 4
+	}
+	return grid, widths
 }

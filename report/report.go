@@ -386,33 +386,53 @@ func statLess(a, b Stat) bool {
 }
 
 // Backbones returns the table's backbones in order.
-func (t *Table) Backbones() []string {
-	var out []string
-	for _, s := range t.Stats {
-		if !slices.Contains(out, s.Backbone) {
-			out = append(out, s.Backbone)
-		}
-	}
-	return out
-}
+func (t *Table) Backbones() []string { return backbonesOf(t.Stats) }
 
 // Datasets returns the datasets of a backbone in order (the average last).
-func (t *Table) Datasets(backbone string) []string {
-	var out []string
-	for _, s := range t.Stats {
-		if s.Backbone == backbone && !slices.Contains(out, s.Dataset) {
-			out = append(out, s.Dataset)
-		}
-	}
-	return out
-}
+func (t *Table) Datasets(backbone string) []string { return datasetsOf(t.Stats, backbone) }
 
 // Select returns the stats of one backbone and dataset.
 func (t *Table) Select(backbone, dataset string) []Stat {
-	var out []Stat
-	for _, s := range t.Stats {
-		if s.Backbone == backbone && s.Dataset == dataset {
-			out = append(out, s)
+	return selectCell(t.Stats, backbone, dataset)
+}
+
+// cell is what backbonesOf, datasetsOf and selectCell read of a table's
+// rows (Stat and AblationStat).
+type cell interface {
+	cellOf() (backbone, dataset string)
+}
+
+func (s Stat) cellOf() (string, string)         { return s.Backbone, s.Dataset }
+func (s AblationStat) cellOf() (string, string) { return s.Backbone, s.Dataset }
+
+// backbonesOf returns the backbones of rows in order of appearance.
+func backbonesOf[S cell](rows []S) []string {
+	var out []string
+	for _, r := range rows {
+		if bb, _ := r.cellOf(); !slices.Contains(out, bb) {
+			out = append(out, bb)
+		}
+	}
+	return out
+}
+
+// datasetsOf returns a backbone's datasets in order of appearance.
+func datasetsOf[S cell](rows []S, backbone string) []string {
+	var out []string
+	for _, r := range rows {
+		if bb, ds := r.cellOf(); bb == backbone && !slices.Contains(out, ds) {
+			out = append(out, ds)
+		}
+	}
+	return out
+}
+
+// selectCell returns the rows of one backbone and dataset.
+func selectCell[S cell](rows []S, backbone, dataset string) []S {
+	var out []S
+	for _, r := range rows {
+		if bb, ds := r.cellOf(); bb == backbone && ds == dataset {
+			out = append(out, r)
 		}
 	}
 	return out

@@ -193,26 +193,33 @@ func fmtFloat(x float64, prec int) string {
 // Write writes results.md, results.csv and the plots (PNG and SVG) into
 // dir, each file atomically, and returns the paths written.
 func (t *Table) Write(dir, source string) ([]string, error) {
+	return writeReport(dir, MarkdownFile, CSVFile, source, t.WriteMarkdown, t.WriteCSV, t.WritePlots)
+}
+
+// writeReport writes a Markdown file, a CSV file (each atomically) and
+// the plots under dir/PlotDir, and returns the paths written.
+func writeReport(dir, mdName, csvName, source string, markdown func(io.Writer, string) error,
+	csv func(io.Writer) error, plots func(string) ([]string, error)) ([]string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("report: %w", err)
 	}
-	var md, csvb bytes.Buffer
-	if err := t.WriteMarkdown(&md, source); err != nil {
+	var md, cb bytes.Buffer
+	if err := markdown(&md, source); err != nil {
 		return nil, err
 	}
-	if err := t.WriteCSV(&csvb); err != nil {
+	if err := csv(&cb); err != nil {
 		return nil, err
 	}
-	paths := []string{filepath.Join(dir, MarkdownFile), filepath.Join(dir, CSVFile)}
+	paths := []string{filepath.Join(dir, mdName), filepath.Join(dir, csvName)}
 	if err := rundir.WriteFileAtomic(paths[0], md.Bytes()); err != nil {
 		return nil, err
 	}
-	if err := rundir.WriteFileAtomic(paths[1], csvb.Bytes()); err != nil {
+	if err := rundir.WriteFileAtomic(paths[1], cb.Bytes()); err != nil {
 		return nil, err
 	}
-	plots, err := t.WritePlots(filepath.Join(dir, PlotDir))
+	written, err := plots(filepath.Join(dir, PlotDir))
 	if err != nil {
 		return nil, err
 	}
-	return append(paths, plots...), nil
+	return append(paths, written...), nil
 }
