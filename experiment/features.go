@@ -296,6 +296,14 @@ func (e *extractor) transform(needs train.Needs) (preprocess.Transform, string) 
 	return preprocess.TrainWith(res, o, pre), fmt.Sprintf("train:%d:%v%s", res, o, suffix)
 }
 
+// key is the cache key of the features of a split's items (hashed), a
+// transform and a view: the features the method needs (keyExtra) have
+// keys of their own.
+func (e *extractor) key(split, items, transform string, view int) FeatureKey {
+	return FeatureKey{Model: e.modelID, Dataset: e.ds.Name + ":" + e.ds.Dir, Split: split, Items: items,
+		Transform: transform, Seed: uint64(e.cfg.Data.Seed), View: view, Extra: slices.Clone(e.keyExtra)}
+}
+
 func (e *extractor) features(split string, items []datasets.Item, needs train.Needs, view int) (*train.Features, error) {
 	tr, trName := e.transform(needs)
 	paths := make([]string, len(items))
@@ -303,9 +311,7 @@ func (e *extractor) features(split string, items []datasets.Item, needs train.Ne
 	for i, it := range items {
 		paths[i], labels[i] = it.Path, int64(it.Label)
 	}
-	key := FeatureKey{Model: e.modelID, Dataset: e.ds.Name + ":" + e.ds.Dir, Split: split, Items: ItemsHash(paths, labels),
-		Transform: trName, Seed: uint64(e.cfg.Data.Seed), View: view}
-	key.Extra = append(key.Extra, e.keyExtra...)
+	key := e.key(split, ItemsHash(paths, labels), trName, view)
 	useCache := e.cfg.Train.CacheFeatures
 	if useCache {
 		if f, ok, err := e.cache.Load(key, labels, e.device); err != nil {
