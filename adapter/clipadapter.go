@@ -56,6 +56,14 @@ type CLIPAdapterOptions struct {
 	// from the first (the dataset's single template); 0 uses all of them
 	// (prompt ensembling). The released code uses 1.
 	Templates int `toml:"templates"`
+	// Layer places the visual adapter after block (ViT) or stage (ResNet)
+	// Layer of the image encoder instead of on its output: the adapter
+	// acts on every token (ViT) or every position of the feature map
+	// (ResNet, as a 1×1 convolution) with the same residual ratio Alpha,
+	// and the remaining layers run on the result. 0 or the encoder's
+	// number of layers (12 for ViT-B) is the adapter on the output
+	// features. Needs the visual adapter and fixed or scalar ratios.
+	Layer int `toml:"layer"`
 }
 
 // DefaultCLIPAdapterOptions returns the released code's settings: visual
@@ -104,6 +112,12 @@ type CLIPAdapter struct {
 	// it is reused only while the parameters still equal those copies.
 	evalClassifier *ts.Tensor
 	evalParams     []*ts.Tensor
+	// layer is the intermediate layer the visual adapter acts after (0:
+	// the output features), and tail the image encoder's layers after
+	// it; width is the activation's width there.
+	layer int
+	tail  train.ImageTail
+	width int64
 }
 
 var (
@@ -153,6 +167,15 @@ func (o CLIPAdapterOptions) validate() error {
 			return fmt.Errorf("clip-adapter: %s = %g cannot be learned through a sigmoid; want (0, 1)", r.name, r.v)
 		}
 	}
+	if o.Layer < 0 {
+		return fmt.Errorf("clip-adapter: layer %d, want 0 (the output features) or an image encoder layer", o.Layer)
+	}
+	if o.Layer > 0 && o.Variant == VariantText {
+		return fmt.Errorf("clip-adapter: layer %d places the visual adapter, but variant %q has none", o.Layer, o.Variant)
+	}
+	if o.Layer > 0 && o.LearnRatios == RatiosHypernet {
+		return fmt.Errorf("clip-adapter: layer %d: learn_ratios = \"hypernet\" predicts ratios from the output features only (layer 0)", o.Layer)
+	}
 	if o.Templates < 0 {
 		return fmt.Errorf("clip-adapter: templates %d, want 0 (all) or more", o.Templates)
 	}
@@ -188,8 +211,27 @@ func (m *CLIPAdapter) Init(ctx *train.Context, views []*train.Features) error {
 	}
 	m.d, m.scale, m.classifier = d, ctx.Text.LogitScale(), w
 
+	fail := func(err error) error {
+		m.Drop()
+		return fmt.Errorf("clip-adapter: %w", err)
+	}
+	// The visual adapter's width: D, or the activation's at the layer.
+	vd := d
+	if m.opts.Layer > 0 {
+		if err := m.initLayer(ctx); err != nil {
+			return fail(err)
+		}
+		if m.layer > 0 {
+			vd = m.width
+		}
+	}
+	if vd/m.opts.Reduction < 1 {
+		return fail(fmt.Errorf("layer %d width %d with reduction %d leaves no bottleneck", m.layer, vd, m.opts.Reduction))
+	}
+
 	rng := newRNG(ctx.Seed)
-	build := func() (*bottleneck, error) {
+	build := func(d int64) (*bottleneck, error) {
+		hidden := d / m.opts.Reduction
 		b := &bottleneck{reluOut: m.opts.ReLUAfterSecond}
 		var err error
 		if b.fc1, err = newParam(uniformLinear(rng, hidden, d), []int64{hidden, d}, ctx.Device); err != nil {
@@ -201,17 +243,13 @@ func (m *CLIPAdapter) Init(ctx *train.Context, views []*train.Features) error {
 		}
 		return b, nil
 	}
-	fail := func(err error) error {
-		m.Drop()
-		return fmt.Errorf("clip-adapter: %w", err)
-	}
 	if m.adaptsVisual() {
-		if m.visual, err = build(); err != nil {
+		if m.visual, err = build(vd); err != nil {
 			return fail(err)
 		}
 	}
 	if m.adaptsText() {
-		if m.text, err = build(); err != nil {
+		if m.text, err = build(d); err != nil {
 			return fail(err)
 		}
 	}
@@ -233,8 +271,8 @@ func (m *CLIPAdapter) Init(ctx *train.Context, views []*train.Features) error {
 		}
 	}
 	if ctx.Log != nil {
-		ctx.Log.Info("clip-adapter initialized", "variant", m.opts.Variant, "dim", d, "bottleneck", hidden,
-			"classes", len(ctx.ClassNames), "learn_ratios", string(m.opts.LearnRatios), "parameters", m.numParams())
+		ctx.Log.Info("clip-adapter initialized", "variant", m.opts.Variant, "dim", d, "bottleneck", vd/m.opts.Reduction,
+			"classes", len(ctx.ClassNames), "learn_ratios", string(m.opts.LearnRatios), "layer", m.layer, "parameters", m.numParams())
 	}
 	return nil
 }
@@ -334,16 +372,22 @@ func (m *CLIPAdapter) Logits(features *ts.Tensor, training bool) (*ts.Tensor, er
 	if m.classifier == nil {
 		return nil, fmt.Errorf("clip-adapter: Logits before Init")
 	}
-	if _, err := checkFeatures(features, m.d, "clip-adapter: image features"); err != nil {
+	var s torch.Scope
+	defer s.Drop()
+	f := features
+	if m.layer > 0 {
+		var err error
+		if f, err = m.encodeAdapted(features); err != nil {
+			return nil, err
+		}
+		s.Keep(f)
+	} else if _, err := checkFeatures(features, m.d, "clip-adapter: image features"); err != nil {
 		return nil, err
 	}
 	if m.hyper != nil {
 		return m.hyperLogits(features)
 	}
-	var s torch.Scope
-	defer s.Drop()
-	f := features
-	if m.visual != nil {
+	if m.visual != nil && m.layer == 0 {
 		a, err := m.visual.forward(features)
 		if err != nil {
 			return nil, fmt.Errorf("clip-adapter: visual adapter: %w", err)
@@ -484,6 +528,7 @@ func (m *CLIPAdapter) Drop() {
 		m.hyper.drop()
 	}
 	m.classifier, m.alphaLogit, m.betaLogit, m.visual, m.text, m.hyper = nil, nil, nil, nil, nil, nil
+	m.layer, m.tail, m.width = 0, nil, 0
 }
 
 // bottleneck is Linear(D → h, no bias) → ReLU → Linear(h → D, no bias) →
@@ -569,14 +614,18 @@ func mix(a, x *ts.Tensor, ratio float64, logit *ts.Tensor) (*ts.Tensor, error) {
 }
 
 // BuildCLIPAdapter is CLIP-Adapter's constructor for the method registry:
-// it checks the variant and trains on augmented features of the train set.
+// it checks the variant and trains on augmented features of the train set,
+// taken after the image encoder's layer Layer when that is set.
 func BuildCLIPAdapter(o CLIPAdapterOptions) (train.Method, train.Needs, error) {
 	switch o.Variant {
 	case VariantVisual, VariantText, VariantBoth:
 	default:
 		return nil, train.Needs{}, fmt.Errorf("method.variant = %q: want visual, text or both", o.Variant)
 	}
-	return NewCLIPAdapter(o), train.Needs{TrainFeatures: true, Augment: true}, nil
+	if o.Layer < 0 {
+		return nil, train.Needs{}, fmt.Errorf("method.layer = %d: want 0 (the output features) or an image encoder layer", o.Layer)
+	}
+	return NewCLIPAdapter(o), train.Needs{TrainFeatures: true, Augment: true, Layer: o.Layer}, nil
 }
 
 // TextBased implements train.TextBased: the classifier is the text

@@ -270,10 +270,15 @@ func mixRows(a, x, r *ts.Tensor) (*ts.Tensor, error) {
 
 // AdaptFeatures implements train.FeatureAdapter: the adapted image
 // features f' = α·A_v(f) + (1−α)·f the classifier compares (α per image with
-// the hyper-network), or a copy of f without a visual adapter.
+// the hyper-network), or a copy of f without a visual adapter; with the
+// adapter at an intermediate layer, the image features the encoder's
+// remaining layers make of the adapted activations.
 func (m *CLIPAdapter) AdaptFeatures(features *ts.Tensor) (*ts.Tensor, error) {
 	if m.classifier == nil {
 		return nil, fmt.Errorf("clip-adapter: AdaptFeatures before Init")
+	}
+	if m.layer > 0 {
+		return m.encodeAdapted(features)
 	}
 	if _, err := checkFeatures(features, m.d, "clip-adapter: image features"); err != nil {
 		return nil, err

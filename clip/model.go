@@ -455,6 +455,20 @@ func (m *Model) ImageLayers() int {
 	return m.rn.numLayers()
 }
 
+// ImageLayerChannels returns the width of EncodeImageUpTo(·, k)'s
+// activation: the ViT's token width W for every k, or the ResNet's
+// channels after stage k (the stem's width for k = 0, then 4·width·2^(k−1)).
+func (m *Model) ImageLayerChannels(k int) (int64, error) {
+	if k < 0 || k > m.ImageLayers() {
+		return 0, fmt.Errorf("clip: image layer %d: want 0 to %d", k, m.ImageLayers())
+	}
+	w := int64(m.cfg.VisionWidth)
+	if m.vit != nil || k == 0 {
+		return w, nil
+	}
+	return 4 * (w << (k - 1)), nil
+}
+
 // EncodeImageUpTo runs the image encoder on preprocessed images [N, 3, R,
 // R] through block (ViT) or stage (ResNet) k, 0 ≤ k ≤ ImageLayers(), with
 // gradients off: the ViT's tokens [N, L, W] after block k (k = 0: after

@@ -38,6 +38,13 @@ func TestEncodeImageSplitIsExact(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
+				// The activation's width is what ImageLayerChannels says
+				// (dimension 2 of ViT tokens, 1 of ResNet maps).
+				c, err := m.ImageLayerChannels(k)
+				shape := h.MustSize()
+				if dim := map[string]int{"vit": 2, "rn": 1}[tc.ref]; err != nil || shape[dim] != c {
+					t.Errorf("layer %d: activation shape %v, ImageLayerChannels %d (%v)", k, shape, c, err)
+				}
 				f, err := m.EncodeImageFrom(h, k)
 				if err != nil {
 					t.Fatal(err)

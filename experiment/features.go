@@ -30,7 +30,8 @@ import (
 )
 
 // ImageEncoder encodes preprocessed images [B, 3, R, R] into raw features
-// [B, D]. clip.Model implements it.
+// [B, D] (or activations [B, ...] of an intermediate layer, see
+// EncoderFor). clip.Model implements it.
 type ImageEncoder interface {
 	EncodeImage(images *ts.Tensor) (*ts.Tensor, error)
 }
@@ -203,7 +204,7 @@ func (c FeatureCache) Load(k FeatureKey, labels []int64, device gotch.Device) (*
 		return nil, false, fmt.Errorf("feature cache %s: labels: %w", p, err)
 	}
 	shape, err := x.Size()
-	if err != nil || len(shape) != 2 || shape[0] != int64(len(labels)) || !slices.Equal(y, labels) {
+	if err != nil || len(shape) < 2 || shape[0] != int64(len(labels)) || !slices.Equal(y, labels) {
 		return nil, false, fmt.Errorf("feature cache %s holds features of shape %v with %d labels, want %d rows with the items' labels (recomputing)", p, shape, len(y), len(labels))
 	}
 	return &train.Features{X: s.Release(x), Labels: s.Release(lab), Y: y}, true, nil
@@ -231,10 +232,10 @@ type extractor struct {
 	device  gotch.Device
 	out     io.Writer
 	cache   FeatureCache
-	// preProjection encodes every set before the image tower's last
-	// projection (train.Needs.PreProjection); such features are cached
-	// under keys of their own.
-	preProjection bool
+	// enc encodes every set into the features the method needs
+	// (EncoderFor); keyExtra sets them apart in cache keys.
+	enc      ImageEncoder
+	keyExtra []string
 }
 
 // preProjectionEncoder is the ImageEncoder of pre-projection features.
@@ -244,12 +245,36 @@ func (p preProjectionEncoder) EncodeImage(images *ts.Tensor) (*ts.Tensor, error)
 	return p.m.EncodeImagePreProjection(images)
 }
 
-// encoder returns the image encoder the method's features come from.
-func (e *extractor) encoder() ImageEncoder {
-	if e.preProjection {
-		return preProjectionEncoder{e.model}
+// layerEncoder is the ImageEncoder of the activations after an
+// intermediate layer of the image encoder.
+type layerEncoder struct {
+	m *clip.Model
+	k int
+}
+
+func (l layerEncoder) EncodeImage(images *ts.Tensor) (*ts.Tensor, error) {
+	return l.m.EncodeImageUpTo(images, l.k)
+}
+
+// EncoderFor returns the image encoder of the features a method with
+// needs is given (train.Needs): model's output features, the output
+// before the last projection (PreProjection), or the activations after an
+// intermediate layer (Layer: [N, L, W] ViT tokens or [N, C, H, W] ResNet
+// maps, float32). extra is what sets those features apart in a
+// FeatureKey (nil for the output features). A Layer the model does not
+// have is an error naming it.
+func EncoderFor(model *clip.Model, needs train.Needs) (enc ImageEncoder, extra []string, err error) {
+	k, err := needs.SplitLayer(model.ImageLayers())
+	if err != nil {
+		return nil, nil, fmt.Errorf("method.layer: %w", err)
 	}
-	return e.model
+	switch {
+	case k > 0:
+		return layerEncoder{model, k}, []string{fmt.Sprintf("layer:%d", k)}, nil
+	case needs.PreProjection:
+		return preProjectionEncoder{model}, []string{"pre-projection"}, nil
+	}
+	return model, nil, nil
 }
 
 func (e *extractor) transform(needs train.Needs) (preprocess.Transform, string) {
@@ -271,6 +296,14 @@ func (e *extractor) transform(needs train.Needs) (preprocess.Transform, string) 
 	return preprocess.TrainWith(res, o, pre), fmt.Sprintf("train:%d:%v%s", res, o, suffix)
 }
 
+// key is the cache key of the features of a split's items (hashed), a
+// transform and a view: the features the method needs (keyExtra) have
+// keys of their own.
+func (e *extractor) key(split, items, transform string, view int) FeatureKey {
+	return FeatureKey{Model: e.modelID, Dataset: e.ds.Name + ":" + e.ds.Dir, Split: split, Items: items,
+		Transform: transform, Seed: uint64(e.cfg.Data.Seed), View: view, Extra: slices.Clone(e.keyExtra)}
+}
+
 func (e *extractor) features(split string, items []datasets.Item, needs train.Needs, view int) (*train.Features, error) {
 	tr, trName := e.transform(needs)
 	paths := make([]string, len(items))
@@ -278,11 +311,7 @@ func (e *extractor) features(split string, items []datasets.Item, needs train.Ne
 	for i, it := range items {
 		paths[i], labels[i] = it.Path, int64(it.Label)
 	}
-	key := FeatureKey{Model: e.modelID, Dataset: e.ds.Name + ":" + e.ds.Dir, Split: split, Items: ItemsHash(paths, labels),
-		Transform: trName, Seed: uint64(e.cfg.Data.Seed), View: view}
-	if e.preProjection {
-		key.Extra = append(key.Extra, "pre-projection")
-	}
+	key := e.key(split, ItemsHash(paths, labels), trName, view)
 	useCache := e.cfg.Train.CacheFeatures
 	if useCache {
 		if f, ok, err := e.cache.Load(key, labels, e.device); err != nil {
@@ -304,7 +333,7 @@ func (e *extractor) features(split string, items []datasets.Item, needs train.Ne
 		label = fmt.Sprintf("%s view %d", split, view+1)
 	}
 	bar := progress.New(e.out, "encode "+label, len(items), "img")
-	f, err := EncodeImages(e.ctx, e.encoder(), loaderBatches{loader}, tr.Size(), e.device, bar)
+	f, err := EncodeImages(e.ctx, e.enc, loaderBatches{loader}, tr.Size(), e.device, bar)
 	if err != nil {
 		return nil, fmt.Errorf("encode %s images: %w", split, err)
 	}
@@ -338,7 +367,7 @@ func (e *extractor) onlineFeatures(items []datasets.Item, needs train.Needs) fun
 		defer loader.Close()
 		// Inside a training step: the loop itself stops between steps and
 		// checkpoints, so this encoding is not cut short.
-		f, err := EncodeImages(context.WithoutCancel(e.ctx), e.encoder(), loaderBatches{loader}, tr.Size(), e.device, nil)
+		f, err := EncodeImages(context.WithoutCancel(e.ctx), e.enc, loaderBatches{loader}, tr.Size(), e.device, nil)
 		if err != nil {
 			return nil, err
 		}

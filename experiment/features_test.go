@@ -5,11 +5,19 @@ import (
 	"context"
 	"io"
 	"os"
+	"runtime"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
+
+	"github.com/clipadapter/clipgo/clip"
+	"github.com/clipadapter/clipgo/config"
+	"github.com/clipadapter/clipgo/datasets"
+	"github.com/clipadapter/clipgo/internal/torch"
+	"github.com/clipadapter/clipgo/train"
 )
 
 // meanEncoder maps images [B,3,R,R] to their per-channel means [B,3].
@@ -108,4 +116,119 @@ func TestEncodeImagesAndCache(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestEncoderForLayers: a method's Needs.Layer picks the activations
+// after an intermediate image encoder layer, cached under a key of their
+// own; the last layer is the output features under today's key.
+func TestEncoderForLayers(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	cfg, err := clip.ArchConfig("tiny")
+	if err != nil {
+		t.Fatal(err)
+	}
+	model, err := clip.New(cfg, gotch.CPU, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer model.Drop()
+	if model.ImageLayers() != 2 {
+		t.Fatalf("tiny has %d image layers, the test assumes 2", model.ImageLayers())
+	}
+	r := int64(cfg.ImageResolution)
+	images := ts.MustRandn([]int64{3, 3, r, r}, gotch.Float, gotch.CPU)
+	defer images.MustDrop()
+	out, err := model.EncodeImage(images)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.MustDrop()
+	want, _ := torch.Values[float32](out)
+
+	ds := &datasets.Dataset{Name: "synthetic", Dir: "d"}
+	conf := &config.Config{}
+	keys := map[string]FeatureKey{}
+	for _, tc := range []struct {
+		name  string
+		needs train.Needs
+		shape []int64
+		extra []string
+	}{
+		{"output", train.Needs{}, []int64{3, 64}, nil},
+		{"last layer", train.Needs{Layer: 2}, []int64{3, 64}, nil},
+		{"layer 1", train.Needs{Layer: 1}, []int64{3, 17, 64}, []string{"layer:1"}},
+		{"pre-projection", train.Needs{PreProjection: true}, []int64{3, 64}, []string{"pre-projection"}},
+	} {
+		enc, extra, err := EncoderFor(model, tc.needs)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if !slices.Equal(extra, tc.extra) {
+			t.Errorf("%s: key extra %q, want %q", tc.name, extra, tc.extra)
+		}
+		f, err := enc.EncodeImage(images)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if got := f.MustSize(); !slices.Equal(got, tc.shape) {
+			t.Errorf("%s: features of shape %v, want %v", tc.name, got, tc.shape)
+		}
+		if tc.extra == nil {
+			if got, _ := torch.Values[float32](f); !slices.Equal(got, want) {
+				t.Errorf("%s: features differ from the output features", tc.name)
+			}
+		}
+		f.MustDrop()
+		e := &extractor{modelID: "tiny", ds: ds, cfg: conf, enc: enc, keyExtra: extra}
+		keys[tc.name] = e.key("train", "items", "train:64", 0)
+	}
+	if keys["last layer"].Hash() != keys["output"].Hash() {
+		t.Error("the last layer's features are cached under another key than the output features")
+	}
+	if h := keys["layer 1"].Hash(); h == keys["output"].Hash() || h == keys["pre-projection"].Hash() {
+		t.Error("layer 1's features share a cache key with other features")
+	}
+	for _, tc := range []struct {
+		needs train.Needs
+		want  string
+	}{
+		{train.Needs{Layer: 3}, "has 2 layers"},
+		{train.Needs{Layer: -1}, "image layer -1"},
+		{train.Needs{Layer: 1, PreProjection: true}, "pre-projection"},
+	} {
+		if _, _, err := EncoderFor(model, tc.needs); err == nil || !strings.Contains(err.Error(), "method.layer") || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("needs %+v: %v, want an error naming method.layer and %q", tc.needs, err, tc.want)
+		}
+	}
+
+	// Intermediate activations go through the cache like features.
+	enc, extra, _ := EncoderFor(model, train.Needs{Layer: 1})
+	f, err := EncodeImages(context.Background(), enc, &sliceBatches{batches: []*ImageBatch{{Pixels: values(t, images), Labels: []int64{0, 1, 0}, N: 3}}}, int(r), gotch.CPU, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Drop()
+	cache := FeatureCache{Dir: t.TempDir()}
+	key := FeatureKey{Model: "tiny", Split: "val", Extra: extra}
+	if err := cache.Store(key, f); err != nil {
+		t.Fatal(err)
+	}
+	g, ok, err := cache.Load(key, []int64{0, 1, 0}, gotch.CPU)
+	if !ok || err != nil {
+		t.Fatalf("cached layer-1 tokens: ok=%v err=%v", ok, err)
+	}
+	defer g.Drop()
+	if got, want := values(t, g.X), values(t, f.X); !slices.Equal(got, want) || !slices.Equal(g.X.MustSize(), []int64{3, 17, 64}) {
+		t.Errorf("cached layer-1 tokens differ: shape %v", g.X.MustSize())
+	}
+}
+
+func values(t *testing.T, x *ts.Tensor) []float32 {
+	t.Helper()
+	v, err := torch.Values[float32](x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
 }

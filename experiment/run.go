@@ -271,8 +271,15 @@ func (r *run) loadModel(ctx context.Context) error {
 		return err
 	}
 	r.model = model
+	enc, extra, err := EncoderFor(model, r.method.Needs)
+	if err != nil {
+		return err
+	}
+	if len(extra) > 0 && strings.HasPrefix(extra[0], "layer:") {
+		r.log.Info("features after an intermediate image encoder layer", "layer", r.method.Needs.Layer, "of", model.ImageLayers())
+	}
 	r.enc = &extractor{ctx: ctx, model: model, modelID: modelID, ds: r.data, cfg: r.cfg, device: r.device, out: r.out,
-		cache: FeatureCache{Dir: filepath.Join(r.cfg.Output.Dir, ".features")}, preProjection: r.method.Needs.PreProjection}
+		cache: FeatureCache{Dir: filepath.Join(r.cfg.Output.Dir, ".features")}, enc: enc, keyExtra: extra}
 	return nil
 }
 
@@ -372,6 +379,7 @@ func (r *run) initMethod(ctx context.Context) error {
 		Device:     r.device,
 		Seed:       uint64(r.cfg.Data.Seed),
 		Log:        r.log,
+		Image:      r.model,
 	}
 	r.mctx = mctx
 	if r.method.Needs.PreProjection {

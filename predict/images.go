@@ -139,7 +139,7 @@ func (c *Classifier) Predict(images []image.Image, k int) ([]Prediction, error) 
 
 // predictBatch encodes n preprocessed images and returns their top k.
 func (c *Classifier) predictBatch(ctx context.Context, pixels []float32, n, res, k int) ([]Prediction, error) {
-	f, err := experiment.EncodeImages(ctx, c.model, &oneBatch{b: &experiment.ImageBatch{Pixels: pixels, Labels: make([]int64, n), N: n}}, res, c.device, nil)
+	f, err := experiment.EncodeImages(ctx, c.enc, &oneBatch{b: &experiment.ImageBatch{Pixels: pixels, Labels: make([]int64, n), N: n}}, res, c.device, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -177,7 +177,7 @@ func (c *Classifier) encodeItems(ctx context.Context, ds *datasets.Dataset, item
 	}
 	cache := experiment.FeatureCache{Dir: cacheDir}
 	key := experiment.FeatureKey{Model: "sha256:" + c.info.BackboneSHA256 + ":" + c.cfg.Model.Precision, Dataset: ds.Name + ":" + ds.Dir,
-		Split: "eval", Items: experiment.ItemsHash(paths, labels), Transform: fmt.Sprintf("test:%d", tr.Size())}
+		Split: "eval", Items: experiment.ItemsHash(paths, labels), Transform: fmt.Sprintf("test:%d", tr.Size()), Extra: c.keyExtra}
 	if f, ok, err := cache.Load(key, labels, c.device); err != nil {
 		c.log.Warn("ignoring feature cache", "err", err)
 	} else if ok {
@@ -189,7 +189,7 @@ func (c *Classifier) encodeItems(ctx context.Context, ds *datasets.Dataset, item
 	}
 	defer l.Close()
 	bar := progress.New(out, "encode "+ds.Name, len(items), "img")
-	f, err := experiment.EncodeImages(ctx, c.model, loaderBatches{l}, tr.Size(), c.device, bar)
+	f, err := experiment.EncodeImages(ctx, c.enc, loaderBatches{l}, tr.Size(), c.device, bar)
 	if err != nil {
 		return nil, fmt.Errorf("encode %s images: %w", ds.Name, err)
 	}

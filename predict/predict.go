@@ -84,14 +84,18 @@ type Target struct {
 // Classifier is a finished run set up for inference. Its methods must not
 // be called concurrently.
 type Classifier struct {
-	dir    string
-	info   rundir.ModelInfo
-	cfg    *config.Config
-	model  *clip.Model
-	method train.Method
-	device gotch.Device
-	batch  int
-	work   int
+	dir   string
+	info  rundir.ModelInfo
+	cfg   *config.Config
+	model *clip.Model
+	// enc encodes images into the features the method takes
+	// (experiment.EncoderFor), keyExtra sets them apart in cache keys.
+	enc      experiment.ImageEncoder
+	keyExtra []string
+	method   train.Method
+	device   gotch.Device
+	batch    int
+	work     int
 	// names are the output classes; columns, when set, picks them from
 	// the method's logits (restricted target).
 	names   []string
@@ -171,6 +175,9 @@ func (c *Classifier) setup(ctx context.Context, o Options, tensors map[string]*t
 	if d := int64(c.model.Config().EmbedDim); d != info.FeatureDim {
 		return fmt.Errorf("%s: the run's features have %d dimensions, the backbone %d", filepath.Join(dir, rundir.ModelFile), info.FeatureDim, d)
 	}
+	if c.enc, c.keyExtra, err = experiment.EncoderFor(c.model, b.Needs); err != nil {
+		return fmt.Errorf("%s: %w", filepath.Join(dir, rundir.ConfigFile), err)
+	}
 
 	names := info.ClassNames
 	c.names = names
@@ -198,6 +205,7 @@ func (c *Classifier) setup(ctx context.Context, o Options, tensors map[string]*t
 		Device:     c.device,
 		Seed:       uint64(cfg.Data.Seed),
 		Log:        slog.New(slog.DiscardHandler),
+		Image:      c.model,
 	}
 	if err := train.RestoreMethod(c.method, mctx, tensors, info.Extra); err != nil {
 		return fmt.Errorf("%s: %s: %w", filepath.Join(dir, rundir.ModelFile), info.Method, err)

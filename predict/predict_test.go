@@ -37,6 +37,7 @@ var testRuns = []struct {
 	{"coop", []string{"method.name=coop", "method.n_ctx=4"}},
 	{"coop-csc", []string{"method.name=coop", "method.n_ctx=4", "method.class_specific=true"}},
 	{"clip-adapter", []string{"method.name=clip-adapter", "method.alpha=0.8", "train.optimizer=adamw"}},
+	{"clip-adapter-layer", []string{"method.name=clip-adapter", "method.alpha=0.8", "method.layer=1", "train.optimizer=adamw"}},
 	{"tip-adapter", []string{"method.name=tip-adapter", "method.augment_views=2", "method.search_steps=[20, 10]"}},
 	{"tip-adapter-f", []string{"method.name=tip-adapter-f", "method.augment_views=2", "method.search_steps=[20, 10]", "train.optimizer=adamw"}},
 }
@@ -130,6 +131,10 @@ func TestPredictReproducesRun(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer c.Close()
+			// The adapter after layer 1 is given that layer's tokens.
+			if wantExtra := map[string][]string{"clip-adapter-layer": {"layer:1"}}[name]; !slices.Equal(c.keyExtra, wantExtra) {
+				t.Errorf("features cached as %q, want %q", c.keyExtra, wantExtra)
+			}
 			paths := make([]string, len(recorded))
 			for i, p := range recorded {
 				paths[i] = p.File
@@ -436,7 +441,7 @@ func TestEvaluateShiftedSubset(t *testing.T) {
 					t.Errorf("%s = %.4f, by hand %.4f", f.what, f.got, f.want)
 				}
 			}
-			textBased := map[string]bool{"zeroshot": true, "coop": true, "clip-adapter": true}[name]
+			textBased := map[string]bool{"zeroshot": true, "coop": true, "clip-adapter": true, "clip-adapter-layer": true}[name]
 			if got.Restricted == textBased {
 				t.Errorf("restricted = %v for %s", got.Restricted, name)
 			}

@@ -9,6 +9,7 @@ package train
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 
 	"github.com/sugarme/gotch"
@@ -19,7 +20,10 @@ import (
 
 // Features is a set of image features with their labels, on one device.
 type Features struct {
-	// X holds raw (not normalized) CLIP image features, [N, D] float32.
+	// X holds raw (not normalized) CLIP image features, [N, D] float32;
+	// for a method whose Needs.Layer names an intermediate layer, the image
+	// encoder's activations there: [N, L, W] tokens (ViT) or [N, C, H, W]
+	// feature maps (ResNet).
 	X *ts.Tensor
 	// Labels holds the class indices, [N] int64, on the same device as X.
 	Labels *ts.Tensor
@@ -82,6 +86,26 @@ type Context struct {
 	// Needs ask for PreProjection features (nil otherwise). Its tensors are
 	// valid during Init only: a method copies what it keeps.
 	Projection *Projection
+	// Image is CLIP's frozen image encoder from an intermediate layer on,
+	// for methods that adapt activations there (Needs.Layer). It is set
+	// whenever a CLIP model is loaded.
+	Image ImageTail
+}
+
+// ImageTail is what methods may use of CLIP's frozen image encoder after
+// an intermediate layer: the residual blocks of a ViT or the stages of a
+// ResNet that follow layer k.
+type ImageTail interface {
+	// ImageLayers returns the number of layers (ViT blocks, ResNet
+	// stages).
+	ImageLayers() int
+	// ImageLayerChannels returns the width of the activation after layer
+	// k: the ViT's token width, or the ResNet's channels after stage k.
+	ImageLayerChannels(k int) (int64, error)
+	// EncodeImageFrom runs the layers after k on h (the activation after
+	// layer k, possibly adapted) and returns the raw image features
+	// [N, D] float32, in the caller's grad mode: gradients flow into h.
+	EncodeImageFrom(h *ts.Tensor, k int) (*ts.Tensor, error)
 }
 
 // Projection is the image tower's last linear projection, in PyTorch's
@@ -111,6 +135,29 @@ type Needs struct {
 	// validation, test) is the image tower's output before its last
 	// projection, and Context.Projection holds that projection.
 	PreProjection bool
+	// Layer asks for the image encoder's activation after block (ViT) or
+	// stage (ResNet) Layer instead of its output: every feature set the
+	// method sees is then [N, L, W] tokens or [N, C, H, W] feature maps
+	// (see Features.X), and Context.Image finishes the encoding. 0, or the
+	// number of layers, is the encoder's output (SplitLayer).
+	Layer int
+}
+
+// SplitLayer returns the intermediate layer whose activations n asks for
+// from an image encoder with the given number of layers, or 0 for the
+// encoder's output features (Layer 0 or the last layer). A Layer outside
+// 0..layers is an error naming it.
+func (n Needs) SplitLayer(layers int) (int, error) {
+	if n.Layer < 0 || n.Layer > layers {
+		return 0, fmt.Errorf("image layer %d: the image encoder has %d layers (want 0 to %d; 0 or %d: its output)", n.Layer, layers, layers, layers)
+	}
+	if n.Layer == layers {
+		return 0, nil
+	}
+	if n.Layer > 0 && n.PreProjection {
+		return 0, fmt.Errorf("image layer %d: pre-projection features come from the encoder's output, not an intermediate layer", n.Layer)
+	}
+	return n.Layer, nil
 }
 
 // Method is a few-shot classifier on top of frozen CLIP features.
