@@ -382,17 +382,12 @@ func (r *run) initMethod(ctx context.Context) error {
 		Image:      r.model,
 	}
 	r.mctx = mctx
-	if r.method.Needs.PreProjection {
-		w, b, err := r.model.ImageProjection()
-		if err != nil {
-			return err
-		}
-		defer w.Drop()
-		if b != nil {
-			defer b.Drop()
-		}
-		mctx.Projection = &train.Projection{Weight: w, Bias: b}
+	proj, err := ProjectionFor(r.model, r.method.Needs)
+	if err != nil {
+		return err
 	}
+	defer proj.Drop()
+	mctx.Projection = proj
 	if err := r.method.Method.Init(mctx, r.views); err != nil {
 		return fmt.Errorf("%s: init: %w", name, err)
 	}
@@ -615,3 +610,18 @@ func (r *run) drop() {
 }
 
 var _ train.TextEncoder = (*clip.TextSide)(nil)
+
+// ProjectionFor returns CLIP's last image projection when the method asks
+// for pre-projection features (Needs.PreProjection), for
+// train.Context.Projection; nil otherwise. The caller drops it after the
+// method's Init (or restore), which copies what it keeps.
+func ProjectionFor(model *clip.Model, needs train.Needs) (*train.Projection, error) {
+	if !needs.PreProjection {
+		return nil, nil
+	}
+	w, b, err := model.ImageProjection()
+	if err != nil {
+		return nil, err
+	}
+	return &train.Projection{Weight: w, Bias: b}, nil
+}

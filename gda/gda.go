@@ -134,14 +134,8 @@ func (g *GDA) Init(ctx *train.Context, views []*train.Features) error {
 }
 
 func (g *GDA) init(ctx *train.Context, views []*train.Features) error {
-	if err := g.opts.validate(); err != nil {
+	if err := g.setup(ctx); err != nil {
 		return err
-	}
-	if ctx == nil || ctx.Text == nil {
-		return errors.New("the context has no text encoder")
-	}
-	if g.classifier != nil {
-		return errors.New("already initialized")
 	}
 	if len(views) == 0 {
 		return errors.New("no training features")
@@ -165,15 +159,7 @@ func (g *GDA) init(ctx *train.Context, views []*train.Features) error {
 			return fmt.Errorf("training label %d (sample %d) is outside the %d classes", y, i, c)
 		}
 	}
-	var w *ts.Tensor
 	err := torch.NoGrad(func() error {
-		var err error
-		if w, err = zeroshot.Classifier(ctx.Text, ctx.ClassNames, templates(ctx.Templates, g.opts.Templates)); err != nil {
-			return err
-		}
-		if g.classifier, err = w.To(ctx.Device, true); err != nil {
-			return torch.Err("move text classifier", err)
-		}
 		x, err := ts.Cat(xs, 0)
 		if err != nil {
 			return torch.Err("concatenate training views", err)
@@ -195,14 +181,84 @@ func (g *GDA) init(ctx *train.Context, views []*train.Features) error {
 	if err != nil {
 		return err
 	}
+	if ctx.Log != nil {
+		ctx.Log.Info("gda fitted", "samples", len(ys), "views", len(views), "classes", c, "scale", g.scale)
+	}
+	return nil
+}
+
+// setup checks the options and the context and builds what does not
+// depend on training features: the text classifier, the logit scale, α.
+func (g *GDA) setup(ctx *train.Context) error {
+	if err := g.opts.validate(); err != nil {
+		return err
+	}
+	if ctx == nil || ctx.Text == nil {
+		return errors.New("the context has no text encoder")
+	}
+	if g.classifier != nil {
+		return errors.New("already initialized")
+	}
+	err := torch.NoGrad(func() error {
+		w, err := zeroshot.Classifier(ctx.Text, ctx.ClassNames, templates(ctx.Templates, g.opts.Templates))
+		if err != nil {
+			return err
+		}
+		if g.classifier, err = w.To(ctx.Device, true); err != nil {
+			return torch.Err("move text classifier", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
 	g.d = ctx.FeatureDim
 	g.scale = 100
 	if g.opts.UseLogitScale {
 		g.scale = ctx.Text.LogitScale()
 	}
 	g.alpha = g.opts.Alpha
-	if ctx.Log != nil {
-		ctx.Log.Info("gda fitted", "samples", len(ys), "views", len(views), "classes", c, "scale", g.scale)
+	return nil
+}
+
+var _ train.Restorer = (*GDA)(nil)
+
+// Frozen implements train.Restorer: the discriminant fitted on the
+// training features, "weights" ([C, D] Σ⁻¹μ_k) and "bias" ([C]).
+func (g *GDA) Frozen() []train.Param {
+	return []train.Param{{Name: "weights", Tensor: g.weights}, {Name: "bias", Tensor: g.bias}}
+}
+
+// Restore implements train.Restorer: the text classifier is built from
+// ctx as Init does, the discriminant is copied from frozen; α is the
+// configured one until SetExtra.
+func (g *GDA) Restore(ctx *train.Context, frozen map[string]*ts.Tensor) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	err := func() error {
+		if err := g.setup(ctx); err != nil {
+			return err
+		}
+		w, b := frozen["weights"], frozen["bias"]
+		if w == nil || b == nil {
+			return errors.New("the saved state lacks weights or bias")
+		}
+		c := int64(len(ctx.ClassNames))
+		ws, err := w.Size()
+		if err != nil || len(ws) != 2 || ws[0] != c || ws[1] != ctx.FeatureDim {
+			return fmt.Errorf("saved weights have shape %v, want [%d, %d]", ws, c, ctx.FeatureDim)
+		}
+		if g.weights, err = w.To(ctx.Device, true); err != nil {
+			return torch.Err("restore weights", err)
+		}
+		if g.bias, err = b.To(ctx.Device, true); err != nil {
+			return torch.Err("restore bias", err)
+		}
+		return nil
+	}()
+	if err != nil {
+		g.Drop()
+		return fmt.Errorf("gda: %w", err)
 	}
 	return nil
 }

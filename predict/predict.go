@@ -207,6 +207,12 @@ func (c *Classifier) setup(ctx context.Context, o Options, tensors map[string]*t
 		Log:        slog.New(slog.DiscardHandler),
 		Image:      c.model,
 	}
+	proj, err := experiment.ProjectionFor(c.model, b.Needs)
+	if err != nil {
+		return err
+	}
+	defer proj.Drop()
+	mctx.Projection = proj
 	if err := train.RestoreMethod(c.method, mctx, tensors, info.Extra); err != nil {
 		return fmt.Errorf("%s: %s: %w", filepath.Join(dir, rundir.ModelFile), info.Method, err)
 	}

@@ -40,6 +40,9 @@ var testRuns = []struct {
 	{"clip-adapter-layer", []string{"method.name=clip-adapter", "method.alpha=0.8", "method.layer=1", "train.optimizer=adamw"}},
 	{"tip-adapter", []string{"method.name=tip-adapter", "method.augment_views=2", "method.search_steps=[20, 10]"}},
 	{"tip-adapter-f", []string{"method.name=tip-adapter-f", "method.augment_views=2", "method.search_steps=[20, 10]", "train.optimizer=adamw"}},
+	{"cocoop", []string{"method.name=cocoop", "train.epochs=2", "train.batch_size=4"}},
+	{"gda", []string{"method.name=gda", "method.augment_views=2"}},
+	{"prolip", []string{"method.name=prolip", "method.augment_views=2", "train.optimizer=adamw", "train.weight_decay=0"}},
 }
 
 const testConfig = `
@@ -131,8 +134,9 @@ func TestPredictReproducesRun(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer c.Close()
-			// The adapter after layer 1 is given that layer's tokens.
-			if wantExtra := map[string][]string{"clip-adapter-layer": {"layer:1"}}[name]; !slices.Equal(c.keyExtra, wantExtra) {
+			// The adapter after layer 1 is given that layer's tokens, ProLIP
+			// pre-projection features.
+			if wantExtra := map[string][]string{"clip-adapter-layer": {"layer:1"}, "prolip": {"pre-projection"}}[name]; !slices.Equal(c.keyExtra, wantExtra) {
 				t.Errorf("features cached as %q, want %q", c.keyExtra, wantExtra)
 			}
 			paths := make([]string, len(recorded))

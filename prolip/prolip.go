@@ -133,14 +133,14 @@ func (m *ProLIP) Lambda() float64 { return m.lambda }
 func (m *ProLIP) Init(ctx *train.Context, views []*train.Features) error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	if err := m.init(ctx, views); err != nil {
+	if err := m.init(ctx, views, false); err != nil {
 		m.Drop()
 		return fmt.Errorf("prolip: %w", err)
 	}
 	return nil
 }
 
-func (m *ProLIP) init(ctx *train.Context, views []*train.Features) error {
+func (m *ProLIP) init(ctx *train.Context, views []*train.Features, restoring bool) error {
 	if err := m.opts.validate(); err != nil {
 		return err
 	}
@@ -171,7 +171,7 @@ func (m *ProLIP) init(ctx *train.Context, views []*train.Features) error {
 		}
 	}
 	m.lambda = m.opts.Lambda
-	if m.opts.LambdaRule != LambdaFixed {
+	if m.opts.LambdaRule != LambdaFixed && !restoring {
 		if len(views) == 0 {
 			return errors.New("no training features to count the shots for lambda")
 		}
@@ -220,6 +220,26 @@ func (m *ProLIP) init(ctx *train.Context, views []*train.Features) error {
 	}
 	if ctx.Log != nil {
 		ctx.Log.Info("prolip initialized", "projection", fmt.Sprint(ws), "lambda", m.lambda, "views", len(views), "scale", m.scale)
+	}
+	return nil
+}
+
+var _ train.Restorer = (*ProLIP)(nil)
+
+// Frozen implements train.Restorer: nothing beyond the parameter (the
+// learned projection) is needed at inference; the classifier comes from
+// the class names and the bias from the checkpoint's projection.
+func (m *ProLIP) Frozen() []train.Param { return nil }
+
+// Restore implements train.Restorer: Init without training features (λ,
+// which only weighs the training penalty, is not set from the shots); the
+// learned projection is copied in afterwards.
+func (m *ProLIP) Restore(ctx *train.Context, _ map[string]*ts.Tensor) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if err := m.init(ctx, nil, true); err != nil {
+		m.Drop()
+		return fmt.Errorf("prolip: %w", err)
 	}
 	return nil
 }

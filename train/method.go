@@ -117,6 +117,19 @@ type Projection struct {
 	Bias *ts.Tensor
 }
 
+// Drop frees the projection's tensors; a nil projection is a no-op.
+func (p *Projection) Drop() {
+	if p == nil {
+		return
+	}
+	if p.Weight != nil {
+		p.Weight.Drop()
+	}
+	if p.Bias != nil {
+		p.Bias.Drop()
+	}
+}
+
 // Needs says what a method needs the experiment to prepare: which image
 // features of the train set, and how they are augmented.
 type Needs struct {
