@@ -110,13 +110,18 @@ func (t trainTransform) applySource(s *Source, rng *rand.Rand, dst []float32) er
 	}
 	x, y, w, h := RandomResizedCropParams(s.W, s.H, t.opt.Scale, t.opt.Ratio, rng)
 	flip := !t.opt.NoFlip && rng.Float64() < 0.5
-	box := s.crop(x, y, w, h)
-	part, err := resizeSource(box, t.size, t.size, [4]int{0, 0, t.size, t.size}, filterOf(t.cfg.Interpolation))
+	part, err := resizedCropSource(s, x, y, w, h, t.size, filterOf(t.cfg.Interpolation))
 	if err != nil {
 		return fmt.Errorf("train transform: %w", err)
 	}
 	normalize(part.RGB(), dst, flip, t.cfg)
 	return nil
+}
+
+// resizedCropSource is torchvision's resized_crop on a PIL image in its
+// own mode: the w×h box at (x, y) is cropped, then resized to size×size.
+func resizedCropSource(s *Source, x, y, w, h, size int, f filter) (*Source, error) {
+	return resizeSource(s.crop(x, y, w, h), size, size, [4]int{0, 0, size, size}, f)
 }
 
 // checkSource validates the arguments of applySource.
