@@ -14,6 +14,12 @@ Outputs, all in this directory:
   test/*.npy       CLIP's test transform (Resize(n, bicubic), CenterCrop(n),
                    ToTensor, Normalize(CLIP mean/std)), float32 3xnxn, and
                    (*_u8.npy) the uint8 crop before ToTensor
+  modes/*          sources in every mode Pillow opens (1, L, LA, P with and
+                   without transparency, RGB, RGBA, CMYK, I, I;16 as files;
+                   I and F also as raw .npy arrays) and the uint8 RGB
+                   output of CLIP's test transform in OpenAI's order (resize
+                   and crop the image as opened, convert("RGB") last) and
+                   Dassl's (convert first), plus resized crops in the mode
   bench_500x375.jpg  the benchmark image
   manifest.json    the cases above, library versions, and statistics of
                    torchvision's RandomResizedCrop.get_params over many draws
