@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"image"
-	"image/color"
 	"image/gif"
 	"image/png"
 	"io"
@@ -111,21 +110,58 @@ func Decode(r io.Reader) (*Image, error) {
 
 // DecodeBytes decodes an encoded image held in memory; see Decode.
 func DecodeBytes(data []byte) (*Image, error) {
+	s, err := DecodeSource(data)
+	if err != nil {
+		return nil, err
+	}
+	return s.RGB(), nil
+}
+
+// OpenSource reads and decodes the image file at path into its Pillow
+// mode; see DecodeSource. Errors name the path.
+func OpenSource(path string) (*Source, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("open image: %w", err)
+	}
+	s, err := DecodeSource(data)
+	if err != nil {
+		return nil, fmt.Errorf("image %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// DecodeSource decodes an encoded image held in memory into the mode
+// Pillow 9.4's Image.open gives it, without converting it: Source.RGB of
+// the result is what Decode returns. The modes by format:
+//
+//   - JPEG: L (grayscale), RGB, CMYK (CMYK and YCCK, Adobe-inverted);
+//   - PNG: 1 (1-bit gray), L (2 to 8-bit gray), I (16-bit gray), LA, RGB
+//     (8 or 16-bit, high byte kept), P, RGBA (8 or 16-bit, and 16-bit gray
+//     with alpha, which Pillow opens as RGBA);
+//   - GIF: P, the first frame on the logical screen;
+//   - WebP: RGB, or RGBA when the file declares alpha;
+//   - BMP: P, or L/1 when the palette is a gray ramp (Pillow's rule), RGB,
+//     RGBA;
+//   - TIFF: L, I;16, P, RGB, RGBA (golang.org/x/image/tiff reads neither
+//     CMYK nor 32-bit integer or float samples, and 1-bit TIFFs come out
+//     as L where Pillow has mode 1).
+func DecodeSource(data []byte) (*Source, error) {
 	format, err := Sniff(data)
 	if err != nil {
 		return nil, err
 	}
-	m, err := decodeFormat(format, data)
+	s, err := decodeFormat(format, data)
 	if err != nil {
 		return nil, fmt.Errorf("decode %s: %w", format, err)
 	}
-	if m.W == 0 || m.H == 0 {
-		return nil, fmt.Errorf("decode %s: empty image (%dx%d)", format, m.W, m.H)
+	if s.W == 0 || s.H == 0 {
+		return nil, fmt.Errorf("decode %s: empty image (%dx%d)", format, s.W, s.H)
 	}
-	return m, nil
+	return s, nil
 }
 
-func decodeFormat(format Format, data []byte) (*Image, error) {
+func decodeFormat(format Format, data []byte) (*Source, error) {
 	r := bytes.NewReader(data)
 	switch format {
 	case JPEG:
@@ -135,10 +171,7 @@ func decodeFormat(format Format, data []byte) (*Image, error) {
 		if err != nil {
 			return nil, err
 		}
-		if isGray16PNG(data) {
-			return fromGray16Clipped(img), nil
-		}
-		return FromImage(img), nil
+		return pngSource(img, data), nil
 	case GIF:
 		return decodeGIF(data)
 	case WebP:
@@ -146,73 +179,29 @@ func decodeFormat(format Format, data []byte) (*Image, error) {
 		if err != nil {
 			return nil, err
 		}
-		switch m := img.(type) {
-		case *image.YCbCr:
-			return fromYCbCrWebP(m), nil
-		case *image.NYCbCrA:
-			return fromYCbCrWebP(&m.YCbCr), nil
-		}
-		return FromImage(img), nil
+		return webpSource(img, webpHasAlpha(data)), nil
 	case BMP:
 		img, err := bmp.Decode(r)
 		if err != nil {
 			return nil, err
 		}
-		return FromImage(img), nil
+		return genericSource(img), nil
 	case TIFF:
 		img, err := tiff.Decode(r)
 		if err != nil {
 			return nil, err
 		}
-		return FromImage(img), nil
+		return genericSource(img), nil
 	}
 	return nil, ErrUnknownFormat
 }
 
-// isGray16PNG reports whether a PNG's header declares 16-bit grayscale
-// (color type 0 or 4 would both be gray, but only type 0 becomes Pillow's
-// 32-bit integer mode "I"; 16-bit gray+alpha becomes "LA" with the high
-// byte kept).
-func isGray16PNG(data []byte) bool {
-	// signature (8) + IHDR length (4) + "IHDR" (4) + width, height (8) +
-	// bit depth (1) + color type (1)
-	if len(data) < 26 || string(data[12:16]) != "IHDR" {
-		return false
-	}
-	return data[24] == 16 && data[25] == 0
-}
-
-// fromGray16Clipped converts a 16-bit grayscale image the way Pillow
-// converts mode "I" to RGB: each value is clipped to [0, 255].
-func fromGray16Clipped(img image.Image) *Image {
-	b := img.Bounds()
-	out := NewImage(b.Dx(), b.Dy())
-	i := 0
-	for y := b.Min.Y; y < b.Max.Y; y++ {
-		for x := b.Min.X; x < b.Max.X; x++ {
-			// Gray16 normally; 16-bit gray with a tRNS chunk decodes as
-			// NRGBA64 with R = G = B = the gray value.
-			var v uint16
-			switch c := img.At(x, y).(type) {
-			case color.Gray16:
-				v = c.Y
-			case color.NRGBA64:
-				v = c.R
-			default:
-				v = color.Gray16Model.Convert(c).(color.Gray16).Y
-			}
-			g := uint8(min(v, 255))
-			out.Pix[i], out.Pix[i+1], out.Pix[i+2] = g, g, g
-			i += 3
-		}
-	}
-	return out
-}
-
-// decodeGIF decodes the first frame of a GIF the way Pillow shows it: on a
-// canvas of the logical screen size, with the transparent color index
-// mapped to its palette color rather than to transparent black.
-func decodeGIF(data []byte) (*Image, error) {
+// decodeGIF decodes the first frame of a GIF the way Pillow opens it: a P
+// image of the logical screen size, with the frame at its offset, the
+// rest filled with the transparency index if there is one (else index 0),
+// and the transparent entry of the palette keeping its stored color (Go's
+// decoder makes it transparent black).
+func decodeGIF(data []byte) (*Source, error) {
 	cfg, err := gif.DecodeConfig(bytes.NewReader(data))
 	if err != nil {
 		return nil, err
@@ -223,7 +212,7 @@ func decodeGIF(data []byte) (*Image, error) {
 	}
 	pm, ok := img.(*image.Paletted)
 	if !ok {
-		return FromImage(img), nil
+		return SourceOf(FromImage(img)), nil
 	}
 	info, err := gifFirstFrame(data)
 	if err != nil {
@@ -233,24 +222,16 @@ func decodeGIF(data []byte) (*Image, error) {
 	if info.transparent >= 0 && info.transparent < len(info.palette) {
 		pal[info.transparent] = info.palette[info.transparent]
 	}
-	// Pixels outside the first frame take the transparency index if there
-	// is one (Pillow fills the canvas with it), else index 0.
-	fill := pal[0]
-	if info.transparent >= 0 {
-		fill = pal[info.transparent]
-	}
-	out := NewImage(cfg.Width, cfg.Height)
-	for i := 0; i < len(out.Pix); i += 3 {
-		out.Pix[i], out.Pix[i+1], out.Pix[i+2] = fill[0], fill[1], fill[2]
+	out := newSource(ModeP, cfg.Width, cfg.Height, pal)
+	if info.transparent > 0 {
+		fill := uint8(info.transparent)
+		for i := range out.Pix {
+			out.Pix[i] = fill
+		}
 	}
 	b := pm.Rect.Intersect(image.Rect(0, 0, cfg.Width, cfg.Height))
 	for y := b.Min.Y; y < b.Max.Y; y++ {
-		row := pm.Pix[pm.PixOffset(b.Min.X, y):]
-		for x := b.Min.X; x < b.Max.X; x++ {
-			c := pal[row[x-b.Min.X]]
-			i := 3 * (y*out.W + x)
-			out.Pix[i], out.Pix[i+1], out.Pix[i+2] = c[0], c[1], c[2]
-		}
+		copy(out.Pix[y*out.W+b.Min.X:][:b.Dx()], pm.Pix[pm.PixOffset(b.Min.X, y):])
 	}
 	return out, nil
 }

@@ -283,7 +283,7 @@ func TestResizedCropMatchesTorchvision(t *testing.T) {
 			// The transform's normalization with the flip folded in gives
 			// the same tensor as normalizing the flipped reference.
 			dst := make([]float32, 3*c.Size*c.Size)
-			normalize(ResizedCrop(src, c.Left, c.Top, c.W, c.H, c.Size, c.Size), dst, c.Flip)
+			normalize(ResizedCrop(src, c.Left, c.Top, c.W, c.H, c.Size, c.Size), dst, c.Flip, Config{})
 			ref := make([]float32, len(dst))
 			Normalize(want, ref)
 			for i := range dst {

@@ -24,8 +24,17 @@
 // and color conversion; JPEG pixels can then differ slightly from
 // Pillow's, because Go's inverse DCT is not libjpeg's (see Decode).
 //
-// Images are 8-bit RGB (Image). Functions do not modify their input
-// images, and transforms hold no state besides their options, so they may
+// Two orders of conversion (Order): OrderDassl converts to RGB right
+// after decoding (Decode, Open), as Dassl's loader does for CoOp and
+// CLIP-Adapter; the dataset pipeline uses it. OrderOpenAI keeps the image
+// in the mode Pillow opens it in (Source, from DecodeSource or
+// OpenSource), resizes and crops it in that mode with Pillow's per-mode
+// rules and converts to RGB last, as OpenAI's clip.load preprocess (and
+// OpenCLIP's) does; the clip commands use it (ApplyOrdered). The two
+// differ only for images that are neither RGB nor grayscale.
+//
+// Transforms work on 8-bit RGB images (Image). Functions do not modify
+// their input images, and transforms hold no state besides their options, so they may
 // be used from several goroutines at once, each passing its own
 // *rand.Rand.
 package preprocess

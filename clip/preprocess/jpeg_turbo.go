@@ -96,22 +96,23 @@ static int clipgo_jpeg_header(const void *data, size_t n, clipgo_jpeg **out,
 }
 
 // clipgo_jpeg_read decompresses the image whose header j has read into
-// buf: w*h pixels of 3 bytes (R, G, B) when cmyk is 0, of 4 bytes (C, M,
-// Y, K as libjpeg gives them) otherwise, row by row without padding. It
+// buf: w*h pixels of 3 bytes (R, G, B) when space is 0, of 4 bytes (C, M,
+// Y, K as libjpeg gives them) when it is 1, of 1 byte (gray) when it is
+// 2, row by row without padding. It
 // returns 0 on success and -1 with the message in msg on failure; either
 // way j stays allocated (the caller frees it). buf is only used during
 // the call.
-static int clipgo_jpeg_read(clipgo_jpeg *j, unsigned char *buf, int cmyk,
+static int clipgo_jpeg_read(clipgo_jpeg *j, unsigned char *buf, int space,
 		char *msg, size_t msgcap) {
 	if (setjmp(j->jmp)) {
 		snprintf(msg, msgcap, "%s", j->msg);
 		return -1;
 	}
-	j->cinfo.out_color_space = cmyk ? JCS_CMYK : JCS_RGB;
+	j->cinfo.out_color_space = space == 1 ? JCS_CMYK : space == 2 ? JCS_GRAYSCALE : JCS_RGB;
 	jpeg_start_decompress(&j->cinfo);
 	JDIMENSION w = j->cinfo.output_width, h = j->cinfo.output_height;
 	int comps = j->cinfo.output_components;
-	if (comps != (cmyk ? 4 : 3) || w != j->cinfo.image_width || h != j->cinfo.image_height) {
+	if (comps != (space == 1 ? 4 : space == 2 ? 1 : 3) || w != j->cinfo.image_width || h != j->cinfo.image_height) {
 		snprintf(msg, msgcap, "unexpected output of %ux%u pixels of %d components", w, h, comps);
 		return -1;
 	}
@@ -153,12 +154,11 @@ const (
 	jcsYCCK      = C.JCS_YCCK
 )
 
-// decodeJPEG decodes a JPEG with libjpeg as Pillow does and converts it
-// to RGB as Pillow's convert("RGB") does: grayscale is replicated, and
-// 4-component (CMYK or YCCK) images are read as CMYK with Adobe's
-// inverted polarity (Pillow's "CMYK;I", which it assumes for every CMYK
-// JPEG) and converted with cmykToRGB.
-func decodeJPEG(data []byte) (*Image, error) {
+// decodeJPEG decodes a JPEG with libjpeg as Pillow does, into the mode
+// Pillow opens it in: grayscale as L, YCbCr and RGB as RGB, and
+// 4-component (CMYK or YCCK) images as CMYK read with Adobe's inverted
+// polarity (Pillow's "CMYK;I", which it assumes for every CMYK JPEG).
+func decodeJPEG(data []byte) (*Source, error) {
 	if len(data) == 0 {
 		return nil, errors.New("empty data")
 	}
@@ -173,36 +173,36 @@ func decodeJPEG(data []byte) (*Image, error) {
 	}
 	defer C.clipgo_jpeg_free(j)
 
-	var cmyk C.int // 1: read as CMYK, then convert
+	var (
+		out  C.int // libjpeg output: 0 RGB, 1 CMYK, 2 gray
+		mode = ModeRGB
+	)
 	switch {
-	case space == jcsGrayscale && ncomp == 1,
-		(space == jcsYCbCr || space == jcsRGB) && ncomp == 3:
+	case space == jcsGrayscale && ncomp == 1:
+		out, mode = 2, ModeL
+	case (space == jcsYCbCr || space == jcsRGB) && ncomp == 3:
 	case (space == jcsCMYK || space == jcsYCCK) && ncomp == 4:
-		cmyk = 1
+		out, mode = 1, ModeCMYK
 	default:
 		return nil, fmt.Errorf("unsupported JPEG: %d components in color space %d", ncomp, space)
 	}
 	if int64(w)*int64(h) > maxJPEGPixels {
 		return nil, fmt.Errorf("image of %dx%d pixels is larger than the limit of %d pixels", w, h, maxJPEGPixels)
 	}
-	out := NewImage(int(w), int(h))
-	if len(out.Pix) == 0 {
-		return out, nil // DecodeBytes reports the empty image
+	src := newSource(mode, int(w), int(h), nil)
+	if len(src.Pix) == 0 {
+		return src, nil // DecodeSource reports the empty image
 	}
-	buf := out.Pix
-	if cmyk == 1 {
-		buf = make([]uint8, 4*out.W*out.H)
-	}
+	buf := src.Pix
 	// buf holds no Go pointers and C keeps no reference to it after the
 	// call, as cgo's pointer rules require.
-	if C.clipgo_jpeg_read(j, (*C.uchar)(unsafe.Pointer(&buf[0])), cmyk, &msg[0], C.size_t(len(msg))) != 0 {
+	if C.clipgo_jpeg_read(j, (*C.uchar)(unsafe.Pointer(&buf[0])), out, &msg[0], C.size_t(len(msg))) != 0 {
 		return nil, fmt.Errorf("libjpeg: %s", C.GoString(&msg[0]))
 	}
-	if cmyk == 1 {
-		pix := out.Pix
-		for i, o := 0, 0; i < len(buf); i, o = i+4, o+3 {
-			pix[o], pix[o+1], pix[o+2] = cmykToRGB(^buf[i], ^buf[i+1], ^buf[i+2], ^buf[i+3])
+	if mode == ModeCMYK {
+		for i, v := range buf {
+			buf[i] = ^v
 		}
 	}
-	return out, nil
+	return src, nil
 }

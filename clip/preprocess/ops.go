@@ -82,16 +82,17 @@ func FlipHorizontal(img *Image) *Image {
 // It panics if len(dst) < 3*W*H (a programming error; the transforms check
 // sizes and return errors).
 func Normalize(img *Image, dst []float32) {
-	normalize(img, dst, false)
+	normalize(img, dst, false, Config{})
 }
 
-// normalize is Normalize with an optional horizontal flip folded in.
-func normalize(img *Image, dst []float32, flip bool) {
+// normalize is Normalize with an optional horizontal flip folded in and
+// c's mean and std.
+func normalize(img *Image, dst []float32, flip bool, c Config) {
 	plane := img.W * img.H
 	if len(dst) < 3*plane {
 		panic(fmt.Sprintf("preprocess.Normalize: dst has %d elements, need 3*%d*%d = %d", len(dst), img.W, img.H, 3*plane))
 	}
-	nw := newNormWriter(dst, img.W, img.H, flip)
+	nw := newNormWriterWith(dst, img.W, img.H, flip, c)
 	for y := range img.H {
 		nw.row(y, img.Pix[3*y*img.W:][:3*img.W])
 	}
@@ -108,13 +109,8 @@ type normWriter struct {
 	flip    bool
 }
 
-// newNormWriter returns a normWriter for a w×h image into dst, which must
-// hold at least 3*w*h values.
-func newNormWriter(dst []float32, w, h int, flip bool) *normWriter {
-	return newNormWriterWith(dst, w, h, flip, Config{})
-}
-
-// newNormWriterWith is newNormWriter with c's mean and std.
+// newNormWriterWith returns a normWriter for a w×h image into dst, which
+// must hold at least 3*w*h values, with c's mean and std.
 func newNormWriterWith(dst []float32, w, h int, flip bool, c Config) *normWriter {
 	plane := w * h
 	nw := &normWriter{r: dst[:plane], g: dst[plane : 2*plane], b: dst[2*plane : 3*plane], w: w, flip: flip}

@@ -163,7 +163,7 @@ func TestNormalize(t *testing.T) {
 		}
 	}
 	flipped := make([]float32, 6)
-	normalize(m, flipped, true)
+	normalize(m, flipped, true, Config{})
 	for c := range 3 {
 		if flipped[2*c] != dst[2*c+1] || flipped[2*c+1] != dst[2*c] {
 			t.Errorf("flipped plane %d = %v, want %v reversed", c, flipped[2*c:2*c+2], dst[2*c:2*c+2])

@@ -94,21 +94,24 @@ func newFilterTaps(inSize, outSize int) *filterTaps {
 	return newFilterTapsWith(inSize, outSize, filterOf(Bicubic))
 }
 
-// newFilterTapsWith computes the weights of filter f for resampling inSize
+// filterCoeffs holds the normalized float64 weights of one resampling
+// direction, as Pillow computes them before converting them to fixed point
+// for 8-bit images (32-bit images use them as they are).
+type filterCoeffs struct {
+	ksize int
+	start []int       // first input index of output i
+	w     [][]float64 // weights of output i, one per input index from start
+}
+
+// newFilterCoeffs computes the weights of filter f for resampling inSize
 // samples to outSize samples.
-func newFilterTapsWith(inSize, outSize int, f filter) *filterTaps {
+func newFilterCoeffs(inSize, outSize int, f filter) *filterCoeffs {
 	scale := float64(inSize) / float64(outSize)
 	filterscale := max(scale, 1.0)
 	support := f.support * filterscale
 	ksize := int(math.Ceil(support))*2 + 1
-	t := &filterTaps{
-		ksize: ksize,
-		start: make([]int, outSize),
-		count: make([]int, outSize),
-		k:     make([]int32, outSize*ksize),
-		taps:  make([][]int32, outSize),
-	}
-	w := make([]float64, ksize)
+	c := &filterCoeffs{ksize: ksize, start: make([]int, outSize), w: make([][]float64, outSize)}
+	all := make([]float64, outSize*ksize)
 	ss := 1.0 / filterscale
 	for i := range outSize {
 		center := float64(float64(i)+0.5) * scale
@@ -117,27 +120,48 @@ func newFilterTapsWith(inSize, outSize int, f filter) *filterTaps {
 		hi := int(float64(center+support) + 0.5)
 		hi = min(hi, inSize)
 		n := hi - lo
+		w := all[i*ksize:][:n]
 		sum := 0.0
 		for j := range n {
 			v := f.kernel(float64(float64(float64(j+lo)-center)+0.5) * ss)
 			w[j] = v
 			sum += v
 		}
-		for j := range n {
-			if sum != 0 {
+		if sum != 0 {
+			for j := range n {
 				w[j] /= sum
 			}
+		}
+		c.start[i], c.w[i] = lo, w
+	}
+	return c
+}
+
+// newFilterTapsWith computes the weights of filter f for resampling inSize
+// samples to outSize samples, in fixed point.
+func newFilterTapsWith(inSize, outSize int, f filter) *filterTaps {
+	c := newFilterCoeffs(inSize, outSize, f)
+	ksize := c.ksize
+	t := &filterTaps{
+		ksize: ksize,
+		start: c.start,
+		count: make([]int, outSize),
+		k:     make([]int32, outSize*ksize),
+		taps:  make([][]int32, outSize),
+	}
+	for i, w := range c.w {
+		for j, v := range w {
 			// Fixed point, rounding half away from zero (C truncation of
 			// value ± 0.5).
-			f := float64(w[j] * (1 << precisionBits))
-			if w[j] < 0 {
+			f := float64(v * (1 << precisionBits))
+			if v < 0 {
 				t.k[i*ksize+j] = int32(f - 0.5)
 			} else {
 				t.k[i*ksize+j] = int32(f + 0.5)
 			}
 		}
-		t.start[i], t.count[i] = lo, n
-		t.taps[i] = t.k[i*ksize:][:n]
+		t.count[i] = len(w)
+		t.taps[i] = t.k[i*ksize:][:len(w)]
 	}
 	return t
 }

@@ -35,11 +35,10 @@ type testTransform struct {
 // CLIP-Adapter is the same pipeline. Only the pixels inside the crop are
 // resampled, with exactly the values a full resize would give.
 //
-// The image is RGB before the transform (decoders convert right after
+// Apply takes an RGB image (OrderDassl: decoders convert right after
 // decoding, as the Dassl and Tip-Adapter loaders do). CLIP's own transform
-// converts to RGB after cropping; that gives the same pixels for RGB and
-// grayscale sources but not for palette, RGBA, CMYK or 16-bit sources,
-// which Pillow resizes in their own mode.
+// converts to RGB after cropping, which gives other pixels for palette,
+// RGBA, CMYK and 16-bit sources; ApplyOrdered with OrderOpenAI does that.
 func Test(size int) Transform { return testTransform{size: size} }
 
 // TestWith returns OpenCLIP's test-time transform for a checkpoint whose

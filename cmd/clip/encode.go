@@ -23,7 +23,8 @@ import (
 
 // newImageLoader starts decoding the images at paths (in parallel, workers
 // at a time, a few batches ahead) and applying CLIP's test transform for
-// input resolution size.
+// input resolution size in OpenAI's order (resize and crop in the image's
+// own mode, then convert to RGB), as clip.load's preprocess does.
 func newImageLoader(paths []string, size int, pre preprocess.Config, batch, workers int) (*loader.Loader, error) {
 	items := make([]datasets.Item, len(paths))
 	for i, p := range paths {
@@ -31,6 +32,7 @@ func newImageLoader(paths []string, size int, pre preprocess.Config, batch, work
 	}
 	return loader.New(&datasets.Dataset{Name: "images"}, items, loader.Options{
 		Transform: preprocess.TestWith(size, pre),
+		Order:     preprocess.OrderOpenAI,
 		BatchSize: batch,
 		Workers:   workers,
 	})

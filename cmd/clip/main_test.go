@@ -703,3 +703,41 @@ func TestSignalExitStatus(t *testing.T) {
 		}
 	}
 }
+
+// TestPreprocessModes checks that the clip commands follow OpenAI's order
+// (resize and crop in the image's own Pillow mode, then convert to RGB):
+// on RGBA, LA, palette (with transparency), CMYK and 16-bit images,
+// `clip preprocess` must give exactly the pixels of CLIP's transform on the
+// PIL image as Image.open returns it (clip/preprocess/testdata/gen.py,
+// "modes", size 32 = the test ViT's resolution).
+func TestPreprocessModes(t *testing.T) {
+	dir := filepath.Join("..", "..", "clip", "preprocess", "testdata")
+	srcs := []string{"rgba.png", "la.png", "p.gif", "p_trns.png", "cmyk.jpg", "gray16.png"}
+	var paths []string
+	for _, s := range srcs {
+		paths = append(paths, filepath.Join(dir, "modes", s))
+	}
+	out := filepath.Join(t.TempDir(), "x.npy")
+	mustRun(t, append([]string{"preprocess", "-model", vitPT, "-batch", "2", "-out", out}, paths...)...)
+	shape, data := readNpy(t, out)
+	if want := []int{len(srcs), 3, 32, 32}; !reflect.DeepEqual(shape, want) {
+		t.Fatalf("shape %v, want %v", shape, want)
+	}
+	per := 3 * 32 * 32
+	for i, s := range srcs {
+		ref := filepath.Join(dir, "modes", strings.ReplaceAll(s, ".", "_")+"_openai_32_shortest_bicubic.npy")
+		shape, v, err := npy.ReadInt64(ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		im := preprocess.NewImage(shape[1], shape[0])
+		for j, x := range v {
+			im.Pix[j] = uint8(x)
+		}
+		want := make([]float32, per)
+		preprocess.Normalize(im, want)
+		if d := maxAbsDiff(data[i*per:(i+1)*per], want); d != 0 {
+			t.Errorf("%s: differs from OpenAI's preprocess by up to %g", s, d)
+		}
+	}
+}

@@ -39,6 +39,16 @@ type Options struct {
 	// preprocess.Open. An error from it marks the image as bad. It is
 	// called from several goroutines at once.
 	Open func(path string) (*preprocess.Image, error)
+	// Order is when images are converted to RGB: preprocess.OrderDassl
+	// (the zero value; right after decoding, as Dassl's loader does for
+	// CoOp and CLIP-Adapter: the dataset pipeline) or
+	// preprocess.OrderOpenAI (after resizing and cropping in the image's
+	// own mode, as OpenAI's preprocess does: the clip commands). With
+	// OrderOpenAI images are read by OpenSource instead of Open.
+	Order preprocess.Order
+	// OpenSource reads and decodes the image file at path into its own
+	// mode, for OrderOpenAI; nil means preprocess.OpenSource.
+	OpenSource func(path string) (*preprocess.Source, error)
 	// Workers is the number of images decoded and transformed at once;
 	// <= 0 means runtime.NumCPU().
 	Workers int
@@ -170,6 +180,9 @@ func New(d *datasets.Dataset, items []datasets.Item, o Options) (*Loader, error)
 	}
 	if o.Open == nil {
 		o.Open = preprocess.Open
+	}
+	if o.OpenSource == nil {
+		o.OpenSource = preprocess.OpenSource
 	}
 	if o.Workers <= 0 {
 		o.Workers = runtime.NumCPU()
@@ -400,19 +413,32 @@ func (l *Loader) load(j job) {
 	it := l.items[idx]
 	path := l.d.File(it)
 	p.labels[s] = int64(it.Label)
-	img, err := l.opt.Open(path)
-	if err != nil {
+	dst := p.pixels[s*l.imgLen : (s+1)*l.imgLen]
+	if fatal, err := l.decodeInto(path, ItemRNG(l.opt.Seed, l.opt.Epoch, idx), dst); err != nil {
 		p.errs[s] = &ImageError{Path: path, Err: err}
-	} else {
-		dst := p.pixels[s*l.imgLen : (s+1)*l.imgLen]
-		if err := l.opt.Transform.Apply(img, ItemRNG(l.opt.Seed, l.opt.Epoch, idx), dst); err != nil {
-			p.errs[s] = &ImageError{Path: path, Err: err}
-			p.fatal[s] = true
-		}
+		p.fatal[s] = fatal
 	}
 	if p.left.Add(-1) == 0 {
 		close(p.ready)
 	}
+}
+
+// decodeInto reads the image at path and transforms it into dst in the
+// loader's order. fatal is false for errors reading or decoding the image
+// (a bad image), true for transform failures.
+func (l *Loader) decodeInto(path string, rng *rand.Rand, dst []float32) (fatal bool, err error) {
+	if l.opt.Order == preprocess.OrderOpenAI {
+		src, err := l.opt.OpenSource(path)
+		if err != nil {
+			return false, err
+		}
+		return true, preprocess.ApplyOrdered(l.opt.Transform, src, preprocess.OrderOpenAI, rng, dst)
+	}
+	img, err := l.opt.Open(path)
+	if err != nil {
+		return false, err
+	}
+	return true, l.opt.Transform.Apply(img, rng, dst)
 }
 
 // Stream tags keep the shuffle's and the items' random streams apart.

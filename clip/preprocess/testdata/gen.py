@@ -14,6 +14,12 @@ Outputs, all in this directory:
   test/*.npy       CLIP's test transform (Resize(n, bicubic), CenterCrop(n),
                    ToTensor, Normalize(CLIP mean/std)), float32 3xnxn, and
                    (*_u8.npy) the uint8 crop before ToTensor
+  modes/*          sources in every mode Pillow opens (1, L, LA, P with and
+                   without transparency, RGB, RGBA, CMYK, I, I;16 as files;
+                   I and F also as raw .npy arrays) and the uint8 RGB
+                   output of CLIP's test transform in OpenAI's order (resize
+                   and crop the image as opened, convert("RGB") last) and
+                   Dassl's (convert first), plus resized crops in the mode
   bench_500x375.jpg  the benchmark image
   manifest.json    the cases above, library versions, and statistics of
                    torchvision's RandomResizedCrop.get_params over many draws
@@ -405,6 +411,128 @@ for (W, H), scale in (((500, 375), (0.08, 1.0)), ((500, 375), (0.5, 1.0)), ((100
     stats["fallback_frac"] = float(np.mean(np.all(boxes == np.array(fb, dtype=np.float64), axis=1)))
     manifest["rrc_stats"].append({"W": W, "H": H, "scale": list(scale), "ratio": list(ratio), "n": N,
                                   "stats": stats})
+
+# ---------------------------------------------------------------------------
+# Image modes and the two orders (modes/): OpenAI's preprocess resizes and
+# crops the image in the mode Image.open gives it and converts to RGB at
+# the end; Dassl's loader (CoOp, CLIP-Adapter) converts first. Sources in
+# every mode Pillow opens (as files where a format carries the mode, as
+# raw .npy arrays for I and F), the uint8 RGB crop of each order, for
+# down- and up-scaling and odd sizes.
+
+manifest["modes"] = []
+
+
+def mode_sources():
+    rs = np.random.RandomState(30)
+    base = synth(33, 25, 31)
+    img = Image.fromarray(base)
+    yy, xx = np.mgrid[0:25, 0:33]
+    # alpha: fully transparent regions, a ramp and noise
+    alpha = np.clip(xx * 9 - 40 + rs.randint(-30, 30, size=xx.shape), 0, 255).astype(np.uint8)
+    alpha[:, :6] = 0
+    alpha[18:, 20:] = 255
+    # transparent pixels keep (random) stored colors
+    srcs = {}
+    srcs["rgba.png"] = Image.fromarray(np.dstack([base, alpha]), "RGBA")
+    srcs["la.png"] = Image.fromarray(np.dstack([np.asarray(img.convert("L")), alpha]), "LA")
+    srcs["p.png"] = img.quantize(colors=40)
+    pt = img.quantize(colors=24)
+    srcs["p_trns.png"] = (pt, {"transparency": 5})
+    srcs["p.gif"] = (img.quantize(colors=32), {"transparency": 3, "optimize": False})
+    srcs["l.png"] = img.convert("L")
+    srcs["rgb.png"] = img
+    # Pillow's RGB->CMYK conversion leaves K at 0, where CMYK->RGB is linear
+    # and the orders agree: use a K channel of its own.
+    k = np.clip(base[..., 1].astype(np.int64) // 2 + xx * 3 - 20, 0, 255).astype(np.uint8)
+    srcs["cmyk.jpg"] = (Image.fromarray(np.dstack([255 - base, k]), "CMYK"), {"quality": 90})
+    srcs["bit1.png"] = img.convert("1")
+    srcs["p.bmp"] = img.quantize(colors=20)
+    srcs["l_ramp.bmp"] = img.convert("L").convert("P")  # gray ramp palette: Pillow opens L
+    srcs["rgba_lossless.webp"] = (Image.fromarray(np.dstack([base, alpha]), "RGBA"), {"lossless": True})
+    # 16-bit gray PNG opens as I (values up to 65535)
+    g16 = (base[..., 1].astype(np.int64) * 3 + rs.randint(0, 40, size=xx.shape)).astype(np.uint16)
+    g16[:4] = rs.randint(0, 256, size=(4, 33))
+    g16[10:14, 5:20] = 65535
+    srcs["gray16.png"] = ("png16", g16)
+    # I;16 (16-bit TIFF)
+    srcs["i16.tif"] = Image.fromarray(g16, "I;16")
+    # raw arrays for I (signed, wide range) and F (fractions, negative, NaN-free)
+    ia = (base[..., 0].astype(np.int32) - 60) * 5 + rs.randint(-3, 3, size=xx.shape).astype(np.int32)
+    srcs["i.npy"] = ("I", ia.astype(np.int32))
+    fa = base[..., 2].astype(np.float32) * 1.3 - 40 + rs.uniform(0, 1, size=xx.shape).astype(np.float32)
+    srcs["f.npy"] = ("F", fa.astype(np.float32))
+    return srcs
+
+
+def open_mode_source(name, spec):
+    path = out("modes", name)
+    if isinstance(spec, tuple) and spec[0] == "png16":
+        write_png(path, spec[1][..., None], 0, 16)
+    elif isinstance(spec, tuple) and spec[0] in ("I", "F"):
+        np.save(path, spec[1])
+        return Image.fromarray(spec[1], spec[0])
+    elif isinstance(spec, tuple):
+        spec[0].save(path, **spec[1])
+    else:
+        spec.save(path)
+    return Image.open(path)
+
+
+def openai_order(im, n, resize_mode="shortest", interp=BICUBIC):
+    """CLIP's (and OpenCLIP's) test transform up to the tensor: resize and
+    crop the PIL image as it is, then convert to RGB."""
+    mode = T.InterpolationMode.BICUBIC if interp == BICUBIC else T.InterpolationMode.BILINEAR
+    if resize_mode == "shortest":
+        im = TF.center_crop(TF.resize(im, n, interpolation=mode), n)
+    elif resize_mode == "squash":
+        im = TF.resize(im, [n, n], interpolation=mode)
+    else:  # longest: scale the longer side to n, pad (fill 0) / crop centred
+        w, h = im.size
+        r = max(w / n, h / n)
+        im = TF.resize(im, [round(h / r), round(w / r)], interpolation=mode)
+        w, h = im.size
+        if w < n or h < n:
+            pl, pt = max(n - w, 0) // 2, max(n - h, 0) // 2
+            im = TF.pad(im, [pl, pt, max(n - w, 0) - pl, max(n - h, 0) - pt], fill=0)
+            w, h = im.size
+        im = TF.crop(im, int(round((h - n) / 2.0)), int(round((w - n) / 2.0)), n, n)
+    return im.convert("RGB")
+
+
+for name, spec in mode_sources().items():
+    im = open_mode_source(name, spec)
+    im.load()
+    entry = {"src": "modes/" + name, "pil_mode": im.mode, "w": im.size[0], "h": im.size[1], "cases": []}
+    cases = [("openai", n, "shortest", "bicubic") for n in (11, 25, 29, 40)] + [("dassl", 29, "shortest", "bicubic")]
+    if name in ("p.png", "cmyk.jpg", "rgba.png", "f.npy"):
+        cases += [("openai", 30, "longest", "bilinear"), ("openai", 18, "squash", "bicubic")]
+    if name in ("rgba.png", "la.png", "p.gif", "p_trns.png", "cmyk.jpg", "gray16.png"):
+        cases.append(("openai", 32, "shortest", "bicubic"))  # cmd/clip's test model (R = 32)
+    for order, n, rmode, interp in cases:
+        base = name.replace(".", "_")
+        ref = out("modes", "%s_%s_%d_%s_%s.npy" % (base, order, n, rmode, interp))
+        src = im if order == "openai" else im.convert("RGB")
+        c = {"order": order, "size": n, "resize_mode": rmode, "interpolation": interp}
+        try:
+            res = openai_order(src, n, rmode, BICUBIC if interp == "bicubic" else Image.BILINEAR)
+        except ValueError as e:  # Pillow cannot resize I;16 with bicubic
+            c["error"] = str(e)
+            entry["cases"].append(c)
+            continue
+        save_u8(ref, np.asarray(res))
+        c["ref"] = rel(ref)
+        entry["cases"].append(c)
+    # torchvision's resized_crop (RandomResizedCrop's operation) in the
+    # image's mode, then RGB
+    entry["resized_crop"] = []
+    if im.mode not in ("I;16",):
+        for top, left, h, w, n in ((3, 5, 17, 21, 16), (0, 0, 25, 33, 7)):
+            res = TF.resized_crop(im, top, left, h, w, [n, n], interpolation=T.InterpolationMode.BICUBIC)
+            ref = out("modes", "%s_rrc_%d_%d_%d_%d_%d.npy" % (name.replace(".", "_"), top, left, h, w, n))
+            save_u8(ref, np.asarray(res.convert("RGB")))
+            entry["resized_crop"].append({"top": top, "left": left, "h": h, "w": w, "size": n, "ref": rel(ref)})
+    manifest["modes"].append(entry)
 
 # ---------------------------------------------------------------------------
 # Benchmark image
