@@ -375,3 +375,63 @@ func TestSIGTERMDuringEncodingStopsAtOnce(t *testing.T) {
 		t.Error("an interrupted run wrote result.json")
 	}
 }
+
+// TestCoOpTextSavingsKeepTheRun trains CoOp three ways on the synthetic
+// data: with the text side's savings (the default: cut after the last
+// end-of-text token, shared prefix encoded once), with them off
+// (model.full_text_context, method.no_prefix_sharing) and with the
+// prompts encoded two classes at a time with activation recomputation
+// (method.max_text_batch = 2). Every epoch's mean loss agrees within 1e-4
+// relative and the test metrics are the same.
+func TestCoOpTextSavingsKeepTheRun(t *testing.T) {
+	type run struct {
+		losses []float64
+		result rundir.Result
+	}
+	train := func(sets ...string) run {
+		cfg := testConfig(t, "coop", "")
+		dir := filepath.Join(t.TempDir(), "run")
+		args := []string{"-config", cfg, "-out", dir, "-set", "train.epochs=6", "-set", "train.lr=0.05", "-set", "method.n_ctx=4"}
+		for _, s := range sets {
+			args = append(args, "-set", s)
+		}
+		if code, _, stderr := runCmd(t, args...); code != 0 {
+			t.Fatalf("%v: exit %d\n%s", sets, code, stderr)
+		}
+		b, err := os.ReadFile(filepath.Join(dir, rundir.MetricsFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r run
+		for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			var rec struct {
+				Loss float64 `json:"loss"`
+			}
+			if err := json.Unmarshal([]byte(line), &rec); err != nil {
+				t.Fatal(err)
+			}
+			r.losses = append(r.losses, rec.Loss)
+		}
+		r.result = readResult(t, dir)
+		return r
+	}
+	on := train()
+	for _, other := range [][]string{
+		{"model.full_text_context=true", "method.no_prefix_sharing=true"},
+		{"method.max_text_batch=2"},
+	} {
+		r := train(other...)
+		if len(r.losses) != len(on.losses) || len(on.losses) != 6 {
+			t.Fatalf("%v: %d epochs, default %d, want 6", other, len(r.losses), len(on.losses))
+		}
+		for e := range r.losses {
+			if d := math.Abs(r.losses[e]-on.losses[e]) / math.Abs(on.losses[e]); d > 1e-4 {
+				t.Errorf("%v: epoch %d loss %.7g, default %.7g (relative difference %.2g > 1e-4)", other, e+1, r.losses[e], on.losses[e], d)
+			}
+		}
+		if r.result.Test.Top1 != on.result.Test.Top1 || r.result.Test.MacroF1 != on.result.Test.MacroF1 {
+			t.Errorf("%v: test top-1 %.2f, macro F1 %.4f; default %.2f, %.4f", other, r.result.Test.Top1, r.result.Test.MacroF1, on.result.Test.Top1, on.result.Test.MacroF1)
+		}
+		t.Logf("%v: losses %v, default %v; test top-1 %.2f", other, r.losses, on.losses, r.result.Test.Top1)
+	}
+}
