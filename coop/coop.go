@@ -320,7 +320,7 @@ func (c *CoOp) init(ctx *train.Context) error {
 					ctx.ClassNames[i], texts[i], e, 1+c.m+c.nameLens[i])
 			}
 		}
-		c.order = chunkOrder(c.eot, c.opts.MaxTextBatch)
+		c.order = chunkOrder(c.eot, c.grouped())
 		if !isIdentity(c.order) {
 			o, err := s.Op("chunk order")(ts.OfSlice(c.order))
 			if err != nil {
@@ -543,20 +543,65 @@ func sharedPrefix(position string, m int64, classSpecific bool) int64 {
 	return 1
 }
 
+// groupOverhead is the fixed cost of encoding one more group of prompts,
+// in token positions: the operations each group repeats, whose launch
+// costs about as much as running a few positions through the transformer.
+const groupOverhead = 16
+
+// grouped reports whether the prompts are encoded in groups of similar
+// length (the default, or when MaxTextBatch splits them) rather than all
+// at once in class order.
+func (c *CoOp) grouped() bool {
+	return !c.opts.NoPrefixSharing || c.recomputes()
+}
+
+// recomputes reports whether training steps recompute the text side's
+// activations in the backward pass (more classes than MaxTextBatch).
+func (c *CoOp) recomputes() bool {
+	return c.opts.MaxTextBatch > 0 && c.classes > int64(c.opts.MaxTextBatch)
+}
+
 // chunkOrder returns the classes in the order they are encoded: class
-// order when they are encoded at once (max 0 or at least as many classes),
-// otherwise sorted by end-of-text position (stable), so that a chunk's
-// prompts have similar lengths and little is computed after their
-// end-of-text tokens.
-func chunkOrder(eot []int64, max int) []int64 {
+// order, or with grouped sorted by end-of-text position (stable), so that
+// the prompts of a group have similar lengths and little is computed
+// after their end-of-text tokens.
+func chunkOrder(eot []int64, grouped bool) []int64 {
 	order := make([]int64, len(eot))
 	for i := range order {
 		order[i] = int64(i)
 	}
-	if max > 0 && len(eot) > max {
+	if grouped {
 		slices.SortStableFunc(order, func(a, b int64) int { return int(eot[a] - eot[b]) })
 	}
 	return order
+}
+
+// lengthGroups splits prompts sorted by length (lens ascending, the
+// positions each needs) into consecutive groups [lo, hi) of at most max
+// prompts (0: no bound) that minimize the positions computed, Σ over groups
+// of size × longest, plus overhead per group.
+func lengthGroups(lens []int64, max int, overhead int64) [][2]int {
+	n := len(lens)
+	if max <= 0 || max > n {
+		max = n
+	}
+	best := make([]int64, n+1)
+	from := make([]int, n+1)
+	for i := 1; i <= n; i++ {
+		best[i] = -1
+		for j := i - 1; j >= 0 && i-j <= max; j-- {
+			cost := best[j] + int64(i-j)*lens[i-1] + overhead
+			if best[i] < 0 || cost < best[i] {
+				best[i], from[i] = cost, j
+			}
+		}
+	}
+	var groups [][2]int
+	for i := n; i > 0; i = from[i] {
+		groups = append(groups, [2]int{from[i], i})
+	}
+	slices.Reverse(groups)
+	return groups
 }
 
 func isIdentity(order []int64) bool {
@@ -568,12 +613,19 @@ func isIdentity(order []int64) bool {
 	return true
 }
 
-// buildChunks splits c.order into chunks of at most MaxTextBatch classes
-// and builds their index tensors.
+// buildChunks splits c.order into chunks (groups of similar length, at
+// most MaxTextBatch classes each when it is set) and builds their index
+// tensors.
 func (c *CoOp) buildChunks() error {
-	size := int64(c.opts.MaxTextBatch)
-	if size <= 0 || size > c.classes {
-		size = c.classes
+	var groups [][2]int
+	if c.grouped() {
+		lens := make([]int64, len(c.order))
+		for i, cl := range c.order {
+			lens[i] = c.eot[cl] + 1 - c.prefix
+		}
+		groups = lengthGroups(lens, c.opts.MaxTextBatch, groupOverhead)
+	} else {
+		groups = [][2]int{{0, len(c.order)}}
 	}
 	toDevice := func(what string, v []int64) (*ts.Tensor, error) {
 		t, err := ts.OfSlice(v)
@@ -583,8 +635,8 @@ func (c *CoOp) buildChunks() error {
 		out, err := t.To(c.device, true)
 		return out, torch.Err("move "+what+" to "+torch.DeviceName(c.device), err)
 	}
-	for lo := int64(0); lo < c.classes; lo += size {
-		hi := min(lo+size, c.classes)
+	for _, g := range groups {
+		lo, hi := int64(g[0]), int64(g[1])
 		k := &chunk{classes: c.order[lo:hi], lo: lo}
 		c.chunks = append(c.chunks, k)
 		full := promptIndex(c.opts.ClassTokenPosition, k.classes, c.length, c.m, c.nameLens, c.classSpecific)
@@ -863,10 +915,6 @@ func (c *CoOp) classFeatures() (*ts.Tensor, error) {
 	return gn, nil
 }
 
-// recomputing reports whether training steps recompute the text side's
-// activations in the backward pass (more classes than MaxTextBatch).
-func (c *CoOp) recomputing() bool { return len(c.chunks) > 1 }
-
 // FinishBackward implements train.Recomputer. After a training call of
 // Logits in recomputation mode and the loss's backward pass, it encodes
 // each chunk again with gradients and back-propagates the gradient the
@@ -1082,7 +1130,7 @@ func (c *CoOp) Logits(features *ts.Tensor, training bool) (*ts.Tensor, error) {
 		c.dropPending()
 		var g *ts.Tensor
 		var err error
-		if c.recomputing() && torch.GradEnabled() {
+		if c.recomputes() && torch.GradEnabled() {
 			g, err = c.pendingFeatures()
 		} else {
 			g, err = c.classFeatures()
