@@ -37,13 +37,34 @@ const (
 	// logit_scale stay fp32; LayerNorm computes in fp32. Features are still
 	// returned as fp32.
 	FP16
+	// BF16 is FP16's layout with bfloat16 weights and activations, on CPU
+	// (libtorch 2.x has bf16 CPU kernels; 1.13 lacks some) or CUDA. bf16
+	// has fp32's exponent range, so gradients through it need no loss
+	// scaling.
+	BF16
 )
 
 func (p Precision) String() string {
-	if p == FP16 {
+	switch p {
+	case FP16:
 		return "fp16"
+	case BF16:
+		return "bf16"
 	}
 	return "fp32"
+}
+
+// ParsePrecision reads "fp32", "fp16" or "bf16".
+func ParsePrecision(s string) (Precision, error) {
+	switch s {
+	case "fp32", "":
+		return FP32, nil
+	case "fp16":
+		return FP16, nil
+	case "bf16":
+		return BF16, nil
+	}
+	return 0, fmt.Errorf("clip: unknown precision %q (want fp32, fp16 or bf16)", s)
 }
 
 // Option adjusts New and Load.
@@ -54,7 +75,7 @@ type options struct {
 	fullTextContext bool
 }
 
-// WithPrecision selects FP32 (the default) or FP16 (CUDA only).
+// WithPrecision selects FP32 (the default), FP16 (CUDA only) or BF16.
 func WithPrecision(p Precision) Option { return func(o *options) { o.precision = p } }
 
 // WithFullTextContext makes the text tower run over every position it is
@@ -201,6 +222,8 @@ func weightDType(p Precision, device gotch.Device) (gotch.DType, error) {
 			return 0, errors.New("clip: fp16 precision needs a CUDA device (libtorch's CPU kernels lack fp16 convolutions and matrix products); use FP32 on CPU")
 		}
 		return gotch.Half, nil
+	case BF16:
+		return gotch.BFloat16, nil
 	}
 	return 0, fmt.Errorf("clip: unknown precision %d", int(p))
 }

@@ -382,7 +382,10 @@ func TestSIGTERMDuringEncodingStopsAtOnce(t *testing.T) {
 // (model.full_text_context, method.no_prefix_sharing) and with the
 // prompts encoded two classes at a time with activation recomputation
 // (method.max_text_batch = 2). Every epoch's mean loss agrees within 1e-4
-// relative and the test metrics are the same.
+// relative and the test metrics are the same. A fourth run with the frozen
+// encoders in bf16 (mixed precision: the context and optimizer state stay
+// fp32) has every epoch's loss within 1e-2 relative (1.1e-3 measured) and
+// the same test metrics.
 func TestCoOpTextSavingsKeepTheRun(t *testing.T) {
 	type run struct {
 		losses []float64
@@ -419,14 +422,19 @@ func TestCoOpTextSavingsKeepTheRun(t *testing.T) {
 	for _, other := range [][]string{
 		{"model.full_text_context=true", "method.no_prefix_sharing=true"},
 		{"method.max_text_batch=2"},
+		{"model.precision=bf16"},
 	} {
 		r := train(other...)
 		if len(r.losses) != len(on.losses) || len(on.losses) != 6 {
 			t.Fatalf("%v: %d epochs, default %d, want 6", other, len(r.losses), len(on.losses))
 		}
+		tol := 1e-4
+		if other[0] == "model.precision=bf16" {
+			tol = 1e-2
+		}
 		for e := range r.losses {
-			if d := math.Abs(r.losses[e]-on.losses[e]) / math.Abs(on.losses[e]); d > 1e-4 {
-				t.Errorf("%v: epoch %d loss %.7g, default %.7g (relative difference %.2g > 1e-4)", other, e+1, r.losses[e], on.losses[e], d)
+			if d := math.Abs(r.losses[e]-on.losses[e]) / math.Abs(on.losses[e]); d > tol {
+				t.Errorf("%v: epoch %d loss %.7g, default %.7g (relative difference %.2g > %g)", other, e+1, r.losses[e], on.losses[e], d, tol)
 			}
 		}
 		if r.result.Test.Top1 != on.result.Test.Top1 || r.result.Test.MacroF1 != on.result.Test.MacroF1 {
