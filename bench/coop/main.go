@@ -10,6 +10,7 @@
 //	go run ./bench/coop -classes 100 [-arch RN50 | -width 256 -layers 4 -heads 4] [-steps 3] [-warmup 1]
 //	                    [-batch 32] [-threads N] [-savings=true] [-max-text-batch 0] [-tokens OUT.npy]
 //	go run ./bench/coop -zeroshot -classes 1000 [...]
+//	go run ./bench/coop -device cuda -precision fp16 -classes 1000 [...]
 //
 // The model is randomly initialized (its weights do not change the work):
 // the text transformer of -arch, or one of -width/-layers/-heads, with a
@@ -109,6 +110,8 @@ func run() error {
 	zs := flag.Bool("zeroshot", false, "time building a zero-shot classifier (7 ImageNet templates) instead")
 	tokensOut := flag.String("tokens", "", "write the prompt skeletons' token ids to this .npy and exit")
 	verbose := flag.Bool("v", false, "print each step's phases")
+	deviceName := flag.String("device", "cpu", "device (cpu, cuda, cuda:N)")
+	precision := flag.String("precision", "fp32", "frozen encoder precision: fp32, fp16 (CUDA) or bf16")
 	flag.Parse()
 	runtime.LockOSThread()
 	// As cmd/train does by default (-retain-memory).
@@ -130,11 +133,19 @@ func run() error {
 	tiny, _ := clip.ArchConfig("tiny")
 	cfg.ImageResolution, cfg.VisionLayers, cfg.VisionWidth, cfg.VisionPatchSize =
 		tiny.ImageResolution, tiny.VisionLayers, tiny.VisionWidth, tiny.VisionPatchSize
-	var opts []clip.Option
+	device, err := torch.ParseDevice(*deviceName)
+	if err != nil {
+		return err
+	}
+	prec, err := clip.ParsePrecision(*precision)
+	if err != nil {
+		return err
+	}
+	opts := []clip.Option{clip.WithPrecision(prec)}
 	if !*savings {
 		opts = append(opts, clip.WithFullTextContext())
 	}
-	model, err := clip.New(cfg, gotch.CPU, 1, opts...)
+	model, err := clip.New(cfg, device, 1, opts...)
 	if err != nil {
 		return err
 	}
@@ -143,7 +154,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	text := &clip.TextSide{Model: model, Tokenizer: tok, Device: gotch.CPU}
+	text := &clip.TextSide{Model: model, Tokenizer: tok, Device: device}
 	names := classNames(*classes)
 
 	templates := experiment.EnsembleTemplates[:]
@@ -181,20 +192,20 @@ func run() error {
 	}
 
 	m := coop.New(coop.Options{NCtx: 16, NoPrefixSharing: !*savings, MaxTextBatch: *maxText})
-	ctx := &train.Context{Text: text, ClassNames: names, FeatureDim: int64(cfg.EmbedDim), Device: gotch.CPU, Seed: 1,
+	ctx := &train.Context{Text: text, ClassNames: names, FeatureDim: int64(cfg.EmbedDim), Device: device, Seed: 1,
 		Log: slog.New(slog.NewTextHandler(os.Stderr, nil))}
 	if err := m.Init(ctx, nil); err != nil {
 		return err
 	}
 	defer m.Drop()
 	opt := train.NewSGD(m.Parameters(), 0.9, 5e-4)
-	feats := ts.MustRandn([]int64{int64(*batch), int64(cfg.EmbedDim)}, gotch.Float, gotch.CPU)
+	feats := ts.MustRandn([]int64{int64(*batch), int64(cfg.EmbedDim)}, gotch.Float, device)
 	defer feats.MustDrop()
 	lv := make([]int64, *batch)
 	for i := range lv {
 		lv[i] = int64(i % *classes)
 	}
-	labels := ts.MustOfSlice(lv)
+	labels := ts.MustOfSlice(lv).MustTo(device, true)
 	defer labels.MustDrop()
 	step := func() error {
 		t0 := time.Now()
@@ -226,9 +237,19 @@ func run() error {
 			return err
 		}
 	}
+	if device.IsCuda() {
+		if err := ts.CudaSynchronize(); err != nil {
+			return err
+		}
+	}
 	start, cpu0 := time.Now(), cpuSeconds()
 	for i := 0; i < *steps; i++ {
 		if err := step(); err != nil {
+			return err
+		}
+	}
+	if device.IsCuda() {
+		if err := ts.CudaSynchronize(); err != nil {
 			return err
 		}
 	}

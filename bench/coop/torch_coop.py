@@ -18,6 +18,7 @@ per class and normalizes again.
 
     torch_coop.py TOKENS.npy --width 512 --layers 12 [--steps 3] [--warmup 1] [--batch 32] [--threads N]
     torch_coop.py --zeroshot NAMES.txt --width 256 --layers 4 [--threads N]
+    torch_coop.py TOKENS.npy --device cuda [--half] [--images]   (the GPU epoch benchmark, bench/gpu/epoch.sh)
 
 Prints "steps/s X cpu_s/step Y" or "classifier_seconds X cpu_s Y" (wall
 time and process CPU time).
@@ -57,40 +58,72 @@ class TextTower(nn.Module):
             p.requires_grad_(False)
 
     def encode(self, x, eot):
-        x = x + self.positional_embedding
+        x = x + self.positional_embedding.to(x.dtype)
         x = self.transformer(x.permute(1, 0, 2)).permute(1, 0, 2)
         x = self.ln_final(x)
         return x[torch.arange(x.shape[0]), eot] @ self.text_projection
 
 
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def coop_steps(a):
-    tokens = torch.from_numpy(np.load(a.tokens)).long()
+    device = torch.device(a.device)
+    dtype = torch.float16 if a.half else torch.float32
+    tokens = torch.from_numpy(np.load(a.tokens)).long().to(device)
     n_cls, n_ctx = tokens.shape[0], 16
     torch.manual_seed(1)
-    tower = TextTower(a.width, a.layers, a.embed_dim)
+    tower = TextTower(a.width, a.layers, a.embed_dim).to(device)
+    if a.half:
+        # As CLIP's fp16 checkpoints (CoOp's default precision): linear
+        # weights fp16, LayerNorm computing in fp32.
+        for mod in tower.modules():
+            if isinstance(mod, (nn.Linear, nn.MultiheadAttention)):
+                mod.half()
+        tower.text_projection.data = tower.text_projection.data.half()
     with torch.no_grad():
-        emb = tower.token_embedding(tokens)
+        emb = tower.token_embedding(tokens).to(dtype)
     prefix, suffix = emb[:, :1], emb[:, 1 + n_ctx:]
     eot = tokens.argmax(dim=-1)
-    ctx = nn.Parameter(torch.randn(n_ctx, a.width) * 0.02)
+    ctx = nn.Parameter(torch.randn(n_ctx, a.width, device=device, dtype=dtype) * 0.02)
     opt = torch.optim.SGD([ctx], lr=0.002, momentum=0.9, weight_decay=5e-4)
-    feats = F.normalize(torch.randn(a.batch, a.embed_dim), dim=-1)
-    labels = torch.arange(a.batch) % n_cls
+    feats = F.normalize(torch.randn(a.batch, a.embed_dim, device=device), dim=-1)
+    labels = (torch.arange(a.batch) % n_cls).to(device)
+    image_tower = None
+    if a.images:
+        # Official CoOp encodes the step's images every step: RN50's image
+        # tower (random weights) on a random batch already on the device.
+        image_tower = clipgen.ResNetTower((3, 4, 6, 3), 64, 224, 32, a.embed_dim).to(device).to(dtype).eval()
+        for p in image_tower.parameters():
+            p.requires_grad_(False)
+        images = torch.randn(a.batch, 3, 224, 224, device=device, dtype=dtype)
 
     def step():
+        f = feats
+        if image_tower is not None:
+            with torch.no_grad():
+                f = F.normalize(image_tower(images).float(), dim=-1)
         prompts = torch.cat([prefix, ctx.unsqueeze(0).expand(n_cls, -1, -1), suffix], dim=1)
-        g = F.normalize(tower.encode(prompts, eot), dim=-1)
-        loss = F.cross_entropy(100.0 * feats @ g.t(), labels)
+        g = F.normalize(tower.encode(prompts, eot).float(), dim=-1)
+        loss = F.cross_entropy(100.0 * f @ g.t(), labels)
         opt.zero_grad()
         loss.backward()
         opt.step()
 
     for _ in range(a.warmup):
         step()
+    sync(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     t0, c0 = time.time(), time.process_time()
     for _ in range(a.steps):
         step()
+    sync(device)
     el, cpu = time.time() - t0, time.process_time() - c0
+    if device.type == "cuda":
+        print("peak_allocated_GiB %.2f" % (torch.cuda.max_memory_allocated(device) / 2**30))
     print("steps/s %.4f cpu_s/step %.4f (%d classes, %d steps in %.2f s)" % (a.steps / el, cpu / a.steps, n_cls, a.steps, el))
 
 
@@ -124,6 +157,9 @@ def main():
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--half", action="store_true", help="fp16 encoders (CUDA), as CoOp's default precision")
+    ap.add_argument("--images", action="store_true", help="encode a batch of images every step (official CoOp)")
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
