@@ -544,9 +544,11 @@ func sharedPrefix(position string, m int64, classSpecific bool) int64 {
 }
 
 // groupOverhead is the fixed cost of encoding one more group of prompts,
-// in token positions: the operations each group repeats, whose launch
-// costs about as much as running a few positions through the transformer.
-const groupOverhead = 16
+// in token positions: a group repeats about a thousand operations (forward
+// and backward through every block), whose fixed cost per operation
+// (dispatch, and gotch's per-tensor bookkeeping) adds up to about what
+// running 50 positions through RN50's text transformer costs on a CPU.
+const groupOverhead = 48
 
 // grouped reports whether the prompts are encoded in groups of similar
 // length (the default, or when MaxTextBatch splits them) rather than all
