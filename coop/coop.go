@@ -97,14 +97,16 @@ type Options struct {
 	// InitStd is the standard deviation of the random initialization;
 	// 0 means 0.02.
 	InitStd float64 `toml:"init_std"`
-	// NoPrefixSharing encodes every class prompt whole. By default the
-	// start the prompts have in common (the start token, followed with a
-	// shared context by the context vectors before the class name: all M
-	// at the end position, the first M/2 in the middle) goes through the
-	// text transformer once, and each prompt's remaining positions attend
-	// to its keys and values; the transformer is causal, so the features
-	// and gradients are the same to fp32 rounding. This switch is there
-	// to compare the two.
+	// NoPrefixSharing encodes every class prompt whole, all classes in
+	// one batch. By default the start the prompts have in common (the
+	// start token, followed with a shared context by the context vectors
+	// before the class name: all M at the end position, the first M/2 in
+	// the middle) goes through the text transformer once, each prompt's
+	// remaining positions attend to its keys and values, and prompts are
+	// encoded in groups of similar length, each cut after its own last
+	// end-of-text token; the transformer is causal, so the features and
+	// gradients are the same to fp32 rounding. This switch is there to
+	// compare the two.
 	NoPrefixSharing bool `toml:"no_prefix_sharing"`
 	// MaxTextBatch bounds how many class prompts go through the text
 	// transformer at once (0: all of them). With more classes than that,
