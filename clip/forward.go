@@ -286,24 +286,107 @@ func (m *Model) tokenEmbeddingOf(tokens *ts.Tensor) (*ts.Tensor, error) {
 }
 
 func (m *Model) encodeTextEmbeddings(x *ts.Tensor, eot []int64) (*ts.Tensor, error) {
+	return m.encodeTextAfter(nil, x, eot)
+}
+
+// checkTextEmbeddings validates x [N, L, W] for positions from..from+L-1
+// and returns N and L.
+func (m *Model) checkTextEmbeddings(x *ts.Tensor, from int64, what string) (int64, int64, error) {
 	shape, err := x.Size()
 	if err != nil {
-		return nil, torch.Err("text embeddings", err)
+		return 0, 0, torch.Err(what, err)
 	}
 	W, ctx := int64(m.cfg.TransformerWidth), int64(m.cfg.ContextLength)
-	if len(shape) != 3 || shape[0] == 0 || shape[1] == 0 || shape[1] > ctx || shape[2] != W {
-		return nil, fmt.Errorf("clip: text embeddings have shape %v, want [N, L, %d] with 1 ≤ L ≤ %d", shape, W, ctx)
+	if len(shape) != 3 || shape[0] == 0 || shape[1] == 0 || from+shape[1] > ctx || shape[2] != W {
+		return 0, 0, fmt.Errorf("clip: %s have shape %v, want [N, L, %d] with 1 ≤ L ≤ %d", what, shape, W, ctx-from)
 	}
-	n, l := shape[0], shape[1]
+	return shape[0], shape[1], nil
+}
+
+// positioned returns x on the model's device in its dtype with the
+// positional embeddings of positions from..from+l-1 added.
+func (m *Model) positioned(s *torch.Scope, x *ts.Tensor, from, l int64) (*ts.Tensor, error) {
+	h, err := m.toModel(s, x, m.dtype)
+	if err != nil {
+		return nil, err
+	}
+	pos, err := s.Op("positional embedding")(m.positionalEmbedding.Narrow(0, from, l, false))
+	if err != nil {
+		return nil, err
+	}
+	if pos, err = s.Op("positional embedding")(pos.Totype(m.dtype, false)); err != nil {
+		return nil, err
+	}
+	return s.Op("positional embedding")(h.Add(pos, false))
+}
+
+// causalRows returns the rows from..from+l-1 of the causal mask, over the
+// columns 0..from+l-1: the mask of l positions that follow from earlier
+// ones.
+func (m *Model) causalRows(s *torch.Scope, from, l int64) (*ts.Tensor, error) {
+	mask, err := s.Op("causal mask")(m.mask.Narrow(0, from, l, false))
+	if err != nil {
+		return nil, err
+	}
+	return s.Op("causal mask")(mask.Narrow(1, 0, from+l, false))
+}
+
+// encodeTextPrefix runs the text transformer over a prefix x [1, P, W]
+// (positions 0..P-1) and returns every block's keys and values of it.
+func (m *Model) encodeTextPrefix(x *ts.Tensor) (*TextPrefix, error) {
+	n, l, err := m.checkTextEmbeddings(x, 0, "prefix embeddings")
+	if err != nil {
+		return nil, err
+	}
+	if n != 1 {
+		return nil, fmt.Errorf("clip: prefix embeddings hold %d sequences, want 1", n)
+	}
+	if l >= int64(m.cfg.ContextLength) {
+		return nil, fmt.Errorf("clip: a prefix of %d positions leaves none of the %d", l, m.cfg.ContextLength)
+	}
+	var s torch.Scope
+	defer s.Drop()
+	h, err := m.positioned(&s, x, 0, l)
+	if err != nil {
+		return nil, err
+	}
+	mask, err := m.causalRows(&s, 0, l)
+	if err != nil {
+		return nil, err
+	}
+	y, kv, err := m.transformer.ForwardAfter(h, nil, mask, true)
+	if err != nil {
+		return nil, fmt.Errorf("clip: text transformer (prefix): %w", err)
+	}
+	y.Drop()
+	return &TextPrefix{KV: kv, Len: l}, nil
+}
+
+// encodeTextAfter runs the text transformer over x [N, L, W], which
+// follows the prefix (positions P..P+L-1; P = 0 without a prefix), and
+// projects the rows at the end-of-text positions eot (counted from the
+// start of the whole sequence, so P ≤ eot[i] < P+L).
+func (m *Model) encodeTextAfter(prefix *TextPrefix, x *ts.Tensor, eot []int64) (*ts.Tensor, error) {
+	from := int64(0)
+	var past []nn.KV
+	what := "text embeddings"
+	if prefix != nil {
+		from, past, what = prefix.Len, prefix.KV, "embeddings after the prefix"
+	}
+	n, l, err := m.checkTextEmbeddings(x, from, what)
+	if err != nil {
+		return nil, err
+	}
+	W := int64(m.cfg.TransformerWidth)
 	if int64(len(eot)) != n {
 		return nil, fmt.Errorf("clip: %d end-of-text positions for %d sequences", len(eot), n)
 	}
 	last := int64(0)
 	for i, p := range eot {
-		if p < 0 || p >= l {
-			return nil, fmt.Errorf("clip: end-of-text position %d of row %d is outside [0, %d)", p, i, l)
+		if p < from || p >= from+l {
+			return nil, fmt.Errorf("clip: end-of-text position %d of row %d is outside [%d, %d)", p, i, from, from+l)
 		}
-		last = max(last, p)
+		last = max(last, p-from)
 	}
 	var s torch.Scope
 	defer s.Drop()
@@ -317,30 +400,17 @@ func (m *Model) encodeTextEmbeddings(x *ts.Tensor, eot []int64) (*ts.Tensor, err
 	}
 	rows := make([]int64, n)
 	for i, p := range eot {
-		rows[i] = int64(i)*l + p
+		rows[i] = int64(i)*l + p - from
 	}
-	h, err := m.toModel(&s, x, m.dtype)
+	h, err := m.positioned(&s, x, from, l)
 	if err != nil {
 		return nil, err
 	}
-	pos, err := s.Op("positional embedding")(m.positionalEmbedding.Narrow(0, 0, l, false))
+	mask, err := m.causalRows(&s, from, l)
 	if err != nil {
 		return nil, err
 	}
-	if pos, err = s.Op("positional embedding")(pos.Totype(m.dtype, false)); err != nil {
-		return nil, err
-	}
-	if h, err = s.Op("positional embedding")(h.Add(pos, false)); err != nil {
-		return nil, err
-	}
-	mask, err := s.Op("causal mask")(m.mask.Narrow(0, 0, l, false))
-	if err != nil {
-		return nil, err
-	}
-	if mask, err = s.Op("causal mask")(mask.Narrow(1, 0, l, false)); err != nil {
-		return nil, err
-	}
-	if h, err = m.transformer.Forward(h, mask); err != nil {
+	if h, _, err = m.transformer.ForwardAfter(h, past, mask, false); err != nil {
 		return nil, fmt.Errorf("clip: text transformer: %w", err)
 	}
 	s.Keep(h)

@@ -39,13 +39,34 @@ const (
 	// logit_scale stay fp32; LayerNorm computes in fp32. Features are still
 	// returned as fp32.
 	FP16
+	// BF16 is FP16's layout with bfloat16 weights and activations, on CPU
+	// (libtorch 2.x has bf16 CPU kernels; 1.13 lacks some) or CUDA. bf16
+	// has fp32's exponent range, so gradients through it need no loss
+	// scaling.
+	BF16
 )
 
 func (p Precision) String() string {
-	if p == FP16 {
+	switch p {
+	case FP16:
 		return "fp16"
+	case BF16:
+		return "bf16"
 	}
 	return "fp32"
+}
+
+// ParsePrecision reads "fp32", "fp16" or "bf16".
+func ParsePrecision(s string) (Precision, error) {
+	switch s {
+	case "fp32", "":
+		return FP32, nil
+	case "fp16":
+		return FP16, nil
+	case "bf16":
+		return BF16, nil
+	}
+	return 0, fmt.Errorf("clip: unknown precision %q (want fp32, fp16 or bf16)", s)
 }
 
 // Option adjusts New and Load.
@@ -58,7 +79,7 @@ type options struct {
 	arch            string
 }
 
-// WithPrecision selects FP32 (the default) or FP16 (CUDA only).
+// WithPrecision selects FP32 (the default), FP16 (CUDA only) or BF16.
 func WithPrecision(p Precision) Option { return func(o *options) { o.precision = p } }
 
 // WithFullTextContext makes the text tower run over every position it is
@@ -210,6 +231,8 @@ func weightDType(p Precision, device gotch.Device) (gotch.DType, error) {
 			return 0, errors.New("clip: fp16 precision needs a CUDA device (libtorch's CPU kernels lack fp16 convolutions and matrix products); use FP32 on CPU")
 		}
 		return gotch.Half, nil
+	case BF16:
+		return gotch.BFloat16, nil
 	}
 	return 0, fmt.Errorf("clip: unknown precision %d", int(p))
 }
@@ -539,4 +562,85 @@ func (m *Model) EncodeImageFrom(h *ts.Tensor, k int) (*ts.Tensor, error) {
 	}
 	out, err := f.Totype(gotch.Float, true)
 	return out, torch.Err("image features", err)
+}
+
+// TextPrefix is the text transformer's state after the first Len positions
+// of a sequence: every block's keys and values of those positions ([1, H,
+// Len, d] each), which the later positions attend to. Prompts that share
+// their first positions (CoOp's start token and learned context) can run
+// them once and continue each prompt from the shared state: the mask is
+// causal, so those positions' states do not depend on what follows. Drop
+// releases it.
+type TextPrefix struct {
+	KV  []nn.KV
+	Len int64
+}
+
+// Tensors returns the state as a flat list: block 0's keys, its values,
+// block 1's keys, and so on.
+func (p *TextPrefix) Tensors() []*ts.Tensor {
+	out := make([]*ts.Tensor, 0, 2*len(p.KV))
+	for _, kv := range p.KV {
+		out = append(out, kv.K, kv.V)
+	}
+	return out
+}
+
+// Drop releases the state's tensors.
+func (p *TextPrefix) Drop() {
+	for _, kv := range p.KV {
+		kv.Drop()
+	}
+	p.KV = nil
+}
+
+// TextPrefixOf reads a state back from Tensors' list (which the prefix
+// then shares; it is not copied). The tensors must be [1, H, P, d] with
+// the model's heads and width, two per block.
+func (m *Model) TextPrefixOf(tensors []*ts.Tensor) (*TextPrefix, error) {
+	layers := len(m.transformer.Blocks)
+	if len(tensors) != 2*layers {
+		return nil, fmt.Errorf("clip: a text prefix state of %d tensors, want %d (keys and values of %d blocks)", len(tensors), 2*layers, layers)
+	}
+	h := int64(m.cfg.TransformerHeads)
+	d := int64(m.cfg.TransformerWidth) / h
+	p := &TextPrefix{}
+	for i, t := range tensors {
+		s, err := t.Size()
+		if err != nil {
+			return nil, torch.Err("text prefix state", err)
+		}
+		if len(s) != 4 || s[0] != 1 || s[1] != h || s[3] != d || s[2] < 1 || (i > 0 && s[2] != p.Len) {
+			return nil, fmt.Errorf("clip: text prefix state tensor %d has shape %v, want [1, %d, P, %d] with one P", i, s, h, d)
+		}
+		p.Len = s[2]
+	}
+	for i := 0; i < layers; i++ {
+		p.KV = append(p.KV, nn.KV{K: tensors[2*i], V: tensors[2*i+1]})
+	}
+	return p, nil
+}
+
+// EncodeTextPrefix runs the text tower over the first positions of a
+// sequence, token embeddings x [1, P, TransformerWidth] (P <
+// ContextLength), and returns its state for EncodeTextAfterPrefix. It runs
+// in the caller's grad mode: gradients flowing into the state reach x.
+func (m *Model) EncodeTextPrefix(x *ts.Tensor) (*TextPrefix, error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	return m.encodeTextPrefix(x)
+}
+
+// EncodeTextAfterPrefix is EncodeTextEmbeddings for sequences that all
+// begin with the prefix: x [N, L, TransformerWidth] holds positions P..P+L-1
+// of each (P = prefix.Len) and eot[i] is row i's end-of-text position in
+// the whole sequence (P ≤ eot[i] < P+L). The features equal those of the
+// whole sequences to float rounding. It runs in the caller's grad mode.
+func (m *Model) EncodeTextAfterPrefix(prefix *TextPrefix, x *ts.Tensor, eot []int64) (*ts.Tensor, error) {
+	if prefix == nil {
+		return nil, errors.New("clip: nil text prefix")
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	return m.encodeTextAfter(prefix, x, eot)
 }

@@ -99,3 +99,22 @@ func (t *TextSide) LogitScale() float64 {
 	}
 	return s
 }
+
+// EncodePrefix implements train.PrefixEncoder: the state is
+// TextPrefix.Tensors of Model.EncodeTextPrefix.
+func (t *TextSide) EncodePrefix(x *ts.Tensor) ([]*ts.Tensor, error) {
+	p, err := t.Model.EncodeTextPrefix(x)
+	if err != nil {
+		return nil, err
+	}
+	return p.Tensors(), nil
+}
+
+// EncodeAfterPrefix implements train.PrefixEncoder.
+func (t *TextSide) EncodeAfterPrefix(state []*ts.Tensor, x *ts.Tensor, eot []int64) (*ts.Tensor, error) {
+	p, err := t.Model.TextPrefixOf(state)
+	if err != nil {
+		return nil, err
+	}
+	return t.Model.EncodeTextAfterPrefix(p, x, eot)
+}

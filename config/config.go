@@ -47,7 +47,10 @@ type ModelConfig struct {
 	Arch string `toml:"arch"`
 	// Device is cpu, cuda, cuda:N or auto.
 	Device string `toml:"device"`
-	// Precision of the frozen encoders: fp32, or fp16 (CUDA only).
+	// Precision of the frozen encoders: fp32, fp16 (CUDA only) or bf16.
+	// With fp16 or bf16 the encoders' weights and activations are half
+	// precision (LayerNorm computes in fp32) while learned parameters and
+	// optimizer state stay fp32 (mixed precision).
 	Precision string `toml:"precision"`
 	// CacheDir holds downloaded weights (default $CLIP_CACHE or ~/.cache/clip).
 	CacheDir string `toml:"cache_dir"`
@@ -546,9 +549,9 @@ func (c *Config) validate() error {
 		errs = append(errs, fmt.Sprintf("train.select = %q: want last or best_val", c.Train.Select))
 	}
 	switch c.Model.Precision {
-	case "fp32", "fp16":
+	case "fp32", "fp16", "bf16":
 	default:
-		errs = append(errs, fmt.Sprintf("model.precision = %q: want fp32 or fp16", c.Model.Precision))
+		errs = append(errs, fmt.Sprintf("model.precision = %q: want fp32, fp16 or bf16", c.Model.Precision))
 	}
 	switch c.Data.Templates {
 	case "single", "ensemble":

@@ -97,6 +97,26 @@ type Options struct {
 	// InitStd is the standard deviation of the random initialization;
 	// 0 means 0.02.
 	InitStd float64 `toml:"init_std"`
+	// NoPrefixSharing encodes every class prompt whole, all classes in
+	// one batch. By default the start the prompts have in common (the
+	// start token, followed with a shared context by the context vectors
+	// before the class name: all M at the end position, the first M/2 in
+	// the middle) goes through the text transformer once, each prompt's
+	// remaining positions attend to its keys and values, and prompts are
+	// encoded in groups of similar length, each cut after its own last
+	// end-of-text token; the transformer is causal, so the features and
+	// gradients are the same to fp32 rounding. This switch is there to
+	// compare the two.
+	NoPrefixSharing bool `toml:"no_prefix_sharing"`
+	// MaxTextBatch bounds how many class prompts go through the text
+	// transformer at once (0: all of them). With more classes than that,
+	// the prompts are encoded in chunks of similar length, and a training
+	// step keeps no chunk's activations: after the loss's backward pass
+	// each chunk is encoded again with gradients and back-propagated
+	// (activation recomputation, or gradient checkpointing). Memory then
+	// holds one chunk's activations; the gradient is the same to fp32
+	// rounding and the text side's forward pass runs twice.
+	MaxTextBatch int `toml:"max_text_batch"`
 }
 
 // DefaultOptions returns CoOp's defaults: 16 random context vectors
@@ -131,6 +151,9 @@ func (o Options) validate() error {
 	if o.InitStd < 0 {
 		return fmt.Errorf("InitStd = %g, want a positive value", o.InitStd)
 	}
+	if o.MaxTextBatch < 0 {
+		return fmt.Errorf("MaxTextBatch = %d, want 0 (no bound) or more", o.MaxTextBatch)
+	}
 	return nil
 }
 
@@ -148,10 +171,23 @@ type CoOp struct {
 	// ctx is the learned context, float32 [M, W] or [C, M, W].
 	ctx *ts.Tensor
 	// frozen holds the embedded skeletons, [C·L, W] in the embedding's
-	// dtype; index picks, for every row of the C prompts, a row of the
-	// concatenation of frozen and the context rows, [C·L] int64.
+	// dtype, in the order of the chunks (class order with one chunk).
 	frozen *ts.Tensor
-	index  *ts.Tensor
+	// chunks are the groups of classes encoded together.
+	chunks []*chunk
+	// order lists the classes in chunk order; unorder (nil with one
+	// chunk) maps the chunks' concatenated rows back to class order.
+	order   []int64
+	unorder *ts.Tensor
+	// prefix is P, the number of leading positions shared by every prompt
+	// and encoded once (0: prompts are encoded whole).
+	prefix int64
+	// prefixText is the text encoder's prefix interface (nil when prefix
+	// is 0).
+	prefixText train.PrefixEncoder
+	// pending is the class-feature leaf of a training call in
+	// recomputation mode, whose gradient FinishBackward propagates.
+	pending *ts.Tensor
 	// nameLens is n_c per class; eot the end-of-text position per class.
 	nameLens []int64
 	eot      []int64
@@ -161,7 +197,32 @@ type CoOp struct {
 	evalCtx      *ts.Tensor
 }
 
-var _ train.Method = (*CoOp)(nil)
+var (
+	_ train.Method     = (*CoOp)(nil)
+	_ train.Recomputer = (*CoOp)(nil)
+)
+
+// chunk is a group of classes whose prompts are encoded together. Their
+// skeletons are rows lo·L .. (lo+n)·L of CoOp.frozen; full picks the rows
+// of the whole prompts and rest those after the shared prefix, from the
+// concatenation of those skeleton rows and the context rows.
+type chunk struct {
+	classes    []int64
+	lo         int64
+	full, rest *ts.Tensor
+	// classIdx holds classes on the device; eot their end-of-text
+	// positions.
+	classIdx *ts.Tensor
+	eot      []int64
+}
+
+func (k *chunk) drop() {
+	for _, t := range []*ts.Tensor{k.full, k.rest, k.classIdx} {
+		if t != nil {
+			t.Drop()
+		}
+	}
+}
 
 // New returns an uninitialized CoOp; Init validates the options and builds
 // it.
@@ -261,6 +322,16 @@ func (c *CoOp) init(ctx *train.Context) error {
 					ctx.ClassNames[i], texts[i], e, 1+c.m+c.nameLens[i])
 			}
 		}
+		c.order = chunkOrder(c.eot, c.grouped())
+		if !isIdentity(c.order) {
+			o, err := s.Op("chunk order")(ts.OfSlice(c.order))
+			if err != nil {
+				return err
+			}
+			if ids, err = s.Op("chunk order")(ids.IndexSelect(0, o, false)); err != nil {
+				return err
+			}
+		}
 		emb, err := c.embed(ids)
 		if err != nil {
 			return err
@@ -287,13 +358,12 @@ func (c *CoOp) init(ctx *train.Context) error {
 	if err := c.initContext(ctx.Seed, initIDs); err != nil {
 		return err
 	}
-	idx := promptIndex(c.opts.ClassTokenPosition, c.classes, c.length, c.m, c.nameLens, c.classSpecific)
-	t, err := ts.OfSlice(idx)
-	if err != nil {
-		return torch.Err("prompt index", err)
+	if pe, ok := ctx.Text.(train.PrefixEncoder); ok && !c.opts.NoPrefixSharing {
+		c.prefixText = pe
+		c.prefix = sharedPrefix(c.opts.ClassTokenPosition, c.m, c.classSpecific)
 	}
-	if c.index, err = t.To(c.device, true); err != nil {
-		return torch.Err("move prompt index to "+torch.DeviceName(c.device), err)
+	if err := c.buildChunks(); err != nil {
+		return err
 	}
 	c.scale = ctx.Text.LogitScale()
 	if !(c.scale > 0) || math.IsInf(c.scale, 0) {
@@ -459,26 +529,174 @@ func normalValues(seed uint64, std float64, n int) []float32 {
 	return v
 }
 
-// promptIndex returns, for every row r of every class prompt c (in
-// row-major [C, L] order), the row of src = concat(frozen [C·L, W], context
-// rows) it takes. The context rows start at C·L: row k of the shared
-// context is C·L + k; row k of class c's own context is C·L + c·M + k.
+// sharedPrefix returns how many leading positions every prompt has in
+// common: the start token, and with a context shared by all classes the
+// context vectors before the class name.
+func sharedPrefix(position string, m int64, classSpecific bool) int64 {
+	if classSpecific {
+		return 1
+	}
+	switch position {
+	case PositionEnd:
+		return 1 + m
+	case PositionMiddle:
+		return 1 + m/2
+	}
+	return 1
+}
+
+// groupOverhead is the fixed cost of encoding one more group of prompts,
+// in token positions: a group repeats about a thousand operations (forward
+// and backward through every block), whose fixed cost per operation
+// (dispatch, and gotch's per-tensor bookkeeping) adds up to about what
+// running 50 positions through RN50's text transformer costs on a CPU.
+const groupOverhead = 48
+
+// grouped reports whether the prompts are encoded in groups of similar
+// length (the default, or when MaxTextBatch splits them) rather than all
+// at once in class order.
+func (c *CoOp) grouped() bool {
+	return !c.opts.NoPrefixSharing || c.recomputes()
+}
+
+// recomputes reports whether training steps recompute the text side's
+// activations in the backward pass (more classes than MaxTextBatch).
+func (c *CoOp) recomputes() bool {
+	return c.opts.MaxTextBatch > 0 && c.classes > int64(c.opts.MaxTextBatch)
+}
+
+// chunkOrder returns the classes in the order they are encoded: class
+// order, or with grouped sorted by end-of-text position (stable), so that
+// the prompts of a group have similar lengths and little is computed
+// after their end-of-text tokens.
+func chunkOrder(eot []int64, grouped bool) []int64 {
+	order := make([]int64, len(eot))
+	for i := range order {
+		order[i] = int64(i)
+	}
+	if grouped {
+		slices.SortStableFunc(order, func(a, b int64) int { return int(eot[a] - eot[b]) })
+	}
+	return order
+}
+
+// lengthGroups splits prompts sorted by length (lens ascending, the
+// positions each needs) into consecutive groups [lo, hi) of at most max
+// prompts (0: no bound) that minimize the positions computed, Σ over groups
+// of size × longest, plus overhead per group.
+func lengthGroups(lens []int64, max int, overhead int64) [][2]int {
+	n := len(lens)
+	if max <= 0 || max > n {
+		max = n
+	}
+	best := make([]int64, n+1)
+	from := make([]int, n+1)
+	for i := 1; i <= n; i++ {
+		best[i] = -1
+		for j := i - 1; j >= 0 && i-j <= max; j-- {
+			cost := best[j] + int64(i-j)*lens[i-1] + overhead
+			if best[i] < 0 || cost < best[i] {
+				best[i], from[i] = cost, j
+			}
+		}
+	}
+	var groups [][2]int
+	for i := n; i > 0; i = from[i] {
+		groups = append(groups, [2]int{from[i], i})
+	}
+	slices.Reverse(groups)
+	return groups
+}
+
+func isIdentity(order []int64) bool {
+	for i, v := range order {
+		if v != int64(i) {
+			return false
+		}
+	}
+	return true
+}
+
+// buildChunks splits c.order into chunks (groups of similar length, at
+// most MaxTextBatch classes each when it is set) and builds their index
+// tensors.
+func (c *CoOp) buildChunks() error {
+	var groups [][2]int
+	if c.grouped() {
+		lens := make([]int64, len(c.order))
+		for i, cl := range c.order {
+			lens[i] = c.eot[cl] + 1 - c.prefix
+		}
+		groups = lengthGroups(lens, c.opts.MaxTextBatch, groupOverhead)
+	} else {
+		groups = [][2]int{{0, len(c.order)}}
+	}
+	toDevice := func(what string, v []int64) (*ts.Tensor, error) {
+		t, err := ts.OfSlice(v)
+		if err != nil {
+			return nil, torch.Err(what, err)
+		}
+		out, err := t.To(c.device, true)
+		return out, torch.Err("move "+what+" to "+torch.DeviceName(c.device), err)
+	}
+	for _, g := range groups {
+		lo, hi := int64(g[0]), int64(g[1])
+		k := &chunk{classes: c.order[lo:hi], lo: lo}
+		c.chunks = append(c.chunks, k)
+		full := promptIndex(c.opts.ClassTokenPosition, k.classes, c.length, c.m, c.nameLens, c.classSpecific)
+		n := int64(len(k.classes))
+		rest := make([]int64, 0, n*(c.length-c.prefix))
+		for j := range n {
+			rest = append(rest, full[j*c.length+c.prefix:(j+1)*c.length]...)
+			k.eot = append(k.eot, c.eot[k.classes[j]])
+		}
+		var err error
+		if k.full, err = toDevice("prompt index", full); err != nil {
+			return err
+		}
+		if k.rest, err = toDevice("prompt index", rest); err != nil {
+			return err
+		}
+		if k.classIdx, err = toDevice("chunk classes", k.classes); err != nil {
+			return err
+		}
+	}
+	if !isIdentity(c.order) {
+		inv := make([]int64, len(c.order))
+		for i, cl := range c.order {
+			inv[cl] = int64(i)
+		}
+		var err error
+		if c.unorder, err = toDevice("class order", inv); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// promptIndex returns, for every row r of the prompt of every class in
+// classes (row-major [len(classes), L]), the row of src = concat(skeleton
+// rows of those classes [len(classes)·L, W], context rows) it takes. The
+// context rows start at n·L (n = len(classes)): row k of the shared
+// context is n·L + k; row k of class c's own context is n·L + c·M + k
+// (the context holds every class's rows, in class order).
 //
 // The skeleton of class c holds the start token at 0, M placeholders at
 // 1..M and the suffix (name, ".", end, padding) from 1+M on, so suffix
 // row s is skeleton row 1+M+s.
-func promptIndex(position string, classes, length, m int64, nameLens []int64, classSpecific bool) []int64 {
-	idx := make([]int64, 0, classes*length)
-	for c := range classes {
-		frozen := func(row int64) int64 { return c*length + row }
+func promptIndex(position string, classes []int64, length, m int64, nameLens []int64, classSpecific bool) []int64 {
+	n := int64(len(classes))
+	idx := make([]int64, 0, n*length)
+	for j, c := range classes {
+		frozen := func(row int64) int64 { return int64(j)*length + row }
 		suffix := func(s int64) int64 { return frozen(1 + m + s) }
 		context := func(k int64) int64 {
 			if classSpecific {
-				return classes*length + c*m + k
+				return n*length + c*m + k
 			}
-			return classes*length + k
+			return n*length + k
 		}
-		n := nameLens[c]
+		nc := nameLens[c]
 		idx = append(idx, frozen(0))
 		switch position {
 		case PositionEnd:
@@ -493,23 +711,23 @@ func promptIndex(position string, classes, length, m int64, nameLens []int64, cl
 			for k := range half {
 				idx = append(idx, context(k))
 			}
-			for s := range n {
+			for s := range nc {
 				idx = append(idx, suffix(s))
 			}
 			for k := half; k < m; k++ {
 				idx = append(idx, context(k))
 			}
-			for s := n; s < length-1-m; s++ {
+			for s := nc; s < length-1-m; s++ {
 				idx = append(idx, suffix(s))
 			}
 		case PositionFront:
-			for s := range n {
+			for s := range nc {
 				idx = append(idx, suffix(s))
 			}
 			for k := range m {
 				idx = append(idx, context(k))
 			}
-			for s := n; s < length-1-m; s++ {
+			for s := nc; s < length-1-m; s++ {
 				idx = append(idx, suffix(s))
 			}
 		}
@@ -517,9 +735,9 @@ func promptIndex(position string, classes, length, m int64, nameLens []int64, cl
 	return idx
 }
 
-// prompts assembles the class prompts [C, L, W] in the embedding's dtype;
-// gradients flow into the context when enabled.
-func (c *CoOp) prompts() (*ts.Tensor, error) {
+// contextRows returns the context as rows [M or C·M, W] in the
+// embedding's dtype; gradients flow into the context when enabled.
+func (c *CoOp) contextRows() (*ts.Tensor, error) {
 	if c.ctx == nil {
 		return nil, errors.New("coop: not initialized")
 	}
@@ -532,49 +750,319 @@ func (c *CoOp) prompts() (*ts.Tensor, error) {
 			return nil, torch.Err("cast context", err)
 		}
 	}
-	src, err := ts.Cat([]*ts.Tensor{c.frozen, rows}, 0)
-	rows.Drop()
-	if err != nil {
-		return nil, torch.Err("concatenate skeletons and context", err)
-	}
-	p, err := src.IndexSelect(0, c.index, true)
-	if err != nil {
-		return nil, torch.Err("assemble prompts", err)
-	}
-	out, err := p.View([]int64{c.classes, c.length, c.width}, true)
-	if err != nil {
-		return nil, torch.Err("shape prompts", err)
-	}
-	return out, nil
+	return rows, nil
 }
 
-// classFeatures runs the prompts through the text encoder and returns the
-// L2-normalized float32 class features [C, D].
-func (c *CoOp) classFeatures() (*ts.Tensor, error) {
-	p, err := c.prompts()
+// assemble returns the rows index picks of concat(chunk k's skeletons,
+// context rows), shaped [n, rows per prompt, W].
+func (c *CoOp) assemble(k *chunk, ctxRows, index *ts.Tensor) (*ts.Tensor, error) {
+	n := int64(len(k.classes))
+	var s torch.Scope
+	defer s.Drop()
+	sk, err := s.Op("chunk skeletons")(c.frozen.Narrow(0, k.lo*c.length, n*c.length, false))
+	if err != nil {
+		return nil, err
+	}
+	src, err := s.Op("concatenate skeletons and context")(ts.Cat([]*ts.Tensor{sk, ctxRows}, 0))
+	if err != nil {
+		return nil, err
+	}
+	p, err := s.Op("assemble prompts")(src.IndexSelect(0, index, false))
+	if err != nil {
+		return nil, err
+	}
+	out, err := p.View([]int64{n, -1, c.width}, false)
+	return out, torch.Err("shape prompts", err)
+}
+
+// prompts assembles the whole class prompts [C, L, W] in class order, in
+// the embedding's dtype; gradients flow into the context when enabled.
+func (c *CoOp) prompts() (*ts.Tensor, error) {
+	rows, err := c.contextRows()
 	if err != nil {
 		return nil, err
 	}
 	var s torch.Scope
 	defer s.Drop()
-	s.Keep(p)
-	g, err := c.text.EncodeEmbeddings(p, c.eot)
-	if err != nil {
-		return nil, fmt.Errorf("coop: encode prompts: %w", err)
+	s.Keep(rows)
+	parts := make([]*ts.Tensor, len(c.chunks))
+	for i, k := range c.chunks {
+		p, err := c.assemble(k, rows, k.full)
+		if err != nil {
+			return nil, err
+		}
+		parts[i] = s.Keep(p)
 	}
-	s.Keep(g)
-	if shape, err := g.Size(); err != nil || len(shape) != 2 || shape[0] != c.classes {
-		return nil, fmt.Errorf("coop: text encoder returned shape %v for %d prompts", shape, c.classes)
+	return c.inClassOrder(&s, parts)
+}
+
+// inClassOrder concatenates per-chunk results and puts the rows in class
+// order. The result is owned by the caller.
+func (c *CoOp) inClassOrder(s *torch.Scope, parts []*ts.Tensor) (*ts.Tensor, error) {
+	all := parts[0]
+	if len(parts) > 1 {
+		var err error
+		if all, err = s.Op("concatenate chunks")(ts.Cat(parts, 0)); err != nil {
+			return nil, err
+		}
 	}
-	gf, err := s.Op("coop: cast text features")(g.Totype(gotch.Float, false))
+	if c.unorder == nil {
+		// A new handle the caller owns.
+		out, err := all.ShallowClone()
+		return out, torch.Err("chunk results", err)
+	}
+	out, err := all.IndexSelect(0, c.unorder, false)
+	return out, torch.Err("class order", err)
+}
+
+// prefixState encodes the shared prefix (start token and shared context
+// rows) and returns its state, or nil when prompts are encoded whole.
+func (c *CoOp) prefixState(ctxRows *ts.Tensor) ([]*ts.Tensor, error) {
+	if c.prefix == 0 {
+		return nil, nil
+	}
+	var s torch.Scope
+	defer s.Drop()
+	// Every skeleton starts with the start token: take the first one's.
+	parts := []*ts.Tensor{}
+	sot, err := s.Op("start token")(c.frozen.Narrow(0, 0, 1, false))
 	if err != nil {
 		return nil, err
 	}
-	gn, err := nn.Normalize(gf)
+	parts = append(parts, sot)
+	if c.prefix > 1 {
+		r, err := s.Op("shared context")(ctxRows.Narrow(0, 0, c.prefix-1, false))
+		if err != nil {
+			return nil, err
+		}
+		parts = append(parts, r)
+	}
+	p, err := s.Op("prefix")(ts.Cat(parts, 0))
+	if err != nil {
+		return nil, err
+	}
+	if p, err = s.Op("prefix")(p.View([]int64{1, c.prefix, c.width}, false)); err != nil {
+		return nil, err
+	}
+	st, err := c.prefixText.EncodePrefix(p)
+	if err != nil {
+		return nil, fmt.Errorf("coop: encode the shared prefix: %w", err)
+	}
+	return st, nil
+}
+
+// encodeChunk returns chunk k's raw text features [n, D] (float32), after
+// the prefix state when there is one.
+func (c *CoOp) encodeChunk(k *chunk, ctxRows *ts.Tensor, state []*ts.Tensor) (*ts.Tensor, error) {
+	index := k.full
+	if state != nil {
+		index = k.rest
+	}
+	p, err := c.assemble(k, ctxRows, index)
+	if err != nil {
+		return nil, err
+	}
+	defer p.Drop()
+	var g *ts.Tensor
+	if state != nil {
+		g, err = c.prefixText.EncodeAfterPrefix(state, p, k.eot)
+	} else {
+		g, err = c.text.EncodeEmbeddings(p, k.eot)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("coop: encode prompts: %w", err)
+	}
+	if shape, err := g.Size(); err != nil || len(shape) != 2 || shape[0] != int64(len(k.classes)) {
+		g.Drop()
+		return nil, fmt.Errorf("coop: text encoder returned shape %v for %d prompts", shape, len(k.classes))
+	}
+	out, err := g.Totype(gotch.Float, true)
+	return out, torch.Err("coop: cast text features", err)
+}
+
+// classFeatures runs the prompts through the text encoder, chunk by chunk
+// and after the shared prefix when there is one, and returns the
+// L2-normalized float32 class features [C, D] in class order, in the
+// caller's grad mode.
+func (c *CoOp) classFeatures() (*ts.Tensor, error) {
+	rows, err := c.contextRows()
+	if err != nil {
+		return nil, err
+	}
+	var s torch.Scope
+	defer s.Drop()
+	s.Keep(rows)
+	state, err := c.prefixState(rows)
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range state {
+		s.Keep(t)
+	}
+	parts := make([]*ts.Tensor, len(c.chunks))
+	for i, k := range c.chunks {
+		g, err := c.encodeChunk(k, rows, state)
+		if err != nil {
+			return nil, err
+		}
+		parts[i] = s.Keep(g)
+	}
+	g, err := c.inClassOrder(&s, parts)
+	if err != nil {
+		return nil, err
+	}
+	s.Keep(g)
+	gn, err := nn.Normalize(g)
 	if err != nil {
 		return nil, fmt.Errorf("coop: %w", err)
 	}
 	return gn, nil
+}
+
+// FinishBackward implements train.Recomputer. After a training call of
+// Logits in recomputation mode and the loss's backward pass, it encodes
+// each chunk again with gradients and back-propagates the gradient the
+// chunk's class features received, accumulating the context's gradient;
+// with a shared prefix, the chunks' gradients with respect to the
+// prefix's state are summed and propagated through the prefix once. In
+// other modes it does nothing.
+func (c *CoOp) FinishBackward() error {
+	if c.pending == nil {
+		return nil
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	leaf := c.pending
+	c.pending = nil
+	defer leaf.Drop()
+	grad, err := leaf.Grad(false)
+	if err != nil {
+		return torch.Err("coop: gradient of the class features", err)
+	}
+	defer grad.Drop()
+	if !grad.MustDefined() {
+		return nil
+	}
+	if err := c.recompute(grad); err != nil {
+		return fmt.Errorf("coop: recompute the text side: %w", err)
+	}
+	return nil
+}
+
+// backwardDot back-propagates Σ x·g (g constant), which gives every leaf
+// under x the gradient it receives from x's gradient g.
+func backwardDot(x, g *ts.Tensor) error {
+	prod, err := x.Mul(g, false)
+	if err != nil {
+		return torch.Err("weight by the gradient", err)
+	}
+	defer prod.Drop()
+	sum, err := prod.Sum(prod.DType(), false)
+	if err != nil {
+		return torch.Err("weight by the gradient", err)
+	}
+	defer sum.Drop()
+	return torch.Err("backward", sum.Backward())
+}
+
+func (c *CoOp) recompute(grad *ts.Tensor) error {
+	prev, err := torch.SetGradEnabled(true)
+	if err != nil {
+		return err
+	}
+	defer torch.SetGradEnabled(prev) //nolint:errcheck // restoring a mode that was set
+	rows, err := c.contextRows()
+	if err != nil {
+		return err
+	}
+	var s torch.Scope
+	defer s.Drop()
+	s.Keep(rows)
+	state, err := c.prefixState(rows)
+	if err != nil {
+		return err
+	}
+	for _, t := range state {
+		s.Keep(t)
+	}
+	// The chunks see the state as leaves, which gather the chunks'
+	// gradients for one backward pass through the prefix at the end.
+	var leaves []*ts.Tensor
+	for _, t := range state {
+		d, err := s.Op("detach prefix state")(t.Detach(false))
+		if err != nil {
+			return err
+		}
+		l, err := s.Op("prefix state leaf")(d.SetRequiresGrad(true, false))
+		if err != nil {
+			return err
+		}
+		leaves = append(leaves, l)
+	}
+	for _, k := range c.chunks {
+		err := func() error {
+			var cs torch.Scope
+			defer cs.Drop()
+			var st []*ts.Tensor
+			if state != nil {
+				st = leaves
+			}
+			g, err := c.encodeChunk(k, rows, st)
+			if err != nil {
+				return err
+			}
+			cs.Keep(g)
+			gn, err := nn.Normalize(g)
+			if err != nil {
+				return err
+			}
+			cs.Keep(gn)
+			gk, err := cs.Op("chunk gradient")(grad.IndexSelect(0, k.classIdx, false))
+			if err != nil {
+				return err
+			}
+			return backwardDot(gn, gk)
+		}()
+		if err != nil {
+			return err
+		}
+	}
+	if state == nil {
+		return nil
+	}
+	// Σ over the state's tensors of t · (its gathered gradient). A state
+	// that does not depend on the context (the start token alone) has
+	// nothing to propagate.
+	var total *ts.Tensor
+	for i, t := range state {
+		if rg, err := t.RequiresGrad(); err != nil || !rg {
+			continue
+		}
+		g, err := s.Op("gradient of the prefix state")(leaves[i].Grad(false))
+		if err != nil {
+			return err
+		}
+		if !g.MustDefined() {
+			continue
+		}
+		prod, err := s.Op("weight by the gradient")(t.Mul(g, false))
+		if err != nil {
+			return err
+		}
+		sum, err := s.Op("weight by the gradient")(prod.Sum(prod.DType(), false))
+		if err != nil {
+			return err
+		}
+		if total == nil {
+			total = sum
+		} else if total, err = s.Op("weight by the gradient")(total.Add(sum, false)); err != nil {
+			return err
+		}
+	}
+	if total == nil {
+		return nil
+	}
+	return torch.Err("backward through the prefix", total.Backward())
 }
 
 // Parameters returns the context, named ParamName; nil before Init.
@@ -643,7 +1131,14 @@ func (c *CoOp) Logits(features *ts.Tensor, training bool) (*ts.Tensor, error) {
 	}
 	if training {
 		c.dropEval()
-		g, err := c.classFeatures()
+		c.dropPending()
+		var g *ts.Tensor
+		var err error
+		if c.recomputes() && torch.GradEnabled() {
+			g, err = c.pendingFeatures()
+		} else {
+			g, err = c.classFeatures()
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -697,6 +1192,39 @@ func (c *CoOp) ensureEval() error {
 	})
 }
 
+// pendingFeatures computes the class features without gradients and
+// returns them as a leaf that records its gradient, kept in c.pending for
+// FinishBackward. The caller drops its handle.
+func (c *CoOp) pendingFeatures() (*ts.Tensor, error) {
+	var g *ts.Tensor
+	err := torch.NoGrad(func() error {
+		var err error
+		g, err = c.classFeatures()
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	leaf, err := g.SetRequiresGrad(true, true)
+	if err != nil {
+		return nil, torch.Err("coop: class features leaf", err)
+	}
+	c.pending = leaf
+	out, err := leaf.ShallowClone()
+	if err != nil {
+		c.dropPending()
+		return nil, torch.Err("coop: class features leaf", err)
+	}
+	return out, nil
+}
+
+func (c *CoOp) dropPending() {
+	if c.pending != nil {
+		c.pending.Drop()
+		c.pending = nil
+	}
+}
+
 func (c *CoOp) dropEval() {
 	if c.evalFeatures != nil {
 		c.evalFeatures.Drop()
@@ -711,12 +1239,18 @@ func (c *CoOp) dropEval() {
 // Drop frees the method's tensors.
 func (c *CoOp) Drop() {
 	c.dropEval()
-	for _, t := range []**ts.Tensor{&c.ctx, &c.frozen, &c.index} {
+	c.dropPending()
+	for _, t := range []**ts.Tensor{&c.ctx, &c.frozen, &c.unorder} {
 		if *t != nil {
 			(*t).Drop()
 			*t = nil
 		}
 	}
+	for _, k := range c.chunks {
+		k.drop()
+	}
+	c.chunks = nil
+	c.prefix, c.prefixText = 0, nil
 }
 
 // copyTensor returns a copy of x with its own storage and no autograd

@@ -21,7 +21,10 @@ type clipText struct {
 	model *clip.Model
 }
 
-var _ train.TextEncoder = (*clipText)(nil)
+var (
+	_ train.TextEncoder   = (*clipText)(nil)
+	_ train.PrefixEncoder = (*clipText)(nil)
+)
 
 func newClipText(modelPath, tokenizerPath string) (*clipText, error) {
 	b, err := os.ReadFile(tokenizerPath)
@@ -70,4 +73,20 @@ func (c *clipText) LogitScale() float64 {
 		return math.NaN()
 	}
 	return s
+}
+
+func (c *clipText) EncodePrefix(x *ts.Tensor) ([]*ts.Tensor, error) {
+	p, err := c.model.EncodeTextPrefix(x)
+	if err != nil {
+		return nil, err
+	}
+	return p.Tensors(), nil
+}
+
+func (c *clipText) EncodeAfterPrefix(state []*ts.Tensor, x *ts.Tensor, eot []int64) (*ts.Tensor, error) {
+	p, err := c.model.TextPrefixOf(state)
+	if err != nil {
+		return nil, err
+	}
+	return c.model.EncodeTextAfterPrefix(p, x, eot)
 }

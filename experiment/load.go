@@ -30,9 +30,9 @@ import (
 // random:ARCH) and loads it. It returns the model and an identity string for feature
 // caching.
 func LoadModel(ctx context.Context, mc config.ModelConfig, device gotch.Device, progressOut io.Writer) (*clip.Model, string, error) {
-	prec := clip.FP32
-	if mc.Precision == "fp16" {
-		prec = clip.FP16
+	prec, err := clip.ParsePrecision(mc.Precision)
+	if err != nil {
+		return nil, "", err
 	}
 	opts := []clip.Option{clip.WithPrecision(prec)}
 	if mc.FullTextContext {

@@ -167,34 +167,13 @@ func NewMultiheadAttention(b Builder, width, heads int64) *MultiheadAttention {
 // Forward attends x [N, L, E] to itself; mask is nil or an additive [L, L]
 // mask (−∞ where attention is not allowed).
 func (a *MultiheadAttention) Forward(x, mask *ts.Tensor) (*ts.Tensor, error) {
-	var s torch.Scope
-	defer s.Drop()
-	if a.Width%a.Heads != 0 {
-		return nil, fmt.Errorf("attention: width %d is not divisible by %d heads", a.Width, a.Heads)
-	}
-	qkv, err := ts.Linear(x, a.InProjWeight, a.InProjBias)
-	if err != nil {
-		return nil, wrap("attention: input projection", err)
-	}
-	s.Keep(qkv)
-	var heads [3]*ts.Tensor
-	for i := range heads {
-		part, err := qkv.Narrow(-1, int64(i)*a.Width, a.Width, false)
-		if err != nil {
-			return nil, wrap("attention: split q/k/v", err)
-		}
-		s.Keep(part)
-		if heads[i], err = splitHeads(part, a.Heads); err != nil {
-			return nil, err
-		}
-		s.Keep(heads[i])
-	}
-	o, err := Attend(heads[0], heads[1], heads[2], mask)
+	y, k, v, err := a.ForwardAfter(x, nil, nil, mask)
 	if err != nil {
 		return nil, err
 	}
-	s.Keep(o)
-	return a.OutProj.Forward(o)
+	k.Drop()
+	v.Drop()
+	return y, nil
 }
 
 // AttentionPool2d is the ModifiedResNet head: the feature map's tokens plus
@@ -315,4 +294,96 @@ func (p *AttentionPool2d) PreProjection(x *ts.Tensor) (*ts.Tensor, error) {
 	s.Keep(o)
 	y, err := o.Reshape([]int64{xs[0], -1}, false)
 	return y, wrap("attention pool: output", err)
+}
+
+// Project returns the queries, keys and values of x [N, L, E], each split
+// into heads: [N, H, L, d].
+func (a *MultiheadAttention) Project(x *ts.Tensor) (q, k, v *ts.Tensor, err error) {
+	var s torch.Scope
+	defer s.Drop()
+	if a.Width%a.Heads != 0 {
+		return nil, nil, nil, fmt.Errorf("attention: width %d is not divisible by %d heads", a.Width, a.Heads)
+	}
+	qkv, err := ts.Linear(x, a.InProjWeight, a.InProjBias)
+	if err != nil {
+		return nil, nil, nil, wrap("attention: input projection", err)
+	}
+	s.Keep(qkv)
+	var heads [3]*ts.Tensor
+	for i := range heads {
+		part, err := qkv.Narrow(-1, int64(i)*a.Width, a.Width, false)
+		if err != nil {
+			return nil, nil, nil, wrap("attention: split q/k/v", err)
+		}
+		s.Keep(part)
+		if heads[i], err = splitHeads(part, a.Heads); err != nil {
+			return nil, nil, nil, err
+		}
+		s.Keep(heads[i])
+	}
+	for _, h := range heads {
+		s.Release(h)
+	}
+	return heads[0], heads[1], heads[2], nil
+}
+
+// ForwardAfter attends x [N, L, E] to the keys and values pastK, pastV
+// [1, H, P, d] of P earlier positions shared by every row, followed by
+// x's own. mask is nil or an additive [L, P+L] mask. It returns the output
+// [N, L, E] and x's keys and values [N, H, L, d] (which positions after x
+// may attend to). With pastK nil it is Forward, returning the keys and
+// values too.
+func (a *MultiheadAttention) ForwardAfter(x, pastK, pastV, mask *ts.Tensor) (y, k, v *ts.Tensor, err error) {
+	var s torch.Scope
+	defer s.Drop()
+	q, k, v, err := a.Project(x)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	s.Keep(q)
+	s.Keep(k)
+	s.Keep(v)
+	keys, values := k, v
+	if pastK != nil {
+		ks, err := size(k)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		ps, err := size(pastK)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		if len(ps) != 4 || ps[0] != 1 || ps[1] != ks[1] || ps[3] != ks[3] {
+			return nil, nil, nil, fmt.Errorf("attention: earlier keys have shape %v, want [1, %d, P, %d]", ps, ks[1], ks[3])
+		}
+		join := func(past, own *ts.Tensor) (*ts.Tensor, error) {
+			e, err := past.Expand([]int64{ks[0], ps[1], ps[2], ps[3]}, false, false)
+			if err != nil {
+				return nil, wrap("attention: expand earlier keys/values", err)
+			}
+			s.Keep(e)
+			j, err := ts.Cat([]*ts.Tensor{e, own}, 2)
+			if err != nil {
+				return nil, wrap("attention: join earlier keys/values", err)
+			}
+			return s.Keep(j), nil
+		}
+		if keys, err = join(pastK, k); err != nil {
+			return nil, nil, nil, err
+		}
+		if values, err = join(pastV, v); err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	o, err := Attend(q, keys, values, mask)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	s.Keep(o)
+	if y, err = a.OutProj.Forward(o); err != nil {
+		return nil, nil, nil, err
+	}
+	s.Release(k)
+	s.Release(v)
+	return y, k, v, nil
 }

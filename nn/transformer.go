@@ -118,3 +118,115 @@ func (t *Transformer) Forward(x, mask *ts.Tensor) (*ts.Tensor, error) {
 	}
 	return cur, nil
 }
+
+// KV is one block's keys and values [N, H, L, d] of a run of positions, as
+// later positions attend to them.
+type KV struct{ K, V *ts.Tensor }
+
+// Drop frees the keys and values.
+func (kv KV) Drop() {
+	for _, t := range []*ts.Tensor{kv.K, kv.V} {
+		if t != nil {
+			t.Drop()
+		}
+	}
+}
+
+// ForwardAfter runs the block on x [N, L, W], whose positions follow P
+// earlier ones shared by every row, whose keys and values are past (nil
+// when there are none; [1, H, P, d] each otherwise). mask is nil or an
+// additive [L, P+L] mask. It returns the output and x's keys and values.
+func (r *ResidualAttentionBlock) ForwardAfter(x *ts.Tensor, past *KV, mask *ts.Tensor) (*ts.Tensor, KV, error) {
+	var s torch.Scope
+	defer s.Drop()
+	h, err := r.LN1.Forward(x)
+	if err != nil {
+		return nil, KV{}, err
+	}
+	s.Keep(h)
+	var pk, pv *ts.Tensor
+	if past != nil {
+		pk, pv = past.K, past.V
+	}
+	a, k, v, err := r.Attn.ForwardAfter(h, pk, pv, mask)
+	if err != nil {
+		return nil, KV{}, err
+	}
+	kv := KV{k, v}
+	s.Keep(a)
+	x1, err := x.Add(a, false)
+	if err != nil {
+		kv.Drop()
+		return nil, KV{}, wrap("residual", err)
+	}
+	s.Keep(x1)
+	h2, err := r.LN2.Forward(x1)
+	if err != nil {
+		kv.Drop()
+		return nil, KV{}, err
+	}
+	s.Keep(h2)
+	m, err := r.MLP.Forward(h2)
+	if err != nil {
+		kv.Drop()
+		return nil, KV{}, err
+	}
+	s.Keep(m)
+	y, err := x1.Add(m, false)
+	if err != nil {
+		kv.Drop()
+		return nil, KV{}, wrap("residual", err)
+	}
+	return y, kv, nil
+}
+
+// ForwardAfter runs every block on x [N, L, W] whose positions follow
+// earlier ones shared by every row: past holds each block's keys and
+// values of those positions ([1, H, P, d]; nil when there are none) and
+// mask is nil or an additive [L, P+L] mask. With keep it also returns
+// each block's keys and values of x's positions (for positions after
+// them); otherwise the second result is nil.
+//
+// Splitting a causal sequence into a prefix run alone and the rest run
+// after it gives the same outputs as running it whole: a position only
+// attends to itself and earlier ones.
+func (t *Transformer) ForwardAfter(x *ts.Tensor, past []KV, mask *ts.Tensor, keep bool) (*ts.Tensor, []KV, error) {
+	if past != nil && len(past) != len(t.Blocks) {
+		return nil, nil, fmt.Errorf("transformer: keys and values of %d blocks for %d blocks", len(past), len(t.Blocks))
+	}
+	var kept []KV
+	fail := func(err error) (*ts.Tensor, []KV, error) {
+		for _, kv := range kept {
+			kv.Drop()
+		}
+		return nil, nil, err
+	}
+	cur := x
+	for i, blk := range t.Blocks {
+		var p *KV
+		if past != nil {
+			p = &past[i]
+		}
+		next, kv, err := blk.ForwardAfter(cur, p, mask)
+		if cur != x {
+			cur.Drop()
+		}
+		if err != nil {
+			return fail(fmt.Errorf("block %d: %w", i, err))
+		}
+		if keep {
+			kept = append(kept, kv)
+		} else {
+			kv.Drop()
+		}
+		cur = next
+	}
+	if cur == x {
+		y, err := x.Detach(false)
+		if err != nil {
+			return fail(wrap("transformer", err))
+		}
+		cur = y
+	}
+	return cur, kept, nil
+}

@@ -276,6 +276,11 @@ func (l *Loop) step(view *Features, idx []int, lr float64) (float64, int, error)
 	if err := loss.Backward(); err != nil {
 		return 0, 0, torch.Err("backward", err)
 	}
+	if r, ok := l.Method.(Recomputer); ok {
+		if err := r.FinishBackward(); err != nil {
+			return 0, 0, fmt.Errorf("backward: %w", err)
+		}
+	}
 	if err := l.Optimizer.Step(lr); err != nil {
 		return 0, 0, err
 	}

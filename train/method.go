@@ -64,6 +64,34 @@ type TextEncoder interface {
 	LogitScale() float64
 }
 
+// PrefixEncoder is what a TextEncoder may add for prompts that share
+// their first positions (CoOp's start token and shared context): those
+// positions are run once, and every prompt continues from their state.
+// The text transformer is causal, so the result equals encoding each
+// prompt whole, to float rounding.
+type PrefixEncoder interface {
+	// EncodePrefix runs the text transformer over the shared positions'
+	// embeddings [1, P, W] and returns their state (for a transformer,
+	// every block's keys and values), which the caller drops. Gradients
+	// flow from the state to the embeddings when enabled.
+	EncodePrefix(embeddings *ts.Tensor) ([]*ts.Tensor, error)
+	// EncodeAfterPrefix encodes embeddings [N, L, W] of positions
+	// P..P+L-1 following the prefix whose state is given and projects the
+	// rows at eot (positions in the whole sequence, P ≤ eot[i] < P+L):
+	// [N, D]. Gradients flow to the embeddings and the state when enabled.
+	EncodeAfterPrefix(state []*ts.Tensor, embeddings *ts.Tensor, eot []int64) (*ts.Tensor, error)
+}
+
+// Recomputer is implemented by methods whose training Logits leave part of
+// the computation out of the autograd graph to bound memory (activation
+// recomputation, or gradient checkpointing): after the loss's backward
+// pass, and before the optimizer step, FinishBackward recomputes that part
+// with gradients and back-propagates into the parameters. The Loop calls
+// it; callers that run their own steps must too.
+type Recomputer interface {
+	FinishBackward() error
+}
+
 // Context is what a method is given to set itself up.
 type Context struct {
 	// Text is CLIP's frozen text side.

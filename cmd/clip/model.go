@@ -46,7 +46,7 @@ func (f *modelFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.model, "model", "", "model: a checkpoint `file`, an official name (RN50, ViT-B/32, ...) or random:ARCH")
 	fs.StringVar(&f.device, "device", "auto", "`device`: cpu, cuda, cuda:N or auto (CUDA when available)")
 	fs.IntVar(&f.batch, "batch", 32, "images or texts encoded at once")
-	fs.StringVar(&f.precision, "precision", "fp32", "weight `precision`: fp32, or fp16 (CUDA only)")
+	fs.StringVar(&f.precision, "precision", "fp32", "weight `precision`: fp32, fp16 (CUDA only) or bf16")
 	fs.Uint64Var(&f.seed, "seed", 0, "random `seed` of random:ARCH weights")
 	fs.StringVar(&f.cache, "cache", "", "download cache `folder` for official weights (default $CLIP_CACHE or ~/.cache/clip)")
 	fs.IntVar(&f.threads, "threads", 0, "libtorch intra-op CPU `threads` (0: libtorch's default, OMP_NUM_THREADS or the core count)")
@@ -70,9 +70,9 @@ func (f *modelFlags) check(fs *flag.FlagSet) error {
 		return cli.Usagef("-workers must not be negative, got %d", f.workers)
 	}
 	switch f.precision {
-	case "fp32", "fp16":
+	case "fp32", "fp16", "bf16":
 	default:
-		return cli.Usagef("-precision must be fp32 or fp16, got %q", f.precision)
+		return cli.Usagef("-precision must be fp32, fp16 or bf16, got %q", f.precision)
 	}
 	d := strings.ToLower(strings.TrimSpace(f.device))
 	if d != "cpu" && d != "cuda" && d != "auto" && !strings.HasPrefix(d, "cuda:") {

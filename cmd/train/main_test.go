@@ -396,3 +396,77 @@ func TestSIGTERMDuringEncodingStopsAtOnce(t *testing.T) {
 		t.Error("an interrupted run wrote result.json")
 	}
 }
+
+// TestCoOpTextSavingsKeepTheRun trains CoOp three ways on the synthetic
+// data: with the text side's savings (the default: cut after the last
+// end-of-text token, shared prefix encoded once), with them off
+// (model.full_text_context, method.no_prefix_sharing) and with the
+// prompts encoded two classes at a time with activation recomputation
+// (method.max_text_batch = 2). Every epoch's mean loss agrees within 1e-4
+// relative and the test metrics are the same. A fourth run with the frozen
+// encoders in bf16 (mixed precision: the context and optimizer state stay
+// fp32) has every epoch's loss within 1e-2 relative (1.1e-3 measured) and
+// at most one test prediction different.
+func TestCoOpTextSavingsKeepTheRun(t *testing.T) {
+	type run struct {
+		losses []float64
+		result rundir.Result
+	}
+	train := func(sets ...string) run {
+		cfg := testConfig(t, "coop", "")
+		dir := filepath.Join(t.TempDir(), "run")
+		args := []string{"-config", cfg, "-out", dir, "-set", "train.epochs=6", "-set", "train.lr=0.05", "-set", "method.n_ctx=4"}
+		for _, s := range sets {
+			args = append(args, "-set", s)
+		}
+		if code, _, stderr := runCmd(t, args...); code != 0 {
+			t.Fatalf("%v: exit %d\n%s", sets, code, stderr)
+		}
+		b, err := os.ReadFile(filepath.Join(dir, rundir.MetricsFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r run
+		for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			var rec struct {
+				Loss float64 `json:"loss"`
+			}
+			if err := json.Unmarshal([]byte(line), &rec); err != nil {
+				t.Fatal(err)
+			}
+			r.losses = append(r.losses, rec.Loss)
+		}
+		r.result = readResult(t, dir)
+		return r
+	}
+	on := train()
+	for _, other := range [][]string{
+		{"model.full_text_context=true", "method.no_prefix_sharing=true"},
+		{"method.max_text_batch=2"},
+		{"model.precision=bf16"},
+	} {
+		r := train(other...)
+		if len(r.losses) != len(on.losses) || len(on.losses) != 6 {
+			t.Fatalf("%v: %d epochs, default %d, want 6", other, len(r.losses), len(on.losses))
+		}
+		tol := 1e-4
+		if other[0] == "model.precision=bf16" {
+			tol = 1e-2
+		}
+		for e := range r.losses {
+			if d := math.Abs(r.losses[e]-on.losses[e]) / math.Abs(on.losses[e]); d > tol {
+				t.Errorf("%v: epoch %d loss %.7g, default %.7g (relative difference %.2g > %g)", other, e+1, r.losses[e], on.losses[e], d, tol)
+			}
+		}
+		if other[0] == "model.precision=bf16" {
+			// bf16 rounding may flip a near-tie prediction: at most one
+			// test image.
+			if n := on.result.Test.N; n == 0 || math.Abs(r.result.Test.Top1-on.result.Test.Top1) > 100/float64(n)+1e-9 {
+				t.Errorf("%v: test top-1 %.2f, default %.2f over %d images: more than one prediction differs", other, r.result.Test.Top1, on.result.Test.Top1, n)
+			}
+		} else if r.result.Test.Top1 != on.result.Test.Top1 || r.result.Test.MacroF1 != on.result.Test.MacroF1 {
+			t.Errorf("%v: test top-1 %.2f, macro F1 %.4f; default %.2f, %.4f", other, r.result.Test.Top1, r.result.Test.MacroF1, on.result.Test.Top1, on.result.Test.MacroF1)
+		}
+		t.Logf("%v: losses %v, default %v; test top-1 %.2f", other, r.losses, on.losses, r.result.Test.Top1)
+	}
+}
