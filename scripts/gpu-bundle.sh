@@ -14,7 +14,9 @@ trap 'rm -rf "$tmp"' EXIT
 cp -a "$goroot" "$tmp/go"
 (
   cd "$tmp/go"
-  rm -rf api doc test misc lib/wasm pkg/tool/*/{api,covdata,doc,fix,preprofile,test2json,trace} 2>/dev/null || true
+  # src/cmd is the toolchain's own source: building and testing need the
+  # compiled tools under pkg/tool, not their source.
+  rm -rf api doc test misc lib/wasm src/cmd pkg/tool/*/{api,covdata,doc,fix,preprofile,test2json,trace} 2>/dev/null || true
   find . -type d -name testdata -prune -exec rm -rf {} +
   find . -name '*_test.go' -delete
 )
@@ -34,6 +36,9 @@ find "$GOMODCACHE/cache/download" -name '*.zip' -delete
 # gotch's examples and generator sources (90 MB) are not needed to build it.
 chmod -R u+w "$GOMODCACHE"
 rm -rf "$GOMODCACHE"/github.com/sugarme/gotch@*/{example,gen}
+# Dependencies' own tests never run here.
+find "$GOMODCACHE" -path "$GOMODCACHE/cache" -prune -o -type d -name testdata -prune -exec rm -rf {} +
+find "$GOMODCACHE" -path "$GOMODCACHE/cache" -prune -o -name '*_test.go' -type f -exec rm -f {} +
 tar -C "$tmp" -cJf .carry/modcache.tar.xz modcache
 chmod -R u+w "$tmp" 2>/dev/null || true
 du -sh .carry/*
