@@ -25,6 +25,8 @@ mkdir -p "$OUT"
 exec > >(tee "$OUT/gpu-check.log") 2>&1
 t0=$(date +%s)
 stamp() { echo "== $(( $(date +%s) - t0 ))s: $*"; }
+# GPU_CHECK_EPOCH=1 replaces the encoder-throughput stage with bench/gpu/epoch.sh
+# (issue #14: CoOp on 1,000 classes, peak memory, sweep GPU-hours).
 # The whole run must end within GPU_CHECK_SECONDS (default 540): each stage's
 # time limit is its own or what is left, whichever is less.
 deadline=${GPU_CHECK_SECONDS:-540}
@@ -96,7 +98,14 @@ grep -cE '^ok ' "$OUT/tests.log" | sed 's/^/packages ok: /'
 
 # 5. Throughput (the preparation must have finished: the archives and JPEGs).
 wait_for $data/.ready 120 || { failed+=("prepare (see prepare.log)"); tail -n 20 "$OUT/prepare.log"; }
-if [ -e $data/.ready ]; then
+if [ -e $data/.ready ] && [ -n "${GPU_CHECK_EPOCH:-}" ]; then
+  # #14's measurements instead of the encoder throughput: one 16-shot
+  # ImageNet-sized epoch, Go against PyTorch loops, peak memory, and the
+  # paper sweep's GPU-hours (bench/gpu/epoch.sh).
+  reserve=75
+  stage "16-shot ImageNet-sized epoch, Go vs PyTorch" "$(limit $(( $(left) - reserve )))" bench/gpu/epoch.sh -dir $data >"$OUT/epoch.log" 2>&1
+  tail -n 40 "$OUT/epoch.log"
+elif [ -e $data/.ready ]; then
   reserve=75 # for the training runs after it
   stage "encoder throughput, Go vs PyTorch" "$(limit $(( $(left) - reserve )))" bench/gpu/run.sh -dir $data -deadline $(( $(left) - reserve - 40 )) >"$OUT/bench.log" 2>&1
   sed -n '/^GPU encoder throughput/,$p' "$OUT/bench.log"; grep -E '^(torch|go|run.sh):' "$OUT/bench.log" | grep -v '^go: model' || true
