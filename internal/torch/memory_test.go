@@ -37,9 +37,10 @@ func TestTrainingLoopMemoryIsFlat(t *testing.T) {
 // trainingLoopGrowth runs warmup steps of a small regression loop, then
 // steps more, and returns how much anonymous memory grew over the latter. With
 // leak set, each step keeps a handle on its 1024x8 activation (32 KB of C
-// memory). Go's heap is returned to
-// the OS before each reading, so the numbers reflect live memory rather
-// than how far the heap overshot while the garbage collector ran.
+// memory). Go's heap and the C allocator's free memory are returned to the
+// OS before each reading, so the numbers reflect live memory rather than how
+// far the heap overshot while the garbage collector ran, or C memory freed
+// earlier in the process and reused.
 func trainingLoopGrowth(t *testing.T, warmup, steps int, leak bool) int64 {
 	t.Helper()
 	runtime.LockOSThread()
@@ -86,6 +87,7 @@ func trainingLoopGrowth(t *testing.T, warmup, steps int, leak bool) int64 {
 		step()
 	}
 	debug.FreeOSMemory()
+	TrimFreedMemory()
 	before, err := AnonymousBytes()
 	if err != nil {
 		t.Skip("no RssAnon/VmSwap in /proc/self/status:", err)
@@ -94,6 +96,7 @@ func trainingLoopGrowth(t *testing.T, warmup, steps int, leak bool) int64 {
 		step()
 	}
 	debug.FreeOSMemory()
+	TrimFreedMemory()
 	after, err := AnonymousBytes()
 	if err != nil {
 		t.Fatal(err)
