@@ -73,8 +73,8 @@ func newParam(data []float32, shape []int64, dev gotch.Device) (*ts.Tensor, erro
 		return nil, err
 	}
 	p, err := z.SetRequiresGrad(true, false)
+	z.Drop() // p is a second handle on the same storage
 	if err != nil {
-		z.Drop()
 		return nil, torch.Err("require gradients", err)
 	}
 	return p, nil

@@ -418,6 +418,7 @@ func (r *run) train(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	defer loop.Optimizer.Drop()
 	if !r.cfg.Train.CacheFeatures && r.method.Needs.Augment {
 		loop.Features = r.enc.onlineFeatures(r.split.Train, r.method.Needs)
 	}

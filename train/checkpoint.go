@@ -338,6 +338,16 @@ func LoadCheckpoint(path string, l *Loop) (*LoopState, error) {
 		}
 		return nil, err
 	}
+	// The optimizer keeps the state tensors it takes; the rest (the
+	// parameters' values, copied in place) are dropped here.
+	var kept []Param
+	defer func() {
+		for _, t := range tensors {
+			if !containsTensor(kept, t) {
+				t.Drop()
+			}
+		}
+	}()
 	if err := CopyParameters(l.Method.Parameters(), tensors, "param."); err != nil {
 		return nil, fmt.Errorf("checkpoint %s: %w", path, err)
 	}
@@ -348,7 +358,9 @@ func LoadCheckpoint(path string, l *Loop) (*LoopState, error) {
 		}
 	}
 	if l.Optimizer != nil {
-		if err := l.Optimizer.SetState(optim, st.OptimizerStep); err != nil {
+		err := l.Optimizer.SetState(optim, st.OptimizerStep)
+		kept, _ = l.Optimizer.State()
+		if err != nil {
 			return nil, fmt.Errorf("checkpoint %s: %w", path, err)
 		}
 	}
@@ -366,6 +378,16 @@ func LoadCheckpoint(path string, l *Loop) (*LoopState, error) {
 		l.partial = *st.Partial
 	}
 	return &st, nil
+}
+
+// containsTensor says whether t is one of ps's tensors.
+func containsTensor(ps []Param, t *ts.Tensor) bool {
+	for _, p := range ps {
+		if p.Tensor == t {
+			return true
+		}
+	}
+	return false
 }
 
 // CopyParameters copies tensors[prefix+name] into each parameter in place,

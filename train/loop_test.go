@@ -36,7 +36,9 @@ func newLinear(classes, dim int, seed uint64) *linearMethod {
 func (m *linearMethod) Init(*Context, []*Features) error { return nil }
 func (m *linearMethod) Parameters() []Param              { return []Param{{Name: "w", Tensor: m.w}} }
 func (m *linearMethod) Logits(x *ts.Tensor, _ bool) (*ts.Tensor, error) {
-	l := x.MustMatmul(m.w.MustT(false), false)
+	wt := m.w.MustT(false)
+	defer wt.MustDrop()
+	l := x.MustMatmul(wt, false)
 	if m.scale != 1 {
 		l = l.MustMulScalar(ts.FloatScalar(m.scale), true)
 	}
@@ -383,5 +385,51 @@ func TestWriteTensorsKeepsTypes(t *testing.T) {
 	gf, _ := torch.Values[float32](out["f"])
 	if !slices.Equal(gd, f64) || !slices.Equal(gi, i64) || !slices.Equal(gf, f32) {
 		t.Errorf("values %v %v %v", gd, gi, gf)
+	}
+}
+
+// TestOptimizerStateAndCheckpointsAreFreed counts gotch's live tensors
+// around a loop that trains, saves a checkpoint, loads it twice (the second
+// load replaces the optimizer state the first one set) and is then dropped:
+// nothing may be left for the finalizers (gotch's tensors no longer carry a
+// 100 KB Go allocation, so garbage collections are rare).
+func TestOptimizerStateAndCheckpointsAreFreed(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	views := []*Features{blobs(40, 4, 8, 3)}
+	defer views[0].Drop()
+	ckpt := filepath.Join(t.TempDir(), "last.ckpt")
+	for _, tc := range []struct {
+		name string
+		opt  func([]Param) Optimizer
+	}{
+		{"sgd", func(ps []Param) Optimizer { return NewSGD(ps, 0.9, 5e-4) }},
+		{"adamw", func(ps []Param) Optimizer { return NewAdamW(ps, 0.9, 0.999, 1e-8, 0.01) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			live := len(ts.ExistingTensors)
+			m := newLinear(4, 8, 7)
+			opt := tc.opt(m.Parameters())
+			l := NewLoop(m, opt, CosineWarmup{Base: 0.05, Epochs: 2}, 2, 10, views, 42)
+			if err := l.Run(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if err := SaveCheckpoint(ckpt, l, nil); err != nil {
+				t.Fatal(err)
+			}
+			for i := 0; i < 2; i++ {
+				if _, err := LoadCheckpoint(ckpt, l); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if st, _ := opt.State(); len(st) == 0 {
+				t.Fatal("the optimizer holds no state: the test proves nothing")
+			}
+			opt.Drop()
+			m.Drop()
+			if got := len(ts.ExistingTensors); got > live {
+				t.Errorf("%d tensors live after the loop was dropped, %d before", got, live)
+			}
+		})
 	}
 }

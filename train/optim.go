@@ -27,8 +27,11 @@ type Optimizer interface {
 	// copies) and its scalar state.
 	State() (tensors []Param, step int64)
 	// SetState restores state written by State. Missing tensors are an
-	// error.
+	// error. The optimizer takes ownership of the tensors it keeps (those
+	// State returns afterwards) and drops the state they replace.
 	SetState(tensors map[string]*ts.Tensor, step int64) error
+	// Drop frees the state tensors (the parameters stay with their owner).
+	Drop()
 }
 
 // SGD is stochastic gradient descent with momentum and L2 weight decay, with
@@ -114,9 +117,22 @@ func (o *SGD) SetState(tensors map[string]*ts.Tensor, step int64) error {
 			}
 			continue
 		}
+		if o.bufs[i] != nil && o.bufs[i] != b {
+			o.bufs[i].Drop()
+		}
 		o.bufs[i] = b
 	}
 	return nil
+}
+
+// Drop implements Optimizer.
+func (o *SGD) Drop() {
+	for i, b := range o.bufs {
+		if b != nil {
+			b.Drop()
+			o.bufs[i] = nil
+		}
+	}
 }
 
 // AdamW is Adam with decoupled weight decay, with PyTorch's semantics.
@@ -227,9 +243,28 @@ func (o *AdamW) SetState(tensors map[string]*ts.Tensor, step int64) error {
 		if okm != okv || (!okm && step > 0) {
 			return fmt.Errorf("optimizer state lacks the Adam moments of %s", p.Name)
 		}
+		if o.m[i] != nil && o.m[i] != m {
+			o.m[i].Drop()
+		}
+		if o.v[i] != nil && o.v[i] != v {
+			o.v[i].Drop()
+		}
 		o.m[i], o.v[i] = m, v
 	}
 	return nil
+}
+
+// Drop implements Optimizer.
+func (o *AdamW) Drop() {
+	for i := range o.params {
+		if o.m[i] != nil {
+			o.m[i].Drop()
+		}
+		if o.v[i] != nil {
+			o.v[i].Drop()
+		}
+		o.m[i], o.v[i] = nil, nil
+	}
 }
 
 // stepAll runs update for every parameter with a defined gradient, without

@@ -467,3 +467,126 @@ func TestUpstreamVersion(t *testing.T) {
 		}
 	}
 }
+
+// tensorSnippet mirrors the bookkeeping of gotch v0.9.1's newTensor and
+// newName, self-contained so that the patched version can be run.
+const tensorSnippet = `package main
+
+import (
+	"fmt"
+	"sync"
+)
+
+type bigStruct struct {
+	lots [1e5]byte
+}
+
+type Tensor struct {
+	d    *bigStruct
+	name string
+}
+
+var (
+	TensorCount     int64
+	ExistingTensors = map[string]struct{}{}
+	lock            sync.Mutex
+)
+
+func newTensor(nameOpt ...string) *Tensor {
+	x := new(Tensor)
+	x.d = new(bigStruct)
+
+	lock.Lock()
+	TensorCount++
+	name := newName(nameOpt...)
+	if _, ok := ExistingTensors[name]; ok {
+		name = fmt.Sprintf("%s_%09d", name, TensorCount)
+	}
+	ExistingTensors[name] = struct{}{}
+	lock.Unlock()
+	x.name = name
+	return x
+}
+
+func newName(nameOpt ...string) string {
+	var name string
+	if len(nameOpt) > 0 {
+		name = nameOpt[0]
+	} else {
+		name = fmt.Sprintf("tensor_%09d", TensorCount)
+	}
+	return name
+}
+`
+
+// tensorSnippetMain runs the patched snippet: tensor names (default,
+// named, a duplicate name) and whether a big allocation was made.
+const tensorSnippetMain = `
+func main() {
+	for _, opt := range [][]string{nil, {"w"}, nil, {"w"}} {
+		x := newTensor(opt...)
+		fmt.Println(x.name, x.d == nil)
+	}
+	fmt.Println(len(ExistingTensors))
+}
+`
+
+func TestPatchTensorAllocation(t *testing.T) {
+	out, n := PatchTensorAllocation(tensorSnippet)
+	if n != 1 || strings.Contains(out, "new(bigStruct)") {
+		t.Errorf("changed %d sites, want the one allocation:\n%s", n, out)
+	}
+	if want := strings.Replace(tensorSnippet, "\tx.d = new(bigStruct)\n", "", 1); out != want {
+		t.Errorf("patched source changed more than the allocation:\n%s", out)
+	}
+	// Patching twice changes nothing more.
+	if again, m := PatchTensorAllocation(out); m != 0 || again != out {
+		t.Errorf("second patch changed %d sites", m)
+	}
+	if testing.Short() {
+		t.Skip("runs the patched snippet with go run")
+	}
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go command")
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "main.go"), []byte(out+tensorSnippetMain), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(goBin, "run", "main.go")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GOWORK=off", "GO111MODULE=off", "GOFLAGS=")
+	got, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("patched snippet does not run: %v\n%s\n%s", err, got, out)
+	}
+	// The names and the map as before, and no 100 KB value.
+	want := "tensor_000000001 true\nw true\ntensor_000000003 true\nw_000000004 true\n4\n"
+	if string(got) != want {
+		t.Errorf("patched snippet printed\n%s\nwant\n%s", got, want)
+	}
+}
+
+// TestPatchTensorAllocationOnGotch checks the patch against gotch's own
+// ts/tensor.go when the module cache holds it: the patterns must still
+// match the release the toolkit uses.
+func TestPatchTensorAllocationOnGotch(t *testing.T) {
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go command")
+	}
+	b, err := exec.Command(goBin, "env", "GOMODCACHE").Output()
+	if err != nil {
+		t.Skipf("go env GOMODCACHE: %v", err)
+	}
+	path := filepath.Join(strings.TrimSpace(string(b)), "github.com", "sugarme", "gotch@v0.9.1", "ts", "tensor.go")
+	src, err := os.ReadFile(path)
+	if err != nil {
+		t.Skipf("gotch v0.9.1 not in the module cache: %v", err)
+	}
+	out, n := PatchTensorAllocation(string(src))
+	if n != 1 || strings.Contains(out, "new(bigStruct)") || !strings.Contains(out, "runtime.SetFinalizer(x, freeCTensor)") {
+		t.Errorf("patched %d sites of %s, want the one allocation, the finalizer kept", n, path)
+	}
+}
