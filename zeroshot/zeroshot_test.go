@@ -122,7 +122,6 @@ func TestZeroShot(t *testing.T) {
 			},
 			wantBatches: []int{2},
 		},
-
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
