@@ -88,16 +88,22 @@ func (p *prototypes) Drop() {
 	}
 }
 
+// withPrototypes is the registry plus the toy method, registered with one
+// Register line as a new method package would be.
+func withPrototypes() methods.Registry {
+	return append(methods.All(), methods.Register("prototypes", "Class prototypes",
+		func() prototypeOptions { return prototypeOptions{Scale: 100} },
+		func(o prototypeOptions) (train.Method, train.Needs, error) {
+			return &prototypes{o: o}, train.Needs{TrainFeatures: true}, nil
+		}))
+}
+
 // TestRegisteredToyMethodRunsEndToEnd adds a method with one Register
 // line and runs it through the whole experiment: its keys are decoded
 // strictly and resolved into config.toml, its needs are honoured, and the
 // result records its label and registry rank.
 func TestRegisteredToyMethodRunsEndToEnd(t *testing.T) {
-	reg := append(methods.All(), methods.Register("prototypes", "Class prototypes",
-		func() prototypeOptions { return prototypeOptions{Scale: 100} },
-		func(o prototypeOptions) (train.Method, train.Needs, error) {
-			return &prototypes{o: o}, train.Needs{TrainFeatures: true}, nil
-		}))
+	reg := withPrototypes()
 	dir := t.TempDir()
 	text := `
 [model]
@@ -154,11 +160,7 @@ dir = "` + dir + `"
 // class) trains on what there is, warns, and records the real counts in
 // result.json; a class without a training image is named too.
 func TestShortClassesAreWarnedAndRecorded(t *testing.T) {
-	reg := append(methods.All(), methods.Register("prototypes", "Class prototypes",
-		func() prototypeOptions { return prototypeOptions{Scale: 100} },
-		func(o prototypeOptions) (train.Method, train.Needs, error) {
-			return &prototypes{o: o}, train.Needs{TrainFeatures: true}, nil
-		}))
+	reg := withPrototypes()
 	dir := t.TempDir()
 	text := `
 [model]
