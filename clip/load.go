@@ -166,7 +166,7 @@ func sourceConfig(src source, path string, o options) (Config, map[string][]int6
 		if cfg, err = applyOpenCLIP(cfg, oc.Model); err != nil {
 			return Config{}, nil, preprocess.Config{}, fmt.Errorf("clip: load %s: %s does not match the weights: %w", path, ocName, err)
 		}
-		if pre, err = preprocessConfig(oc.Preprocess); err != nil {
+		if pre, err = OpenCLIPPreprocessing(oc.Preprocess); err != nil {
 			return Config{}, nil, preprocess.Config{}, fmt.Errorf("clip: load %s: %s: %w", path, ocName, err)
 		}
 	}

@@ -124,11 +124,6 @@ func ReadPreprocessing(path string, opts ...Option) (preprocess.Config, error) {
 // OpenCLIPPreprocessing converts OpenCLIP's preprocess_cfg to the
 // transform's configuration.
 func OpenCLIPPreprocessing(p openclip.PreprocessConfig) (preprocess.Config, error) {
-	return preprocessConfig(p)
-}
-
-// preprocessConfig converts OpenCLIP's preprocessing to the transform's.
-func preprocessConfig(p openclip.PreprocessConfig) (preprocess.Config, error) {
 	if err := p.Check(); err != nil {
 		return preprocess.Config{}, err
 	}

@@ -121,7 +121,6 @@ func isTorchScript(src source) bool {
 // safetensorsSource reads a safetensors file through a read-only memory
 // map.
 type safetensorsSource struct {
-	path   string
 	data   []byte // the mapped file
 	st     safetensors.SafeTensors
 	prefix string
@@ -156,20 +155,25 @@ func openSafetensors(path string) (*safetensorsSource, error) {
 		syscall.Munmap(data)
 		return nil, fmt.Errorf("open %s: not a valid safetensors file (truncated or corrupt): %w", path, err)
 	}
-	s := &safetensorsSource{path: path, data: data, st: st, prefix: commonPrefix(st.Names())}
+	s := &safetensorsSource{data: data, st: st, prefix: commonPrefix(st.Names())}
 	return s, nil
 }
 
 func (s *safetensorsSource) kind() string { return "safetensors" }
 
+// safetensorShape returns a tensor's shape as int64s.
+func safetensorShape(v safetensors.TensorView) []int64 {
+	shape := make([]int64, len(v.Shape()))
+	for i, d := range v.Shape() {
+		shape[i] = int64(d)
+	}
+	return shape
+}
+
 func (s *safetensorsSource) shapes() map[string][]int64 {
 	m := make(map[string][]int64)
 	for _, t := range s.st.Tensors() {
-		shape := make([]int64, len(t.TensorView.Shape()))
-		for i, d := range t.TensorView.Shape() {
-			shape[i] = int64(d)
-		}
-		m[strings.TrimPrefix(t.Name, s.prefix)] = shape
+		m[strings.TrimPrefix(t.Name, s.prefix)] = safetensorShape(t.TensorView)
 	}
 	return m
 }
@@ -188,10 +192,7 @@ func (s *safetensorsSource) copyInto(params *nn.Params) error {
 		if !ok {
 			return fmt.Errorf("tensor %q: unsupported dtype %v", t.Name, t.TensorView.DType())
 		}
-		shape := make([]int64, len(t.TensorView.Shape()))
-		for i, d := range t.TensorView.Shape() {
-			shape[i] = int64(d)
-		}
+		shape := safetensorShape(t.TensorView)
 		if len(shape) == 0 {
 			shape = []int64{1} // Params.Copy turns [1] into the scalar
 		}

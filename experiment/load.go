@@ -83,7 +83,7 @@ func BackboneDigest(ctx context.Context, mc config.ModelConfig) (string, error) 
 	if err != nil {
 		return "", err
 	}
-	return weights.FileSHA256(path)
+	return weights.Digest(path)
 }
 
 // LoadData loads the dataset and its few-shot split (the whole train split

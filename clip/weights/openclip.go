@@ -1,7 +1,6 @@
 package weights
 
 import (
-	"fmt"
 	"path"
 	"strings"
 
@@ -58,27 +57,6 @@ func openclipCheckpoints() []Checkpoint {
 		}
 	}
 	return out
-}
-
-// OpenCLIPNames returns the OpenCLIP model names Resolve knows
-// ("ViT-B-32/laion2b_s34b_b79k", ..., "ViT-B-32/openai", ...).
-func OpenCLIPNames() []string {
-	reg := openclipCheckpoints()
-	names := make([]string, len(reg))
-	for i, c := range reg {
-		names[i] = c.Name
-	}
-	return names
-}
-
-// Label returns how reports name the backbone of model name: for an
-// OpenCLIP name its architecture and pretraining tag ("ViT-B-32
-// (laion2b_s34b_b79k)"), otherwise the name itself.
-func Label(name string) string {
-	if c, ok := lookupIn(openclipCheckpoints(), name); ok {
-		return fmt.Sprintf("%s (%s)", c.Arch, c.Tag)
-	}
-	return name
 }
 
 // hubDigest returns the SHA-256 the Hugging Face Hub publishes for a file

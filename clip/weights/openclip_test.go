@@ -218,12 +218,6 @@ func TestOpenCLIPRegistry(t *testing.T) {
 	if !ok || o.URL != official.URL || o.SHA256 != official.SHA256 {
 		t.Errorf("ViT-B-32-quickgelu/openai = %+v", o)
 	}
-	if got := Label("ViT-B-32/laion2b_s34b_b79k"); got != "ViT-B-32 (laion2b_s34b_b79k)" {
-		t.Errorf("label %q", got)
-	}
-	if got := Label("ViT-B/32"); got != "ViT-B/32" {
-		t.Errorf("label %q", got)
-	}
 	if s := Suggest("ViT-B-32/laion2b_s34b_b97k"); s != "ViT-B-32/laion2b_s34b_b79k" {
 		t.Errorf("suggestion %q", s)
 	}

@@ -705,3 +705,35 @@ func TestParseContentRange(t *testing.T) {
 		}
 	}
 }
+
+// TestDigestUsesAFreshSidecar: Digest hashes a file without a sidecar,
+// reads a sidecar recorded for the file's size and modification time
+// (what verification writes beside a cached download), and hashes again
+// once the file has changed.
+func TestDigestUsesAFreshSidecar(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "w.pt")
+	if err := os.WriteFile(path, []byte("weights"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want, err := FileSHA256(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := Digest(path); err != nil || got != want {
+		t.Fatalf("Digest = %q, %v; want %q", got, err, want)
+	}
+	fi, _ := os.Stat(path)
+	const recorded = "0000000000000000000000000000000000000000000000000000000000000001"
+	if err := writeSidecar(path, recorded, fi); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := Digest(path); got != recorded {
+		t.Errorf("Digest with a fresh sidecar = %q, want the recorded %q", got, recorded)
+	}
+	if err := os.WriteFile(path, []byte("other weights"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := Digest(path); got == recorded || got == want {
+		t.Errorf("Digest after the file changed = %q: the stale sidecar was used", got)
+	}
+}
