@@ -278,8 +278,15 @@ func EncoderFor(model *clip.Model, needs train.Needs) (enc ImageEncoder, extra [
 }
 
 func (e *extractor) transform(needs train.Needs) (preprocess.Transform, string) {
-	res := e.model.Config().ImageResolution
-	pre := e.model.Preprocessing()
+	return TransformFor(e.model, needs)
+}
+
+// TransformFor returns the image transform of a model's features (the
+// checkpoint's test transform, or its training augmentation when needs
+// asks for it) and the transform's name in feature-cache keys.
+func TransformFor(model *clip.Model, needs train.Needs) (preprocess.Transform, string) {
+	res := model.Config().ImageResolution
+	pre := model.Preprocessing()
 	// The checkpoint's preprocessing is part of the cache key unless it is
 	// CLIP's (which keeps the keys of existing caches).
 	suffix := ""
@@ -375,6 +382,9 @@ func (e *extractor) onlineFeatures(items []datasets.Item, needs train.Needs) fun
 		return f.X, nil
 	}
 }
+
+// LoaderBatches adapts a loader.Loader to BatchIterator.
+func LoaderBatches(l *loader.Loader) BatchIterator { return loaderBatches{l} }
 
 // loaderBatches adapts a loader.Loader to BatchIterator.
 type loaderBatches struct{ l *loader.Loader }

@@ -26,9 +26,10 @@ type FileResult struct {
 	Err error
 }
 
-// transform is the run's test transform.
-func (c *Classifier) transform() preprocess.Transform {
-	return preprocess.Test(c.model.Config().ImageResolution)
+// transform is the run's test transform (the checkpoint's preprocessing)
+// and its name in feature-cache keys.
+func (c *Classifier) transform() (preprocess.Transform, string) {
+	return experiment.TransformFor(c.model, train.Needs{})
 }
 
 // PredictFiles predicts the top k classes of each image file, decoded and
@@ -56,7 +57,7 @@ func (c *Classifier) PredictFiles(ctx context.Context, paths []string, k int, fn
 		}
 		return img, err
 	}
-	tr := c.transform()
+	tr, _ := c.transform()
 	l, err := loader.New(&datasets.Dataset{Name: "predict"}, items, loader.Options{
 		Transform: tr, BatchSize: c.batch, Workers: c.work, SkipBadImages: true, Open: open,
 	})
@@ -114,7 +115,7 @@ func (c *Classifier) PredictFiles(ctx context.Context, paths []string, k int, fn
 // Pillow) may differ slightly on JPEG files; use PredictFiles to reproduce
 // the run's own predictions.
 func (c *Classifier) Predict(images []image.Image, k int) ([]Prediction, error) {
-	tr := c.transform()
+	tr, _ := c.transform()
 	size := 3 * tr.Size() * tr.Size()
 	var out []Prediction
 	for lo := 0; lo < len(images); lo += c.batch {
@@ -169,7 +170,7 @@ func (o *oneBatch) Close() error { return nil }
 // through the feature cache in cacheDir (none when empty). Bad images are
 // skipped when skipBad is set.
 func (c *Classifier) encodeItems(ctx context.Context, ds *datasets.Dataset, items []datasets.Item, cacheDir string, skipBad bool, out io.Writer) (*train.Features, error) {
-	tr := c.transform()
+	tr, trName := c.transform()
 	paths := make([]string, len(items))
 	labels := make([]int64, len(items))
 	for i, it := range items {
@@ -177,7 +178,7 @@ func (c *Classifier) encodeItems(ctx context.Context, ds *datasets.Dataset, item
 	}
 	cache := experiment.FeatureCache{Dir: cacheDir}
 	key := experiment.FeatureKey{Model: "sha256:" + c.info.BackboneSHA256 + ":" + c.cfg.Model.Precision, Dataset: ds.Name + ":" + ds.Dir,
-		Split: "eval", Items: experiment.ItemsHash(paths, labels), Transform: fmt.Sprintf("test:%d", tr.Size()), Extra: c.keyExtra}
+		Split: "eval", Items: experiment.ItemsHash(paths, labels), Transform: trName, Extra: c.keyExtra}
 	if f, ok, err := cache.Load(key, labels, c.device); err != nil {
 		c.log.Warn("ignoring feature cache", "err", err)
 	} else if ok {
@@ -189,7 +190,7 @@ func (c *Classifier) encodeItems(ctx context.Context, ds *datasets.Dataset, item
 	}
 	defer l.Close()
 	bar := progress.New(out, "encode "+ds.Name, len(items), "img")
-	f, err := experiment.EncodeImages(ctx, c.enc, loaderBatches{l}, tr.Size(), c.device, bar)
+	f, err := experiment.EncodeImages(ctx, c.enc, experiment.LoaderBatches(l), tr.Size(), c.device, bar)
 	if err != nil {
 		return nil, fmt.Errorf("encode %s images: %w", ds.Name, err)
 	}
@@ -200,16 +201,3 @@ func (c *Classifier) encodeItems(ctx context.Context, ds *datasets.Dataset, item
 	}
 	return f, nil
 }
-
-// loaderBatches adapts a loader.Loader to experiment.BatchIterator.
-type loaderBatches struct{ l *loader.Loader }
-
-func (b loaderBatches) Next() (*experiment.ImageBatch, error) {
-	x, err := b.l.Next()
-	if err != nil {
-		return nil, err
-	}
-	return &experiment.ImageBatch{Pixels: x.Pixels, Labels: x.Labels, N: x.N}, nil
-}
-
-func (b loaderBatches) Close() error { return b.l.Close() }

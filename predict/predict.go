@@ -124,7 +124,7 @@ func Load(ctx context.Context, dir string, o Options) (*Classifier, error) {
 	}
 	defer func() {
 		for _, t := range tensors {
-			t.MustDrop()
+			t.Drop()
 		}
 	}()
 	c := &Classifier{dir: dir, info: *info, cfg: cfg, log: o.Log, batch: o.BatchSize, work: o.Workers}
@@ -252,7 +252,7 @@ func readRun(dir, device string) (*config.Config, *rundir.ModelInfo, map[string]
 	}
 	if err := info.Check(modelPath); err != nil {
 		for _, t := range tensors {
-			t.MustDrop()
+			t.Drop()
 		}
 		return nil, nil, nil, err
 	}

@@ -15,16 +15,13 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 
 	"github.com/clipadapter/clipgo/datasets"
 	"github.com/clipadapter/clipgo/internal/cli"
@@ -39,7 +36,7 @@ func main() {
 func run(args []string, stdout, stderr io.Writer) (code int) {
 	defer func() {
 		if r := recover(); r != nil {
-			fmt.Fprintf(stderr, "eval: internal error: %v\n", r)
+			fmt.Fprintf(stderr, "eval: internal error: %s\n", cli.Recovered(r))
 			code = 1
 		}
 	}()
@@ -87,8 +84,11 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	// Ctrl-C or SIGTERM stops between batches; the exit status is then
+	// 128 + the signal's number (130, 143).
+	in := cli.OnSignals()
+	defer in.Stop()
+	ctx := in.Context()
 
 	failed := 0
 	for _, dir := range dirs {
@@ -99,7 +99,7 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 			})
 			if errors.Is(err, train.ErrInterrupted) {
 				fmt.Fprintln(stderr, "eval:", cli.FirstLine(err))
-				return 130
+				return in.Status(1)
 			}
 			if err != nil {
 				fmt.Fprintln(stderr, "eval:", cli.FirstLine(err))

@@ -16,7 +16,6 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
@@ -26,12 +25,10 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 
 	"github.com/clipadapter/clipgo/internal/cli"
 	"github.com/clipadapter/clipgo/internal/fsutil"
@@ -50,7 +47,7 @@ const defaultExt = ".jpg,.jpeg,.png,.bmp,.gif,.webp,.tif,.tiff"
 func run(args []string, stdout, stderr io.Writer) (code int) {
 	defer func() {
 		if r := recover(); r != nil {
-			fmt.Fprintf(stderr, "predict: internal error: %v\n", r)
+			fmt.Fprintf(stderr, "predict: internal error: %s\n", cli.Recovered(r))
 			code = 1
 		}
 	}()
@@ -101,8 +98,11 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	// Ctrl-C or SIGTERM stops between batches; the exit status is then
+	// 128 + the signal's number (130, 143).
+	in := cli.OnSignals()
+	defer in.Stop()
+	ctx := in.Context()
 
 	paths, err := collect(fs.Args(), splitExt(*exts))
 	if err != nil {
@@ -169,7 +169,7 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 	if err != nil {
 		fmt.Fprintln(stderr, "predict:", cli.FirstLine(err))
 		if errors.Is(err, train.ErrInterrupted) {
-			return 130
+			return in.Status(1)
 		}
 		return 1
 	}
