@@ -168,7 +168,7 @@ func (o CLIPAdapterOptions) validate() error {
 		}
 	}
 	if o.Layer < 0 {
-		return fmt.Errorf("clip-adapter: layer %d, want 0 (the output features) or an image encoder layer", o.Layer)
+		return fmt.Errorf("clip-adapter: layer %d (method.layer), want 0 (the output features) or an image encoder layer", o.Layer)
 	}
 	if o.Layer > 0 && o.Variant == VariantText {
 		return fmt.Errorf("clip-adapter: layer %d places the visual adapter, but variant %q has none", o.Layer, o.Variant)
@@ -614,18 +614,15 @@ func mix(a, x *ts.Tensor, ratio float64, logit *ts.Tensor) (*ts.Tensor, error) {
 }
 
 // BuildCLIPAdapter is CLIP-Adapter's constructor for the method registry:
-// it checks the variant and trains on augmented features of the train set,
-// taken after the image encoder's layer Layer when that is set.
+// it checks the options (as Init would) and trains on augmented features
+// of the train set, taken after the image encoder's layer Layer when that
+// is set.
 func BuildCLIPAdapter(o CLIPAdapterOptions) (train.Method, train.Needs, error) {
-	switch o.Variant {
-	case VariantVisual, VariantText, VariantBoth:
-	default:
-		return nil, train.Needs{}, fmt.Errorf("method.variant = %q: want visual, text or both", o.Variant)
+	m := NewCLIPAdapter(o)
+	if err := m.opts.validate(); err != nil {
+		return nil, train.Needs{}, err
 	}
-	if o.Layer < 0 {
-		return nil, train.Needs{}, fmt.Errorf("method.layer = %d: want 0 (the output features) or an image encoder layer", o.Layer)
-	}
-	return NewCLIPAdapter(o), train.Needs{TrainFeatures: true, Augment: true, Layer: o.Layer}, nil
+	return m, train.Needs{TrainFeatures: true, Augment: true, Layer: o.Layer}, nil
 }
 
 // TextBased implements train.TextBased: the classifier is the text

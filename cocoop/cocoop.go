@@ -411,11 +411,11 @@ func (c *CoCoOp) logits(features *ts.Tensor) (*ts.Tensor, error) {
 		var parts []*ts.Tensor // per class chunk: [n, chunk] logits
 		for c0 := int64(0); c0 < c.classes; c0 += chunk {
 			cn := min(chunk, c.classes-c0)
-			l, err := c.chunkLogits(&s, fn, shifted, i0, n, c0, cn)
+			l, err := c.chunkLogits(fn, shifted, i0, n, c0, cn)
 			if err != nil {
 				return nil, err
 			}
-			parts = append(parts, l)
+			parts = append(parts, s.Keep(l))
 		}
 		var block *ts.Tensor
 		if len(parts) == 1 {
@@ -437,8 +437,13 @@ func (c *CoCoOp) logits(features *ts.Tensor) (*ts.Tensor, error) {
 }
 
 // chunkLogits returns the logits [n, cn] of images i0..i0+n against classes
-// c0..c0+cn, encoding their n·cn prompts in one call.
-func (c *CoCoOp) chunkLogits(s *torch.Scope, fn, shifted *ts.Tensor, i0, n, c0, cn int64) (*ts.Tensor, error) {
+// c0..c0+cn, encoding their n·cn prompts in one call. Its intermediates
+// (prompts, encoder outputs) are dropped on return, so nothing but the
+// logits outlives a chunk; the caller owns the result. With grad mode on,
+// what backward needs is held by autograd itself.
+func (c *CoCoOp) chunkLogits(fn, shifted *ts.Tensor, i0, n, c0, cn int64) (*ts.Tensor, error) {
+	var s torch.Scope
+	defer s.Drop()
 	op := func(what string) func(*ts.Tensor, error) (*ts.Tensor, error) { return s.Op("cocoop: " + what) }
 	ctxs, err := op("context of images")(shifted.Narrow(0, i0, n, false)) // [n, M, W]
 	if err != nil {
@@ -511,13 +516,11 @@ func (c *CoCoOp) chunkLogits(s *torch.Scope, fn, shifted *ts.Tensor, i0, n, c0, 
 	if err != nil {
 		return nil, err
 	}
-	if l, err = op("cosines")(l.Squeeze(false)); err != nil {
-		return nil, err
-	}
 	if l, err = op("cosines")(l.View([]int64{n, cn}, false)); err != nil {
 		return nil, err
 	}
-	return op("scale logits")(l.MulScalar(ts.FloatScalar(c.scale), false))
+	out, err := l.MulScalar(ts.FloatScalar(c.scale), false)
+	return out, torch.Err("cocoop: scale logits", err)
 }
 
 // Drop implements train.Method.

@@ -940,7 +940,9 @@ func (c *CoOp) FinishBackward() error {
 		return torch.Err("coop: gradient of the class features", err)
 	}
 	defer grad.Drop()
-	if !grad.MustDefined() {
+	if ok, err := grad.Defined(); err != nil {
+		return torch.Err("coop: gradient of the class features", err)
+	} else if !ok {
 		return nil
 	}
 	if err := c.recompute(grad); err != nil {
@@ -1042,7 +1044,9 @@ func (c *CoOp) recompute(grad *ts.Tensor) error {
 		if err != nil {
 			return err
 		}
-		if !g.MustDefined() {
+		if ok, err := g.Defined(); err != nil {
+			return torch.Err("gradient of the prefix state", err)
+		} else if !ok {
 			continue
 		}
 		prod, err := s.Op("weight by the gradient")(t.Mul(g, false))

@@ -290,13 +290,11 @@ func Estimate(x *ts.Tensor, y []int64, classes int64, names []string) (w, b *ts.
 		return nil, nil, fmt.Errorf("%d samples: the covariance needs at least 2", n)
 	}
 	counts := make([]float64, classes)
-	onehot := make([]float64, n*classes)
 	for i, c := range y {
 		if c < 0 || c >= classes {
 			return nil, nil, fmt.Errorf("label %d of sample %d is outside the %d classes", c, i, classes)
 		}
 		counts[c]++
-		onehot[int64(i)*classes+c] = 1
 	}
 	for c, k := range counts {
 		if k == 0 {
@@ -317,8 +315,11 @@ func Estimate(x *ts.Tensor, y []int64, classes int64, names []string) (w, b *ts.
 	if err != nil {
 		return nil, nil, err
 	}
-	oh, err := tensor(&s, onehot, []int64{n, classes}, dev)
+	yt, err := s.Op("create labels")(ts.OfSlice(y))
 	if err != nil {
+		return nil, nil, err
+	}
+	if yt, err = s.Op("move labels")(yt.To(dev, false)); err != nil {
 		return nil, nil, err
 	}
 	inv := make([]float64, classes)
@@ -329,12 +330,12 @@ func Estimate(x *ts.Tensor, y []int64, classes int64, names []string) (w, b *ts.
 	if err != nil {
 		return nil, nil, err
 	}
-	// μ = diag(1/count) · onehotᵀ · x, [C, D]
-	oht, err := s.Op("transpose one-hot labels")(oh.T(false))
+	// μ_k = (1/count_k) Σ_{i: y_i = k} x_i, [C, D]
+	zero, err := s.Op("zero class sums")(ts.Zeros([]int64{classes, d}, gotch.Double, dev))
 	if err != nil {
 		return nil, nil, err
 	}
-	sums, err := s.Op("class sums")(oht.Mm(xd, false))
+	sums, err := s.Op("class sums")(zero.IndexAdd(0, yt, xd, false))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -343,7 +344,7 @@ func Estimate(x *ts.Tensor, y []int64, classes int64, names []string) (w, b *ts.
 		return nil, nil, err
 	}
 	// c = x − μ_y, then centred again on its mean as torch.cov does.
-	own, err := s.Op("class mean per sample")(oh.Mm(mus, false))
+	own, err := s.Op("class mean per sample")(mus.IndexSelect(0, yt, false))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -467,21 +468,13 @@ func (g *GDA) parts(features *ts.Tensor) (clip, disc *ts.Tensor, err error) {
 		return nil, nil, fmt.Errorf("gda: %w", err)
 	}
 	sc.Keep(fn)
-	sf, err := sc.Op("gda: scale features")(fn.MulScalar(ts.FloatScalar(g.scale), false))
-	if err != nil {
-		return nil, nil, err
-	}
-	ct, err := sc.Op("gda: transpose classifier")(g.classifier.T(false))
-	if err != nil {
-		return nil, nil, err
-	}
 	wt, err := sc.Op("gda: transpose discriminant")(g.weights.T(false))
 	if err != nil {
 		return nil, nil, err
 	}
-	clip, err = sf.Mm(ct, false)
+	clip, err = zeroshot.ScaledCosine(f, g.classifier, g.scale)
 	if err != nil {
-		return nil, nil, torch.Err("gda: zero-shot logits", err)
+		return nil, nil, fmt.Errorf("gda: zero-shot logits: %w", err)
 	}
 	lin, err := sc.Op("gda: discriminant")(fn.Mm(wt, false))
 	if err != nil {

@@ -28,7 +28,6 @@ import (
 	"github.com/sugarme/gotch/ts"
 
 	"github.com/clipadapter/clipgo/internal/torch"
-	"github.com/clipadapter/clipgo/nn"
 	"github.com/clipadapter/clipgo/train"
 	"github.com/clipadapter/clipgo/zeroshot"
 )
@@ -346,21 +345,11 @@ func (m *ProLIP) Logits(features *ts.Tensor, training bool) (*ts.Tensor, error) 
 	if err != nil {
 		return nil, err
 	}
-	fn, err := nn.Normalize(f)
+	out, err := zeroshot.ScaledCosine(f, m.classifier, m.scale)
 	if err != nil {
-		return nil, fmt.Errorf("prolip: %w", err)
+		return nil, fmt.Errorf("prolip: logits: %w", err)
 	}
-	sc.Keep(fn)
-	sf, err := sc.Op("prolip: scale")(fn.MulScalar(ts.FloatScalar(m.scale), false))
-	if err != nil {
-		return nil, err
-	}
-	ct, err := sc.Op("prolip: transpose classifier")(m.classifier.T(false))
-	if err != nil {
-		return nil, err
-	}
-	out, err := sf.Mm(ct, false)
-	return out, torch.Err("prolip: logits", err)
+	return out, nil
 }
 
 // Penalty implements train.Regularizer: λ·Σ(W − W₀)².
