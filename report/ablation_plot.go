@@ -69,7 +69,7 @@ func (a *Ablation) WritePlots(dir string) ([]string, error) {
 		lp.Legend = legend
 		lp.Legend.TextStyle.Font.Size = 11
 		panels = append(panels, legendPanel(lp))
-		grid, widths := figureGrid(panels)
+		grid, widths := figureGrid(panels, 4)
 		base := filepath.Join(dir, prefix+fileName(bb)+"_all")
 		for _, f := range plotFormats {
 			p := base + "." + f

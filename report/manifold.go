@@ -189,6 +189,9 @@ func ClassColor(c int) color.RGBA {
 // and manifold.svg, and writes manifold.csv (run, label, points,
 // dimension, silhouettes), into dir.
 func WriteManifold(panels []ManifoldPanel, space, dir string) ([]string, error) {
+	if len(panels) == 0 {
+		return nil, fmt.Errorf("manifold: no runs to draw")
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("manifold: %w", err)
 	}
@@ -215,21 +218,7 @@ func WriteManifold(panels []ManifoldPanel, space, dir string) ([]string, error) 
 		}
 		plots = append(plots, p)
 	}
-	cols := min(4, len(plots))
-	rows := (len(plots) + cols - 1) / cols
-	grid := make([][]*plot.Plot, rows)
-	for r := range grid {
-		grid[r] = make([]*plot.Plot, cols)
-		for c := range grid[r] {
-			if i := r*cols + c; i < len(plots) {
-				grid[r][c] = plots[i]
-			}
-		}
-	}
-	widths := make([]float64, cols)
-	for i := range widths {
-		widths[i] = 3.6
-	}
+	grid, widths := figureGrid(plots, 3.6)
 	var paths []string
 	for _, f := range plotFormats {
 		path := filepath.Join(dir, ManifoldFile+"."+f)

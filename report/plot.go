@@ -108,7 +108,7 @@ func (t *Table) WritePlots(dir string) ([]string, error) {
 		lp.Legend = legend
 		lp.Legend.TextStyle.Font.Size = 12
 		panels = append(panels, legendPanel(lp))
-		grid, widths := figureGrid(panels)
+		grid, widths := figureGrid(panels, 4)
 		base := filepath.Join(dir, fileName(bb)+"_all")
 		for _, f := range plotFormats {
 			p := base + "." + f
@@ -297,8 +297,8 @@ func saveFigure(plots [][]*plot.Plot, widths []float64, height float64, format, 
 	return rundir.WriteFileAtomic(path, buf.Bytes())
 }
 
-// figureGrid lays panels out four to a row, each 4 inches wide.
-func figureGrid(panels []*plot.Plot) ([][]*plot.Plot, []float64) {
+// figureGrid lays panels out four to a row, each width inches wide.
+func figureGrid(panels []*plot.Plot, width float64) ([][]*plot.Plot, []float64) {
 	cols := min(4, len(panels))
 	rows := (len(panels) + cols - 1) / cols
 	grid := make([][]*plot.Plot, rows)
@@ -312,7 +312,7 @@ func figureGrid(panels []*plot.Plot) ([][]*plot.Plot, []float64) {
 	}
 	widths := make([]float64, cols)
 	for c := range widths {
-		widths[c] = 4
+		widths[c] = width
 	}
 	return grid, widths
 }

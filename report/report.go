@@ -21,6 +21,14 @@ import (
 	"github.com/clipadapter/clipgo/rundir"
 )
 
+// publishedKey is the key of a table cell's published number: a method
+// selected on other data (SelectionSuffix) is compared with its method's
+// published number.
+func publishedKey(dataset, method, backbone string, shots int) pubKey {
+	base, _, _ := strings.Cut(method, SelectionSuffix)
+	return pubKey{dataset, base, backbone, shots}
+}
+
 // SelectionSuffix joins a method's name and its train.select_on in the
 // method key of runs selected on other data than the few-shot validation
 // split (gda@full_val).
@@ -318,8 +326,7 @@ func Aggregate(runs []Run, published []Published) *Table {
 	}
 	for k, s := range cells {
 		if !notPaper[k] {
-			base, _, _ := strings.Cut(s.Method, SelectionSuffix)
-			s.Published = pub[pubKey{s.Dataset, base, s.Backbone, s.Shots}]
+			s.Published = pub[publishedKey(s.Dataset, s.Method, s.Backbone, s.Shots)]
 		}
 	}
 

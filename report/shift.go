@@ -114,7 +114,7 @@ func Shift(runs []Run, published []Published) []ShiftRow {
 			s := Stat{Backbone: k.backbone, Dataset: ds, Method: k.method, MethodInfo: row.MethodInfo, Shots: k.shots,
 				Seeds: c.seeds, Values: c.values, Datasets: 1}
 			s.Mean, s.Std = meanStd(c.values)
-			s.Published = pub[pubKey{ds, k.method, k.backbone, k.shots}]
+			s.Published = pub[publishedKey(ds, k.method, k.backbone, k.shots)]
 			row.Cells = append(row.Cells, s)
 		}
 		out = append(out, row)

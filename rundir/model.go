@@ -3,6 +3,7 @@ package rundir
 import (
 	"bytes"
 	"encoding/csv"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -202,7 +203,7 @@ func ReadEvals(dir string) (map[string]EvalResult, error) {
 			return nil, err
 		}
 		var e EvalResult
-		if err := jsonUnmarshal(b, &e); err != nil {
+		if err := json.Unmarshal(b, &e); err != nil {
 			return nil, fmt.Errorf("%s: %w", f, err)
 		}
 		out[strings.TrimSuffix(filepath.Base(f), ".json")] = e

@@ -203,5 +203,3 @@ func ReadResult(dir string) (Result, error) {
 	}
 	return res, nil
 }
-
-func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }

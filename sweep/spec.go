@@ -378,7 +378,7 @@ var reservedKeys = map[string]string{
 	"data.shots":      "use sweep.shots",
 	"data.seed":       "use sweep.seeds",
 	"output.dir":      "use sweep.out",
-	"output.name":     "run directories are named by train.RunName",
+	"output.name":     "run directories are named by the config (config.RunName)",
 	"train.select_on": "use sweep.compare_selection",
 }
 
@@ -445,7 +445,7 @@ func epochsTable(m map[string]int) (map[int]int, error) {
 
 // Expand crosses the sweep's datasets, methods, grid points, shots and
 // seeds, in that nesting order, and resolves every cell's configuration with
-// train.LoadConfig, so a missing base file or a bad override fails before
+// config.Load, so a missing base file or a bad override fails before
 // anything runs.
 func (f *File) Expand() ([]Cell, error) {
 	s := f.Sweep

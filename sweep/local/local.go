@@ -49,7 +49,7 @@ func (s Status) String() string {
 	return "status(" + strconv.Itoa(int(s)) + ")"
 }
 
-// Outcome is what RunLocal did with one cell.
+// Outcome is what Run did with one cell.
 type Outcome struct {
 	Cell   sweep.Cell
 	Status Status
@@ -63,7 +63,7 @@ type Outcome struct {
 	Elapsed time.Duration
 }
 
-// Summary is the outcome of RunLocal, one Outcome per cell in cell order.
+// Summary is the outcome of Run, one Outcome per cell in cell order.
 type Summary struct {
 	Outcomes []Outcome
 	Elapsed  time.Duration
@@ -95,7 +95,7 @@ func (s Summary) Err() error {
 	return nil
 }
 
-// LocalOptions configures RunLocal.
+// Options configures Run.
 type Options struct {
 	// Workers bounds the cells run at once (default: len(Devices), else 1).
 	Workers int
@@ -118,8 +118,8 @@ type Options struct {
 	Log *slog.Logger
 }
 
-// RunLocal runs the cells with a bounded pool of workers, each cell an
-// in-process train.Run into its run directory, whose log goes to
+// Run runs the cells with a bounded pool of workers, each cell an
+// in-process experiment.Run into its run directory, whose log goes to
 // LogFile there. A finished cell (result.json) is skipped; a cell with a
 // checkpoint is resumed from it with the configuration saved in its
 // directory, as train -resume does. A failed cell is reported and the

@@ -51,9 +51,9 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	prec := clip.FP32
-	if *precision == "fp16" {
-		prec = clip.FP16
+	prec, err := clip.ParsePrecision(*precision)
+	if err != nil {
+		return err
 	}
 	t0 := time.Now()
 	m, err := clip.Load(*model, dev, clip.WithPrecision(prec))
