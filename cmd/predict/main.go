@@ -38,13 +38,20 @@ import (
 )
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	os.Exit(runIn(cli.OnSignals(), os.Args[1:], os.Stdout, os.Stderr))
 }
 
 // defaultExt are the image extensions searched in folders.
 const defaultExt = ".jpg,.jpeg,.png,.bmp,.gif,.webp,.tif,.tiff"
 
-func run(args []string, stdout, stderr io.Writer) (code int) {
+// run is the command with the process's SIGINT/SIGTERM handling.
+func run(args []string, stdout, stderr io.Writer) int {
+	return runIn(cli.OnSignals(), args, stdout, stderr)
+}
+
+// runIn runs the command under in: the first SIGINT or SIGTERM stops it
+// between batches, with exit status 128 + the signal's number.
+func runIn(in *cli.Interrupts, args []string, stdout, stderr io.Writer) (code int) {
 	defer func() {
 		if r := recover(); r != nil {
 			fmt.Fprintf(stderr, "predict: internal error: %s\n", cli.Recovered(r))
@@ -100,7 +107,6 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 
 	// Ctrl-C or SIGTERM stops between batches; the exit status is then
 	// 128 + the signal's number (130, 143).
-	in := cli.OnSignals()
 	defer in.Stop()
 	ctx := in.Context()
 

@@ -13,10 +13,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/clipadapter/clipgo/config"
 	"github.com/clipadapter/clipgo/experiment"
+	"github.com/clipadapter/clipgo/internal/cli"
 )
 
 // trainRun trains a zero-shot run on a 3-class synthetic dataset with a
@@ -158,6 +160,22 @@ func TestPredictCommand(t *testing.T) {
 		}
 		if _, err := os.Stat(out); err == nil {
 			t.Errorf("%s written by a failed run", out)
+		}
+	})
+	t.Run("interrupted after the output file is open", func(t *testing.T) {
+		// A SIGINT already received: the run loads, opens its output,
+		// stops before the first batch, and leaves no output file.
+		ch := make(chan os.Signal, 1)
+		ch <- syscall.SIGINT
+		in := cli.FromSignals(ch, nil)
+		<-in.Context().Done()
+		out := filepath.Join(t.TempDir(), "x.jsonl")
+		var stdout, stderr bytes.Buffer
+		if code := runIn(in, []string{"-run", dir, "-out", out, imgs}, &stdout, &stderr); code != 130 {
+			t.Errorf("exit %d, want 130; stderr %s", code, stderr.String())
+		}
+		if _, err := os.Stat(out); err == nil {
+			t.Errorf("%s written by an interrupted run", out)
 		}
 	})
 }
