@@ -333,20 +333,17 @@ func (m *Model) ImageProjection() (weight, bias *ts.Tensor, err error) {
 	return weight, bias, err
 }
 
-// copyFloat returns a contiguous float32 copy of x with its own storage.
+// copyFloat returns a contiguous float32 copy of x with its own storage
+// (one copy; a second only when x is a transposed view).
 func copyFloat(x *ts.Tensor) (*ts.Tensor, error) {
-	f, err := x.Totype(gotch.Float, false)
-	if err != nil {
-		return nil, torch.Err("clip: cast projection", err)
-	}
-	defer f.Drop()
-	c, err := f.ZerosLike(false)
+	f, err := x.ToDtype(gotch.Float, false, true, false)
 	if err != nil {
 		return nil, torch.Err("clip: copy projection", err)
 	}
-	if err := torch.CopyInto("clip: copy projection", c, f); err != nil {
-		c.Drop()
-		return nil, err
+	c, err := f.Contiguous(true)
+	if err != nil {
+		f.Drop()
+		return nil, torch.Err("clip: copy projection", err)
 	}
 	return c, nil
 }

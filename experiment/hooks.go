@@ -2,8 +2,11 @@ package experiment
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"path/filepath"
 
@@ -40,9 +43,14 @@ func newLoop(cfg *config.Config, b *methods.Built, views []*train.Features) (*tr
 // epoch for train.select = best_val, keeping best.ckpt), a metrics.jsonl
 // line per epoch, checkpoints every train.checkpoint_every epochs, and a
 // checkpoint when interrupted. The returned Metrics follows the best
-// validation result.
+// validation result; for a resumed loop (one past its first step) it starts
+// from the result stored in best.ckpt, so that a worse epoch after the
+// resume does not replace the best one of before.
 func attachHooks(l *train.Loop, cfg *config.Config, dir string, val *train.Features, out io.Writer, log *slog.Logger) *metrics.Metrics {
 	best := &metrics.Metrics{}
+	if cfg.Train.Select == "best_val" && l.GlobalStep > 0 {
+		*best = storedBest(filepath.Join(dir, rundir.BestFile), val.Len(), log)
+	}
 	steps := l.StepsPerEpoch()
 	var bar *progress.Bar
 	l.Hooks.Step = append(l.Hooks.Step, func(l *train.Loop, s train.StepInfo) error {
@@ -72,7 +80,8 @@ func attachHooks(l *train.Loop, cfg *config.Config, dir string, val *train.Featu
 			if m.Top1 > best.Top1 || best.N == 0 {
 				*best = m
 				if cfg.Train.Select == "best_val" {
-					if err := train.SaveCheckpoint(filepath.Join(dir, rundir.BestFile), l, map[string]float64{"val_top1": m.Top1}); err != nil {
+					info := map[string]float64{"val_top1": m.Top1, "val_top5": m.Top5}
+					if err := train.SaveSnapshot(filepath.Join(dir, rundir.BestFile), l, info); err != nil {
 						return err
 					}
 				}
@@ -96,4 +105,28 @@ func attachHooks(l *train.Loop, cfg *config.Config, dir string, val *train.Featu
 		return train.SaveCheckpoint(filepath.Join(dir, rundir.CheckpointFile), l, nil)
 	})
 	return best
+}
+
+// storedBest returns the validation result stored in the best checkpoint
+// at path (top-1 and top-5 of n examples), or nothing when there is none
+// yet; an unreadable one is logged and then replaced by the next
+// evaluation.
+func storedBest(path string, n int, log *slog.Logger) metrics.Metrics {
+	st, err := train.ReadLoopState(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return metrics.Metrics{}
+	}
+	var info map[string]float64
+	if err == nil && len(st.Info) > 0 {
+		err = json.Unmarshal(st.Info, &info)
+	}
+	top1, ok := info["val_top1"]
+	if err == nil && !ok {
+		err = errors.New("no val_top1 stored")
+	}
+	if err != nil {
+		log.Warn("resume: the best checkpoint's validation accuracy is unknown; the next evaluation replaces it", "file", path, "err", err)
+		return metrics.Metrics{}
+	}
+	return metrics.Metrics{Top1: top1, Top5: info["val_top5"], N: n}
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
@@ -149,7 +150,7 @@ func tensorBytes(p Param) (tensorEntry, struct {
 // ReadTensors reads a file written by WriteTensors, decoding its meta into
 // meta (when non-nil) and creating the tensors on device.
 func ReadTensors(path string, meta any, device gotch.Device) (tensors map[string]*ts.Tensor, err error) {
-	b, err := readChecked(path)
+	hdr, r, err := readHeader(path, meta)
 	if err != nil {
 		return nil, err
 	}
@@ -158,27 +159,6 @@ func ReadTensors(path string, meta any, device gotch.Device) (tensors map[string
 			return fmt.Errorf("read checkpoint %s: truncated %s", path, what)
 		}
 		return fmt.Errorf("read checkpoint %s: %s: %v", path, what, err)
-	}
-	r := bytes.NewReader(b[len(checkpointMagic):])
-	var hlen uint64
-	if err := binary.Read(r, binary.LittleEndian, &hlen); err != nil {
-		return nil, bad("header length", err)
-	}
-	if hlen > 64<<20 {
-		return nil, fmt.Errorf("read checkpoint %s: corrupt header length %d", path, hlen)
-	}
-	hj := make([]byte, hlen)
-	if _, err := io.ReadFull(r, hj); err != nil {
-		return nil, bad("header", err)
-	}
-	var hdr checkpointHeader
-	if err := json.Unmarshal(hj, &hdr); err != nil {
-		return nil, bad("header", err)
-	}
-	if meta != nil {
-		if err := json.Unmarshal(hdr.Meta, meta); err != nil {
-			return nil, bad("meta", err)
-		}
 	}
 	out := make(map[string]*ts.Tensor, len(hdr.Tensors))
 	defer func() {
@@ -236,6 +216,44 @@ func ReadTensors(path string, meta any, device gotch.Device) (tensors map[string
 	return out, nil
 }
 
+// readHeader reads a file written by WriteTensors, verifies its checksum
+// and decodes its header, and its meta into meta (when non-nil); the
+// reader is left at the first tensor's bytes.
+func readHeader(path string, meta any) (*checkpointHeader, *bytes.Reader, error) {
+	b, err := readChecked(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	bad := func(what string, err error) error {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return fmt.Errorf("read checkpoint %s: truncated %s", path, what)
+		}
+		return fmt.Errorf("read checkpoint %s: %s: %v", path, what, err)
+	}
+	r := bytes.NewReader(b[len(checkpointMagic):])
+	var hlen uint64
+	if err := binary.Read(r, binary.LittleEndian, &hlen); err != nil {
+		return nil, nil, bad("header length", err)
+	}
+	if hlen > 64<<20 {
+		return nil, nil, fmt.Errorf("read checkpoint %s: corrupt header length %d", path, hlen)
+	}
+	hj := make([]byte, hlen)
+	if _, err := io.ReadFull(r, hj); err != nil {
+		return nil, nil, bad("header", err)
+	}
+	var hdr checkpointHeader
+	if err := json.Unmarshal(hj, &hdr); err != nil {
+		return nil, nil, bad("header", err)
+	}
+	if meta != nil {
+		if err := json.Unmarshal(hdr.Meta, meta); err != nil {
+			return nil, nil, bad("meta", err)
+		}
+	}
+	return &hdr, r, nil
+}
+
 // readChecked reads a file written by WriteTensors and verifies its
 // checksum (first-format files have none); it returns the bytes without the
 // checksum.
@@ -277,7 +295,24 @@ type LoopState struct {
 
 // SaveCheckpoint writes the method's parameters, the optimizer's state and
 // the loop's position and RNG to path, atomically. info is stored as is.
+// The checkpoint it replaces is kept as path+PrevSuffix (a hard link, so
+// that path itself is never missing): if the new one is later found
+// corrupt, the previous one is still there. Failing to keep it is logged,
+// not fatal: the new checkpoint matters more.
 func SaveCheckpoint(path string, l *Loop, info any) error {
+	return saveCheckpoint(path, l, info, true)
+}
+
+// SaveSnapshot writes a checkpoint like SaveCheckpoint but keeps no
+// previous copy: for files replaced by choice (the best validation
+// epoch's), not the one training resumes from.
+func SaveSnapshot(path string, l *Loop, info any) error {
+	return saveCheckpoint(path, l, info, false)
+}
+
+// saveCheckpoint is SaveCheckpoint; keepPrev says whether to keep the file
+// it replaces as path+PrevSuffix.
+func saveCheckpoint(path string, l *Loop, info any, keepPrev bool) error {
 	st := LoopState{Epoch: l.Epoch, StepInEpoch: l.StepInEpoch, GlobalStep: l.GlobalStep}
 	if l.StepInEpoch > 0 {
 		p := l.partial
@@ -298,20 +333,38 @@ func SaveCheckpoint(path string, l *Loop, info any) error {
 	}
 	if info != nil {
 		if st.Info, err = json.Marshal(info); err != nil {
-			return err
+			return fmt.Errorf("checkpoint %s: info: %w", path, err)
 		}
 	}
-	// Keep the checkpoint being replaced as path.prev (a hard link, so
-	// that path itself is never missing): if the new one is later found
-	// corrupt, the previous epoch's is still there.
-	if _, err := os.Stat(path); err == nil {
-		prev := path + PrevSuffix
-		os.Remove(prev)
-		if err := os.Link(path, prev); err != nil {
-			return fmt.Errorf("keep the previous checkpoint: %w", err)
-		}
+	if keepPrev {
+		keepPrevious(path)
 	}
 	return WriteTensors(path, st, tensors)
+}
+
+// keepPrevious hard-links path, when it exists, to path+PrevSuffix,
+// replacing an older one; a failure (a file system without hard links) is
+// logged, and the previous checkpoint is then not kept.
+func keepPrevious(path string) {
+	if _, err := os.Stat(path); err != nil {
+		return
+	}
+	prev := path + PrevSuffix
+	os.Remove(prev) // when it cannot be removed, Link fails and says why
+	if err := os.Link(path, prev); err != nil {
+		slog.Warn("checkpoint: the previous checkpoint is not kept", "file", prev, "err", err)
+	}
+}
+
+// ReadLoopState returns the loop state stored in a checkpoint written by
+// SaveCheckpoint or SaveSnapshot (its Info included), without reading its
+// tensors.
+func ReadLoopState(path string) (*LoopState, error) {
+	var st LoopState
+	if _, _, err := readHeader(path, &st); err != nil {
+		return nil, err
+	}
+	return &st, nil
 }
 
 // PrevSuffix names the previous checkpoint kept beside a checkpoint.

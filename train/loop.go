@@ -322,56 +322,76 @@ func crossEntropy(s *torch.Scope, logits, y *ts.Tensor) (*ts.Tensor, error) {
 // returns the row-major logits on the CPU. It stops with ErrInterrupted
 // between batches once ctx is cancelled.
 func Logits(ctx context.Context, m Method, f *Features, batchSize int) ([]float32, int, error) {
+	return mapBatches(ctx, f, batchSize, batchMap{what: "evaluate", out: "logits", cols: "classes"},
+		func(rows *ts.Tensor) (*ts.Tensor, error) { return m.Logits(rows, false) })
+}
+
+// batchMap names what mapBatches computes, for its errors.
+type batchMap struct {
+	what string // the operation, for the batch size and interruption errors
+	out  string // the result, for shape and copy errors
+	cols string // the result's second dimension, for the shape error
+}
+
+// mapBatches applies fn to the rows of f.X in batches of batchSize without
+// gradients, and returns fn's results on the CPU, concatenated row-major,
+// with their width (the second dimension of each [batch, width] result).
+// fn may return its argument itself; anything else it returns is dropped
+// here once copied. mapBatches stops with ErrInterrupted between batches
+// once ctx is cancelled.
+func mapBatches(ctx context.Context, f *Features, batchSize int, name batchMap,
+	fn func(rows *ts.Tensor) (*ts.Tensor, error),
+) ([]float32, int, error) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	if batchSize <= 0 {
-		return nil, 0, fmt.Errorf("evaluation batch size %d must be positive", batchSize)
+		return nil, 0, fmt.Errorf("%s: batch size %d must be positive", name.what, batchSize)
 	}
 	var out []float32
-	classes := 0
+	width := 0
 	n := f.Len()
 	err := torch.NoGrad(func() error {
 		for lo := 0; lo < n; lo += batchSize {
 			if ctx.Err() != nil {
-				return fmt.Errorf("evaluate: %w", ErrInterrupted)
+				return fmt.Errorf("%s: %w", name.what, ErrInterrupted)
 			}
-			hi := min(lo+batchSize, n)
-			buf, c, err := batchLogits(m, f.X, lo, hi)
+			buf, w, err := mapBatch(f.X, lo, min(lo+batchSize, n), name, fn)
 			if err != nil {
 				return err
 			}
-			classes = c
+			width = w
 			out = append(out, buf...)
 		}
 		return nil
 	})
-	return out, classes, err
+	return out, width, err
 }
 
-// batchLogits returns the logits of the rows lo..hi of x on the CPU and the
-// number of classes.
-func batchLogits(m Method, x *ts.Tensor, lo, hi int) ([]float32, int, error) {
+// mapBatch returns fn of the rows lo..hi of x on the CPU and its width.
+func mapBatch(x *ts.Tensor, lo, hi int, name batchMap, fn func(rows *ts.Tensor) (*ts.Tensor, error)) ([]float32, int, error) {
 	var s torch.Scope
 	defer s.Drop()
-	rows, err := s.Op("evaluation batch")(x.Narrow(0, int64(lo), int64(hi-lo), false))
+	rows, err := s.Op(name.what + " batch")(x.Narrow(0, int64(lo), int64(hi-lo), false))
 	if err != nil {
 		return nil, 0, err
 	}
-	logits, err := m.Logits(rows, false)
+	y, err := fn(rows)
 	if err != nil {
 		return nil, 0, err
 	}
-	s.Keep(logits)
-	size, err := logits.Size()
+	if y != rows {
+		s.Keep(y)
+	}
+	size, err := y.Size()
 	if err == nil && len(size) != 2 {
-		err = fmt.Errorf("shape %v, want [batch, classes]", size)
+		err = fmt.Errorf("shape %v, want [batch, %s]", size, name.cols)
 	}
 	if err != nil {
-		return nil, 0, fmt.Errorf("logits: %w", err)
+		return nil, 0, fmt.Errorf("%s: %w", name.out, err)
 	}
-	buf, err := torch.Values[float32](logits)
+	buf, err := torch.Values[float32](y)
 	if err != nil {
-		return nil, 0, fmt.Errorf("logits: %w", err)
+		return nil, 0, fmt.Errorf("%s: %w", name.out, err)
 	}
 	return buf, int(size[1]), nil
 }
@@ -401,44 +421,17 @@ type FeatureAdapter interface {
 // them (AdaptFeatures for a FeatureAdapter, else the raw features), on the
 // CPU in row-major order, with their width.
 func AdaptedFeatures(m Method, f *Features, batchSize int) ([]float32, int, error) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
 	fa, adapts := m.(FeatureAdapter)
-	var out []float32
-	width := 0
-	n := f.Len()
-	err := torch.NoGrad(func() error {
-		for lo := 0; lo < n; lo += batchSize {
-			hi := min(lo+batchSize, n)
-			x, err := f.X.Narrow(0, int64(lo), int64(hi-lo), false)
+	return mapBatches(context.Background(), f, batchSize,
+		batchMap{what: "adapt features", out: "adapted features", cols: "dim"},
+		func(rows *ts.Tensor) (*ts.Tensor, error) {
+			if !adapts {
+				return rows, nil
+			}
+			y, err := fa.AdaptFeatures(rows)
 			if err != nil {
-				return torch.Err("features batch", err)
+				return nil, fmt.Errorf("adapt features: %w", err)
 			}
-			y := x
-			if adapts {
-				y, err = fa.AdaptFeatures(x)
-				x.Drop()
-				if err != nil {
-					return fmt.Errorf("adapt features: %w", err)
-				}
-			}
-			size, err := y.Size()
-			if err == nil && len(size) != 2 {
-				err = fmt.Errorf("shape %v, want [batch, dim]", size)
-			}
-			if err != nil {
-				y.Drop()
-				return fmt.Errorf("adapted features: %w", err)
-			}
-			width = int(size[1])
-			buf, err := torch.Values[float32](y)
-			y.Drop()
-			if err != nil {
-				return fmt.Errorf("adapted features: %w", err)
-			}
-			out = append(out, buf...)
-		}
-		return nil
-	})
-	return out, width, err
+			return y, nil
+		})
 }

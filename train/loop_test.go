@@ -433,3 +433,57 @@ func TestOptimizerStateAndCheckpointsAreFreed(t *testing.T) {
 		})
 	}
 }
+
+// scaleAdapter wraps a method with AdaptFeatures(x) = k·x.
+type scaleAdapter struct {
+	Method
+	k float64
+}
+
+func (a scaleAdapter) AdaptFeatures(x *ts.Tensor) (*ts.Tensor, error) {
+	return x.MulScalar(ts.FloatScalar(a.k), false)
+}
+
+// TestAdaptedFeatures: the raw features for a method that does not adapt
+// them, k·x for one that does, for every batch size, with no tensor left
+// behind; a batch size that is not positive is an error.
+func TestAdaptedFeatures(t *testing.T) {
+	const n, dim = 10, 8
+	f := blobs(n, 4, dim, 5)
+	defer f.Drop()
+	x, err := torch.Values[float32](f.X)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := newLinear(4, dim, 7)
+	defer m.Drop()
+	for _, tc := range []struct {
+		name string
+		m    Method
+		k    float32
+	}{{"raw", m, 1}, {"adapted", scaleAdapter{m, 3}, 3}} {
+		for _, bs := range []int{1, 3, n, 64} {
+			live := len(ts.ExistingTensors)
+			got, width, err := AdaptedFeatures(tc.m, f, bs)
+			if err != nil {
+				t.Fatalf("%s, batch %d: %v", tc.name, bs, err)
+			}
+			if left := len(ts.ExistingTensors) - live; left > 0 {
+				t.Errorf("%s, batch %d: %d tensors left behind", tc.name, bs, left)
+			}
+			if width != dim || len(got) != len(x) {
+				t.Fatalf("%s, batch %d: %d values of width %d, want %d of width %d", tc.name, bs, len(got), width, len(x), dim)
+			}
+			for i := range x {
+				if got[i] != tc.k*x[i] {
+					t.Fatalf("%s, batch %d: value %d is %v, want %v", tc.name, bs, i, got[i], tc.k*x[i])
+				}
+			}
+		}
+	}
+	for _, bs := range []int{0, -1} {
+		if _, _, err := AdaptedFeatures(m, f, bs); err == nil || !contains(err.Error(), "batch size") {
+			t.Errorf("batch size %d: err = %v, want a batch size error", bs, err)
+		}
+	}
+}
