@@ -48,35 +48,12 @@ func NewResidualAttentionBlockWith(b Builder, width, heads int64, o BlockOptions
 // Forward runs the block on x [N, L, W] with an optional additive [L, L]
 // attention mask.
 func (r *ResidualAttentionBlock) Forward(x, mask *ts.Tensor) (*ts.Tensor, error) {
-	var s torch.Scope
-	defer s.Drop()
-	h, err := r.LN1.Forward(x)
+	y, kv, err := r.ForwardAfter(x, nil, mask)
 	if err != nil {
 		return nil, err
 	}
-	s.Keep(h)
-	a, err := r.Attn.Forward(h, mask)
-	if err != nil {
-		return nil, err
-	}
-	s.Keep(a)
-	x1, err := x.Add(a, false)
-	if err != nil {
-		return nil, wrap("residual", err)
-	}
-	s.Keep(x1)
-	h2, err := r.LN2.Forward(x1)
-	if err != nil {
-		return nil, err
-	}
-	s.Keep(h2)
-	m, err := r.MLP.Forward(h2)
-	if err != nil {
-		return nil, err
-	}
-	s.Keep(m)
-	y, err := x1.Add(m, false)
-	return y, wrap("residual", err)
+	kv.Drop()
+	return y, nil
 }
 
 // Transformer is a stack of residual attention blocks, <prefix>.resblocks.{i}.
@@ -101,22 +78,8 @@ func NewTransformerWith(b Builder, width, layers, heads int64, o BlockOptions) *
 
 // Forward runs every block on x [N, L, W] with an optional additive mask.
 func (t *Transformer) Forward(x, mask *ts.Tensor) (*ts.Tensor, error) {
-	cur := x
-	for i, blk := range t.Blocks {
-		next, err := blk.Forward(cur, mask)
-		if cur != x {
-			cur.Drop()
-		}
-		if err != nil {
-			return nil, fmt.Errorf("block %d: %w", i, err)
-		}
-		cur = next
-	}
-	if cur == x { // no blocks: return a new handle, as every Forward does
-		y, err := x.Detach(false)
-		return y, wrap("transformer", err)
-	}
-	return cur, nil
+	y, _, err := t.ForwardAfter(x, nil, mask, false)
+	return y, err
 }
 
 // KV is one block's keys and values [N, H, L, d] of a run of positions, as
@@ -152,31 +115,28 @@ func (r *ResidualAttentionBlock) ForwardAfter(x *ts.Tensor, past *KV, mask *ts.T
 	if err != nil {
 		return nil, KV{}, err
 	}
-	kv := KV{k, v}
+	s.Keep(k)
+	s.Keep(v)
 	s.Keep(a)
-	x1, err := x.Add(a, false)
+	x1, err := s.Op("residual")(x.Add(a, false))
 	if err != nil {
-		kv.Drop()
-		return nil, KV{}, wrap("residual", err)
+		return nil, KV{}, err
 	}
-	s.Keep(x1)
 	h2, err := r.LN2.Forward(x1)
 	if err != nil {
-		kv.Drop()
 		return nil, KV{}, err
 	}
 	s.Keep(h2)
 	m, err := r.MLP.Forward(h2)
 	if err != nil {
-		kv.Drop()
 		return nil, KV{}, err
 	}
 	s.Keep(m)
 	y, err := x1.Add(m, false)
 	if err != nil {
-		kv.Drop()
 		return nil, KV{}, wrap("residual", err)
 	}
+	kv := KV{s.Release(k), s.Release(v)}
 	return y, kv, nil
 }
 
