@@ -209,7 +209,12 @@ func (m *CLIPAdapter) Init(ctx *train.Context, views []*train.Features) error {
 	if err != nil {
 		return fmt.Errorf("clip-adapter: %w", err)
 	}
-	m.d, m.scale, m.classifier = d, ctx.Text.LogitScale(), w
+	scale, err := train.LogitScaleOf(ctx.Text)
+	if err != nil {
+		w.Drop()
+		return fmt.Errorf("clip-adapter: %w", err)
+	}
+	m.d, m.scale, m.classifier = d, scale, w
 
 	fail := func(err error) error {
 		m.Drop()

@@ -157,7 +157,7 @@ func (f *fakeText) EncodeEmbeddings(*ts.Tensor, []int64) (*ts.Tensor, error) {
 	return nil, fmt.Errorf("fake encoder: no transformer")
 }
 
-func (f *fakeText) LogitScale() float64 { return f.scale }
+func (f *fakeText) LogitScale() (float64, error) { return f.scale, nil }
 
 // fixtureContext returns a context whose encoder returns the fixture's text
 // features (row t*C+c for class c in template t).

@@ -112,12 +112,9 @@ func textClassifier(ctx *train.Context, n int) (*ts.Tensor, error) {
 	if ctx.Text == nil {
 		return nil, fmt.Errorf("text classifier: the context has no text encoder")
 	}
-	templates := ctx.Templates
-	if n < 0 || n > len(templates) {
-		return nil, fmt.Errorf("text classifier: %d templates requested, the context has %d", n, len(templates))
-	}
-	if n > 0 {
-		templates = templates[:n]
+	templates, err := zeroshot.FirstTemplates(ctx.Templates, n)
+	if err != nil {
+		return nil, fmt.Errorf("text classifier: %w", err)
 	}
 	// A batch holds every class: one encoder call per template.
 	w, err := zeroshot.Classifier(ctx.Text, ctx.ClassNames, templates)

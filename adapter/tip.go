@@ -211,7 +211,9 @@ func (m *TipAdapter) Init(ctx *train.Context, views []*train.Features) error {
 	}
 	m.scale = 100
 	if m.opts.UseLogitScale {
-		m.scale = ctx.Text.LogitScale()
+		if m.scale, err = train.LogitScaleOf(ctx.Text); err != nil {
+			return fmt.Errorf("%s: %w", m.name(), err)
+		}
 	}
 	m.alpha, m.beta = m.opts.InitAlpha, m.opts.InitBeta
 	if ctx.Log != nil {
@@ -756,7 +758,9 @@ func (m *TipAdapter) Restore(ctx *train.Context, frozen map[string]*ts.Tensor) e
 	}
 	m.scale = 100
 	if m.opts.UseLogitScale {
-		m.scale = ctx.Text.LogitScale()
+		if m.scale, err = train.LogitScaleOf(ctx.Text); err != nil {
+			return fail(fmt.Errorf("%s: %w", m.name(), err))
+		}
 	}
 	m.alpha, m.beta = m.opts.InitAlpha, m.opts.InitBeta
 	return nil

@@ -286,7 +286,8 @@ func (m *Model) tokenEmbeddingOf(tokens *ts.Tensor) (*ts.Tensor, error) {
 }
 
 func (m *Model) encodeTextEmbeddings(x *ts.Tensor, eot []int64) (*ts.Tensor, error) {
-	return m.encodeTextAfter(nil, x, eot)
+	f, _, err := m.encodeTextPacked(nil, nil, []*ts.Tensor{x}, [][]int64{eot}, false)
+	return f, err
 }
 
 // checkTextEmbeddings validates x [N, L, W] for positions from..from+L-1
@@ -334,32 +335,8 @@ func (m *Model) causalRows(s *torch.Scope, from, l int64) (*ts.Tensor, error) {
 // encodeTextPrefix runs the text transformer over a prefix x [1, P, W]
 // (positions 0..P-1) and returns every block's keys and values of it.
 func (m *Model) encodeTextPrefix(x *ts.Tensor) (*TextPrefix, error) {
-	n, l, err := m.checkTextEmbeddings(x, 0, "prefix embeddings")
-	if err != nil {
-		return nil, err
-	}
-	if n != 1 {
-		return nil, fmt.Errorf("clip: prefix embeddings hold %d sequences, want 1", n)
-	}
-	if l >= int64(m.cfg.ContextLength) {
-		return nil, fmt.Errorf("clip: a prefix of %d positions leaves none of the %d", l, m.cfg.ContextLength)
-	}
-	var s torch.Scope
-	defer s.Drop()
-	h, err := m.positioned(&s, x, 0, l)
-	if err != nil {
-		return nil, err
-	}
-	mask, err := m.causalRows(&s, 0, l)
-	if err != nil {
-		return nil, err
-	}
-	y, kv, err := m.transformer.ForwardAfter(h, nil, mask, true)
-	if err != nil {
-		return nil, fmt.Errorf("clip: text transformer (prefix): %w", err)
-	}
-	y.Drop()
-	return &TextPrefix{KV: kv, Len: l}, nil
+	_, p, err := m.encodeTextPacked(x, nil, nil, nil, true)
+	return p, err
 }
 
 // encodeTextAfter runs the text transformer over x [N, L, W], which
@@ -367,58 +344,181 @@ func (m *Model) encodeTextPrefix(x *ts.Tensor) (*TextPrefix, error) {
 // projects the rows at the end-of-text positions eot (counted from the
 // start of the whole sequence, so P ≤ eot[i] < P+L).
 func (m *Model) encodeTextAfter(prefix *TextPrefix, x *ts.Tensor, eot []int64) (*ts.Tensor, error) {
-	from := int64(0)
-	var past []nn.KV
-	what := "text embeddings"
-	if prefix != nil {
-		from, past, what = prefix.Len, prefix.KV, "embeddings after the prefix"
+	f, _, err := m.encodeTextPacked(nil, prefix, []*ts.Tensor{x}, [][]int64{eot}, false)
+	return f, err
+}
+
+// encodeTextPacked is the text transformer's one code path. It runs, in
+// one pass of packed rows (nn.Segment), the prefix embeddings pre [A, P,
+// W] (positions 0..P-1 of A prefixes; nil for none) and the groups xs[g]
+// [N_g, L_g, W] of sequences that continue after the prefix: after pre
+// (N_g a multiple of A, each run of N_g/A consecutive sequences after one
+// prefix, in order), or after the earlier state past (at most one of the
+// two), or from position 0. eots[g]
+// holds group g's end-of-text positions, counted from the start of the
+// whole sequence. Each group is cut after its own last end-of-text token
+// (unless the model keeps the full context): the mask is causal and the
+// features are read there, so later positions cannot change any result.
+//
+// It returns the text features [ΣN_g, EmbedDim] (fp32, groups in order;
+// nil without groups) and, with keepPrefix, pre's keys and values.
+// Running the prefix and the groups together means each layer's weights
+// are read once per pass, not once per group: on a CPU, with few rows per
+// group, reading the weights costs as much as the arithmetic.
+func (m *Model) encodeTextPacked(pre *ts.Tensor, past *TextPrefix, xs []*ts.Tensor, eots [][]int64, keepPrefix bool) (*ts.Tensor, *TextPrefix, error) {
+	if pre != nil && past != nil {
+		return nil, nil, fmt.Errorf("clip: both prefix embeddings and a prefix state")
 	}
-	n, l, err := m.checkTextEmbeddings(x, from, what)
-	if err != nil {
-		return nil, err
+	if len(eots) != len(xs) {
+		return nil, nil, fmt.Errorf("clip: end-of-text positions for %d groups of %d", len(eots), len(xs))
 	}
-	W := int64(m.cfg.TransformerWidth)
-	if int64(len(eot)) != n {
-		return nil, fmt.Errorf("clip: %d end-of-text positions for %d sequences", len(eot), n)
-	}
-	last := int64(0)
-	for i, p := range eot {
-		if p < from || p >= from+l {
-			return nil, fmt.Errorf("clip: end-of-text position %d of row %d is outside [%d, %d)", p, i, from, from+l)
-		}
-		last = max(last, p-from)
+	if pre == nil && len(xs) == 0 {
+		return nil, nil, fmt.Errorf("clip: no text embeddings")
 	}
 	var s torch.Scope
 	defer s.Drop()
-	// The mask is causal and the output is read at the end-of-text tokens:
-	// the positions after the last one cannot change any result.
-	if !m.fullTextContext && last+1 < l {
-		l = last + 1
-		if x, err = s.Op("cut after the last end-of-text token")(x.Narrow(1, 0, l, false)); err != nil {
-			return nil, err
+	W := int64(m.cfg.TransformerWidth)
+	var (
+		segs []nn.Segment
+		rows []*ts.Tensor
+		from int64
+		// offset: the packed rows so far.
+		offset int64
+	)
+	after := -1
+	if pre != nil {
+		n, l, err := m.checkTextEmbeddings(pre, 0, "prefix embeddings")
+		if err != nil {
+			return nil, nil, err
+		}
+		if keepPrefix && n != 1 {
+			return nil, nil, fmt.Errorf("clip: prefix embeddings hold %d sequences, want 1", n)
+		}
+		for g, x := range xs {
+			if gs, err := x.Size(); err == nil && len(gs) == 3 && gs[0]%n != 0 {
+				return nil, nil, fmt.Errorf("clip: group %d holds %d sequences, not a multiple of the %d prefixes", g, gs[0], n)
+			}
+		}
+		if l >= int64(m.cfg.ContextLength) {
+			return nil, nil, fmt.Errorf("clip: a prefix of %d positions leaves none of the %d", l, m.cfg.ContextLength)
+		}
+		h, err := m.positioned(&s, pre, 0, l)
+		if err != nil {
+			return nil, nil, err
+		}
+		if h, err = s.Op("prefix rows")(h.View([]int64{n * l, W}, false)); err != nil {
+			return nil, nil, err
+		}
+		mask, err := m.causalRows(&s, 0, l)
+		if err != nil {
+			return nil, nil, err
+		}
+		segs = append(segs, nn.Segment{N: n, L: l, After: -1, Mask: mask})
+		offset = n * l
+		rows = append(rows, h)
+		from, after = l, 0
+	}
+	what := "text embeddings"
+	if past != nil {
+		from, what = past.Len, "embeddings after the prefix"
+	} else if pre != nil {
+		what = "embeddings after the prefix"
+	}
+	// sel: the packed row of every group's end-of-text positions.
+	var sel []int64
+	for g, x := range xs {
+		n, l, err := m.checkTextEmbeddings(x, from, what)
+		if err != nil {
+			return nil, nil, err
+		}
+		eot := eots[g]
+		if int64(len(eot)) != n {
+			return nil, nil, fmt.Errorf("clip: %d end-of-text positions for %d sequences", len(eot), n)
+		}
+		last := int64(0)
+		for i, p := range eot {
+			if p < from || p >= from+l {
+				return nil, nil, fmt.Errorf("clip: end-of-text position %d of row %d is outside [%d, %d)", p, i, from, from+l)
+			}
+			last = max(last, p-from)
+		}
+		if !m.fullTextContext && last+1 < l {
+			l = last + 1
+			if x, err = s.Op("cut after the last end-of-text token")(x.Narrow(1, 0, l, false)); err != nil {
+				return nil, nil, err
+			}
+		}
+		for i, p := range eot {
+			sel = append(sel, offset+int64(i)*l+p-from)
+		}
+		h, err := m.positioned(&s, x, from, l)
+		if err != nil {
+			return nil, nil, err
+		}
+		if h, err = s.Op("text rows")(h.Reshape([]int64{n * l, W}, false)); err != nil {
+			return nil, nil, err
+		}
+		mask, err := m.causalRows(&s, from, l)
+		if err != nil {
+			return nil, nil, err
+		}
+		segs = append(segs, nn.Segment{N: n, L: l, After: after, Mask: mask})
+		rows = append(rows, h)
+		offset += n * l
+	}
+	var blockPast [][]*nn.KV
+	if past != nil {
+		if len(past.KV) != len(m.transformer.Blocks) {
+			return nil, nil, fmt.Errorf("clip: a text prefix state of %d blocks, want %d", len(past.KV), len(m.transformer.Blocks))
+		}
+		for i := range past.KV {
+			bp := make([]*nn.KV, len(segs))
+			for j := range bp {
+				bp[j] = &past.KV[i]
+			}
+			blockPast = append(blockPast, bp)
 		}
 	}
-	rows := make([]int64, n)
-	for i, p := range eot {
-		rows[i] = int64(i)*l + p - from
+	h := rows[0]
+	if len(rows) > 1 {
+		var err error
+		if h, err = s.Op("pack text rows")(ts.Cat(rows, 0)); err != nil {
+			return nil, nil, err
+		}
 	}
-	h, err := m.positioned(&s, x, from, l)
+	y, kept, err := m.transformer.ForwardPacked(h, segs, blockPast, keepPrefix)
 	if err != nil {
-		return nil, err
+		return nil, nil, fmt.Errorf("clip: text transformer: %w", err)
 	}
-	mask, err := m.causalRows(&s, from, l)
+	s.Keep(y)
+	var prefix *TextPrefix
+	if keepPrefix {
+		prefix = &TextPrefix{Len: from}
+		for _, kvs := range kept {
+			prefix.KV = append(prefix.KV, kvs[0])
+			for _, kv := range kvs[1:] {
+				kv.Drop()
+			}
+		}
+	}
+	if len(xs) == 0 {
+		return nil, prefix, nil
+	}
+	feats, err := m.textFeaturesAt(&s, y, sel)
 	if err != nil {
-		return nil, err
+		if prefix != nil {
+			prefix.Drop()
+		}
+		return nil, nil, err
 	}
-	if h, _, err = m.transformer.ForwardAfter(h, past, mask, false); err != nil {
-		return nil, fmt.Errorf("clip: text transformer: %w", err)
-	}
-	s.Keep(h)
-	flat, err := s.Op("end-of-text rows")(h.Reshape([]int64{n * l, W}, false))
-	if err != nil {
-		return nil, err
-	}
-	idx, err := s.Op("end-of-text rows")(ts.OfSlice(rows))
+	return feats, prefix, nil
+}
+
+// textFeaturesAt applies ln_final and the text projection to the rows sel
+// of the transformer's output y [T, W]: the features [len(sel), EmbedDim]
+// as fp32.
+func (m *Model) textFeaturesAt(s *torch.Scope, y *ts.Tensor, sel []int64) (*ts.Tensor, error) {
+	idx, err := s.Op("end-of-text rows")(ts.OfSlice(sel))
 	if err != nil {
 		return nil, err
 	}
@@ -427,11 +527,11 @@ func (m *Model) encodeTextAfter(prefix *TextPrefix, x *ts.Tensor, eot []int64) (
 	}
 	// ln_final acts per position, so normalising only the gathered rows
 	// equals normalising the whole sequence first.
-	sel, err := s.Op("end-of-text rows")(flat.IndexSelect(0, idx, false))
+	rows, err := s.Op("end-of-text rows")(y.IndexSelect(0, idx, false))
 	if err != nil {
 		return nil, err
 	}
-	ln, err := m.lnFinal.Forward(sel)
+	ln, err := m.lnFinal.Forward(rows)
 	if err != nil {
 		return nil, err
 	}

@@ -641,3 +641,25 @@ func (m *Model) EncodeTextAfterPrefix(prefix *TextPrefix, x *ts.Tensor, eot []in
 	defer runtime.UnlockOSThread()
 	return m.encodeTextAfter(prefix, x, eot)
 }
+
+// EncodeTextWithPrefix encodes groups of sequences that all begin with the
+// same prefix, prefix and groups in one pass: pre [A, P,
+// TransformerWidth] holds the token embeddings of A prefixes (positions
+// 0..P-1), xs[g] [N_g, L_g, TransformerWidth] positions P..P+L_g-1 of
+// group g's sequences (N_g a multiple of A: each run of N_g/A consecutive
+// sequences continues one prefix, in order), and eots[g] their end-of-text
+// positions in the whole sequence. The result is the features [ΣN_g, EmbedDim] (fp32,
+// groups in order), equal to those of the whole sequences to float
+// rounding. Every layer's position-wise weights are applied once to the
+// rows of the prefix and of all the groups together; only attention runs
+// group by group. It runs in the caller's grad mode: gradients reach pre
+// and xs.
+func (m *Model) EncodeTextWithPrefix(pre *ts.Tensor, xs []*ts.Tensor, eots [][]int64) (*ts.Tensor, error) {
+	if pre == nil || len(xs) == 0 {
+		return nil, errors.New("clip: EncodeTextWithPrefix needs prefix embeddings and at least one group")
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	f, _, err := m.encodeTextPacked(pre, nil, xs, eots, false)
+	return f, err
+}

@@ -92,13 +92,7 @@ func (t *TextSide) EncodeEmbeddings(x *ts.Tensor, eot []int64) (*ts.Tensor, erro
 }
 
 // LogitScale implements train.TextEncoder.
-func (t *TextSide) LogitScale() float64 {
-	s, err := t.Model.LogitScale()
-	if err != nil {
-		return 100
-	}
-	return s
-}
+func (t *TextSide) LogitScale() (float64, error) { return t.Model.LogitScale() }
 
 // EncodePrefix implements train.PrefixEncoder: the state is
 // TextPrefix.Tensors of Model.EncodeTextPrefix.
@@ -117,4 +111,9 @@ func (t *TextSide) EncodeAfterPrefix(state []*ts.Tensor, x *ts.Tensor, eot []int
 		return nil, err
 	}
 	return t.Model.EncodeTextAfterPrefix(p, x, eot)
+}
+
+// EncodeWithPrefix implements train.PrefixEncoder.
+func (t *TextSide) EncodeWithPrefix(prefix *ts.Tensor, groups []*ts.Tensor, eot [][]int64) (*ts.Tensor, error) {
+	return t.Model.EncodeTextWithPrefix(prefix, groups, eot)
 }

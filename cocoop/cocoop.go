@@ -69,6 +69,13 @@ type Options struct {
 	// PromptBatch bounds the prompts encoded in one text-encoder call
 	// (0: 1024); it trades memory for speed and does not change results.
 	PromptBatch int `toml:"prompt_batch"`
+	// NoPrefixSharing encodes every prompt whole. By default each image's
+	// start token and context go through the text transformer once, and
+	// the class-specific positions of that image's prompts attend to
+	// their keys and values, in the same pass; the transformer is causal,
+	// so the logits and gradients are the same to fp32 rounding. This
+	// switch is there to compare the two.
+	NoPrefixSharing bool `toml:"no_prefix_sharing"`
 }
 
 // DefaultOptions returns the published configuration
@@ -98,6 +105,7 @@ func (o Options) validate() error {
 type CoCoOp struct {
 	opts               Options
 	text               train.TextEncoder
+	prefixText         train.PrefixEncoder // nil: prompts encoded whole
 	m, width, length   int64
 	classes, d, hidden int64
 	scale              float64
@@ -149,6 +157,9 @@ func (c *CoCoOp) init(ctx *train.Context) error {
 		return errors.New("already initialized")
 	}
 	c.text, c.device, c.d = ctx.Text, ctx.Device, ctx.FeatureDim
+	if pe, ok := ctx.Text.(train.PrefixEncoder); ok && !c.opts.NoPrefixSharing {
+		c.prefixText = pe
+	}
 	c.classes = int64(len(ctx.ClassNames))
 	c.promptBatch = int64(c.opts.PromptBatch)
 	if c.promptBatch == 0 {
@@ -274,9 +285,8 @@ func (c *CoCoOp) init(ctx *train.Context) error {
 			return err
 		}
 	}
-	c.scale = ctx.Text.LogitScale()
-	if !(c.scale > 0) || math.IsInf(c.scale, 0) {
-		return fmt.Errorf("the text encoder's logit scale is %g, want a positive finite value", c.scale)
+	if c.scale, err = train.LogitScaleOf(ctx.Text); err != nil {
+		return err
 	}
 	if ctx.Log != nil {
 		ctx.Log.Info("cocoop initialized", "context", c.m, "width", c.width, "meta_hidden", c.hidden, "classes", c.classes)
@@ -449,47 +459,16 @@ func (c *CoCoOp) chunkLogits(fn, shifted *ts.Tensor, i0, n, c0, cn int64) (*ts.T
 	if err != nil {
 		return nil, err
 	}
-	ce, err := op("context per prompt")(ctxs.Unsqueeze(1, false)) // [n, 1, M, W]
-	if err != nil {
-		return nil, err
-	}
-	if ce, err = op("context per prompt")(ce.Expand([]int64{n, cn, c.m, c.width}, false, false)); err != nil {
-		return nil, err
-	}
-	frame := func(t *ts.Tensor) (*ts.Tensor, error) {
-		x, err := op("class rows")(t.Narrow(0, c0, cn, false))
-		if err != nil {
-			return nil, err
-		}
-		if x, err = op("class rows")(x.Unsqueeze(0, false)); err != nil {
-			return nil, err
-		}
-		xs, err := x.Size()
-		if err != nil {
-			return nil, torch.Err("cocoop: class rows", err)
-		}
-		return op("class rows per image")(x.Expand([]int64{n, cn, xs[2], xs[3]}, false, false))
-	}
-	pre, err := frame(c.prefix)
-	if err != nil {
-		return nil, err
-	}
-	suf, err := frame(c.suffix)
-	if err != nil {
-		return nil, err
-	}
-	p, err := op("assemble prompts")(ts.Cat([]*ts.Tensor{pre, ce, suf}, 2)) // [n, cn, L, W]
-	if err != nil {
-		return nil, err
-	}
-	if p, err = op("flatten prompts")(p.Reshape([]int64{n * cn, c.length, c.width}, false)); err != nil {
-		return nil, err
-	}
 	eot := make([]int64, 0, n*cn)
 	for range n {
 		eot = append(eot, c.eot[c0:c0+cn]...)
 	}
-	g, err := op("encode prompts")(c.text.EncodeEmbeddings(p, eot))
+	var g *ts.Tensor
+	if c.prefixText != nil {
+		g, err = c.encodeShared(&s, ctxs, n, c0, cn, eot)
+	} else {
+		g, err = c.encodeWhole(&s, ctxs, n, c0, cn, eot)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -521,6 +500,80 @@ func (c *CoCoOp) chunkLogits(fn, shifted *ts.Tensor, i0, n, c0, cn int64) (*ts.T
 	}
 	out, err := l.MulScalar(ts.FloatScalar(c.scale), false)
 	return out, torch.Err("cocoop: scale logits", err)
+}
+
+// classRows returns rows of t ([C, R, W], one per class) for classes
+// c0..c0+cn, repeated for n images: [n, cn, R, W].
+func (c *CoCoOp) classRows(s *torch.Scope, t *ts.Tensor, n, c0, cn int64) (*ts.Tensor, error) {
+	x, err := s.Op("cocoop: class rows")(t.Narrow(0, c0, cn, false))
+	if err != nil {
+		return nil, err
+	}
+	if x, err = s.Op("cocoop: class rows")(x.Unsqueeze(0, false)); err != nil {
+		return nil, err
+	}
+	xs, err := x.Size()
+	if err != nil {
+		return nil, torch.Err("cocoop: class rows", err)
+	}
+	return s.Op("cocoop: class rows per image")(x.Expand([]int64{n, cn, xs[2], xs[3]}, false, false))
+}
+
+// encodeWhole encodes the n·cn prompts of images' contexts ctxs [n, M, W]
+// and classes c0..c0+cn whole (start token, context, class name, end):
+// their text features [n·cn, D], image-major.
+func (c *CoCoOp) encodeWhole(s *torch.Scope, ctxs *ts.Tensor, n, c0, cn int64, eot []int64) (*ts.Tensor, error) {
+	op := func(what string) func(*ts.Tensor, error) (*ts.Tensor, error) { return s.Op("cocoop: " + what) }
+	ce, err := op("context per prompt")(ctxs.Unsqueeze(1, false)) // [n, 1, M, W]
+	if err != nil {
+		return nil, err
+	}
+	if ce, err = op("context per prompt")(ce.Expand([]int64{n, cn, c.m, c.width}, false, false)); err != nil {
+		return nil, err
+	}
+	pre, err := c.classRows(s, c.prefix, n, c0, cn)
+	if err != nil {
+		return nil, err
+	}
+	suf, err := c.classRows(s, c.suffix, n, c0, cn)
+	if err != nil {
+		return nil, err
+	}
+	p, err := op("assemble prompts")(ts.Cat([]*ts.Tensor{pre, ce, suf}, 2)) // [n, cn, L, W]
+	if err != nil {
+		return nil, err
+	}
+	if p, err = op("flatten prompts")(p.Reshape([]int64{n * cn, c.length, c.width}, false)); err != nil {
+		return nil, err
+	}
+	return op("encode prompts")(c.text.EncodeEmbeddings(p, eot))
+}
+
+// encodeShared is encodeWhole with each image's start token and context
+// (the positions its prompts share) encoded once, in the same pass as the
+// class-specific positions that follow them.
+func (c *CoCoOp) encodeShared(s *torch.Scope, ctxs *ts.Tensor, n, c0, cn int64, eot []int64) (*ts.Tensor, error) {
+	op := func(what string) func(*ts.Tensor, error) (*ts.Tensor, error) { return s.Op("cocoop: " + what) }
+	// Every prompt starts with the same start token: take the first class's.
+	sot, err := op("start token")(c.prefix.Narrow(0, 0, 1, false)) // [1, 1, W]
+	if err != nil {
+		return nil, err
+	}
+	if sot, err = op("start token per image")(sot.Expand([]int64{n, 1, c.width}, false, false)); err != nil {
+		return nil, err
+	}
+	pre, err := op("shared prefixes")(ts.Cat([]*ts.Tensor{sot, ctxs}, 1)) // [n, 1+M, W]
+	if err != nil {
+		return nil, err
+	}
+	suf, err := c.classRows(s, c.suffix, n, c0, cn)
+	if err != nil {
+		return nil, err
+	}
+	if suf, err = op("flatten prompts")(suf.Reshape([]int64{n * cn, c.length - 1 - c.m, c.width}, false)); err != nil {
+		return nil, err
+	}
+	return op("encode prompts")(c.prefixText.EncodeWithPrefix(pre, []*ts.Tensor{suf}, [][]int64{eot}))
 }
 
 // Drop implements train.Method.

@@ -7,8 +7,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 
@@ -17,30 +15,10 @@ import (
 
 	"github.com/clipadapter/clipgo/clip"
 	"github.com/clipadapter/clipgo/clip/tokenizer"
+	"github.com/clipadapter/clipgo/internal/fixture"
 	"github.com/clipadapter/clipgo/internal/npy"
-	"github.com/clipadapter/clipgo/internal/torch"
 	"github.com/clipadapter/clipgo/train"
 )
-
-type array struct {
-	shape []int64
-	data  []float32
-}
-
-func read(t *testing.T, name string) array {
-	t.Helper()
-	shape, data, err := npy.Read(filepath.Join("testdata", name+".npy"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := make([]int64, len(shape))
-	for i, v := range shape {
-		s[i] = int64(v)
-	}
-	return array{s, data}
-}
-
-func (a array) tensor() *ts.Tensor { return ts.MustOfSlice(a.data).MustView(a.shape, true) }
 
 type meta struct {
 	Classes []string           `json:"classes"`
@@ -103,15 +81,7 @@ func (f *fakeText) EncodeEmbeddings(x *ts.Tensor, eot []int64) (*ts.Tensor, erro
 }
 
 func (f *fakeText) EncodeTexts([]string) (*ts.Tensor, error) { return nil, fmt.Errorf("unused") }
-func (f *fakeText) LogitScale() float64                      { return f.scale }
-
-func lockGrad(t *testing.T) {
-	runtime.LockOSThread()
-	if _, err := torch.SetGradEnabled(true); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(runtime.UnlockOSThread)
-}
+func (f *fakeText) LogitScale() (float64, error)             { return f.scale, nil }
 
 func loadMeta(t *testing.T) *meta {
 	b, err := os.ReadFile("testdata/meta.json")
@@ -126,35 +96,16 @@ func loadMeta(t *testing.T) *meta {
 }
 
 func fixtureText(t *testing.T, m *meta) *fakeText {
-	pos := read(t, "pos")
-	f := &fakeText{tokens: m.Tokens, table: read(t, "table").tensor(), pos: pos.tensor(), prj: read(t, "proj").tensor(),
-		length: pos.shape[0], scale: m.Scale}
+	pos := fixture.Read(t, "pos")
+	f := &fakeText{tokens: m.Tokens, table: fixture.Read(t, "table").Tensor(t), pos: pos.Tensor(t), prj: fixture.Read(t, "proj").Tensor(t),
+		length: pos.Shape[0], scale: m.Scale}
 	t.Cleanup(func() { f.table.MustDrop(); f.pos.MustDrop(); f.prj.MustDrop() })
 	return f
 }
 
-func assertClose(t *testing.T, name string, got *ts.Tensor, want array, rel, abs float64) {
+func assertClose(t *testing.T, name string, got *ts.Tensor, want fixture.Array, rel, abs float64) {
 	t.Helper()
-	g := got.Float64Values()
-	if len(g) != len(want.data) {
-		t.Fatalf("%s: %d values, want %d", name, len(g), len(want.data))
-	}
-	var ref, worst float64
-	for _, w := range want.data {
-		ref = math.Max(ref, math.Abs(float64(w)))
-	}
-	bad := 0
-	for i, w := range want.data {
-		d := math.Abs(g[i] - float64(w))
-		worst = math.Max(worst, d)
-		if d > rel*math.Abs(float64(w))+abs*ref || math.IsNaN(g[i]) {
-			if bad < 3 {
-				t.Errorf("%s[%d] = %.7g, want %.7g", name, i, g[i], w)
-			}
-			bad++
-		}
-	}
-	t.Logf("%s: max |diff| %.3g (max |want| %.3g)", name, worst, ref)
+	fixture.AssertClose(t, name, got.Float64Values(), want.Data, rel, abs)
 }
 
 var paramNames = []string{ParamCtx, ParamLinear1, ParamBias1, ParamLinear2, ParamBias2}
@@ -164,31 +115,31 @@ var paramNames = []string{ParamCtx, ParamLinear1, ParamBias1, ParamLinear2, Para
 // testdata/gen.py, for several prompt batches (chunking must not change
 // anything).
 func TestMatchesReference(t *testing.T) {
-	lockGrad(t)
+	fixture.LockGrad(t)
 	m := loadMeta(t)
 	for _, batch := range []int{0, 5, 2, 1} {
 		t.Run(fmt.Sprintf("prompt_batch=%d", batch), func(t *testing.T) {
 			text := fixtureText(t, m)
-			feat := read(t, "features")
+			feat := fixture.Read(t, "features")
 			o := DefaultOptions()
 			o.PromptBatch = batch
 			c := New(o)
 			defer c.Drop()
-			ctx := &train.Context{Text: text, ClassNames: m.Classes, FeatureDim: feat.shape[1], Device: gotch.CPU, Seed: 1}
+			ctx := &train.Context{Text: text, ClassNames: m.Classes, FeatureDim: feat.Shape[1], Device: gotch.CPU, Seed: 1}
 			if err := c.Init(ctx, nil); err != nil {
 				t.Fatal(err)
 			}
 			// The context comes from the words; the meta-network from the fixture.
-			assertClose(t, "init ctx", c.ctx, read(t, "init/ctx"), 0, 0)
+			assertClose(t, "init ctx", c.ctx, fixture.Read(t, "init/ctx"), 0, 0)
 			init := map[string]*ts.Tensor{}
 			for _, n := range paramNames {
-				init[n] = read(t, "init/"+n).tensor()
+				init[n] = fixture.Read(t, "init/"+n).Tensor(t)
 				defer init[n].MustDrop()
 			}
 			if err := train.CopyParameters(c.Parameters(), init, ""); err != nil {
 				t.Fatal(err)
 			}
-			x := feat.tensor()
+			x := feat.Tensor(t)
 			defer x.MustDrop()
 			_, y, err := npy.ReadInt64("testdata/labels.npy")
 			if err != nil {
@@ -201,14 +152,14 @@ func TestMatchesReference(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer logits.MustDrop()
-			assertClose(t, "logits", logits, read(t, "logits"), 1e-5, 1e-6)
+			assertClose(t, "logits", logits, fixture.Read(t, "logits"), 1e-5, 1e-6)
 			loss := logits.CrossEntropyForLogits(labels)
 			defer loss.MustDrop()
-			assertClose(t, "loss", loss, read(t, "loss"), 1e-5, 1e-6)
+			assertClose(t, "loss", loss, fixture.Read(t, "loss"), 1e-5, 1e-6)
 			loss.MustBackward()
 			for _, p := range c.Parameters() {
 				g := p.Tensor.MustGrad(false)
-				assertClose(t, "grad "+p.Name, g, read(t, "grad/"+p.Name), 1e-4, 1e-5)
+				assertClose(t, "grad "+p.Name, g, fixture.Read(t, "grad/"+p.Name), 1e-4, 1e-5)
 				g.MustDrop()
 			}
 			opt := train.NewSGD(c.Parameters(), m.SGD.Momentum, m.SGD.WeightDecay)
@@ -216,7 +167,7 @@ func TestMatchesReference(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, p := range c.Parameters() {
-				assertClose(t, "step "+p.Name, p.Tensor, read(t, "step/"+p.Name), 1e-5, 1e-6)
+				assertClose(t, "step "+p.Name, p.Tensor, fixture.Read(t, "step/"+p.Name), 1e-5, 1e-6)
 			}
 			// Evaluation gives the updated logits without gradients, with
 			// at most prompt_batch prompts per encoder call.
@@ -245,7 +196,7 @@ func TestMatchesReference(t *testing.T) {
 // tower) on synthetic features of four classes and checks that held-out
 // accuracy rises well above chance.
 func TestLearnsAboveChance(t *testing.T) {
-	lockGrad(t)
+	fixture.LockGrad(t)
 	tok, err := tokenizer.New()
 	if err != nil {
 		t.Fatal(err)
@@ -310,7 +261,7 @@ func TestLearnsAboveChance(t *testing.T) {
 }
 
 func TestInitErrors(t *testing.T) {
-	lockGrad(t)
+	fixture.LockGrad(t)
 	m := loadMeta(t)
 	text := fixtureText(t, m)
 	for _, tc := range []struct {
@@ -330,5 +281,104 @@ func TestInitErrors(t *testing.T) {
 			t.Errorf("%+v: error %v, want %q", o, err, tc.want)
 		}
 		c.Drop()
+	}
+}
+
+// TestPrefixSharingIsExact runs CoCoOp's training logits and backward
+// pass with the text savings (each image's start token and context
+// encoded once, in the same pass as its prompts' class positions, cut
+// after the last end-of-text token) and against the full computation
+// (every prompt whole over all 77 positions: no_prefix_sharing with a
+// full-context model, as CoCoOp's code runs), on a two-layer random CLIP
+// text tower with class names of different token lengths, three images
+// and several prompt batches. Logits agree within 5e-6 relative and the
+// gradients of the context and the meta-network within 3e-5 (fp32 sums
+// taken in another order).
+func TestPrefixSharingIsExact(t *testing.T) {
+	fixture.LockGrad(t)
+	tok, err := tokenizer.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const d = 16
+	cfg := clip.Config{
+		EmbedDim: d, ImageResolution: 32, VisionLayers: []int{1}, VisionWidth: 64, VisionPatchSize: 16,
+		ContextLength: 77, VocabSize: 49408, TransformerWidth: 64, TransformerHeads: 2, TransformerLayers: 2,
+	}
+	classes := []string{"golden retriever", "hot-air balloon", "Abyssinian", "rock beauty", "yellow lady's slipper"}
+	x := make([]float32, 3*d)
+	for i := range x {
+		x[i] = float32(math.Sin(float64(i) * 0.7))
+	}
+	feats := ts.MustOfSlice(x).MustView([]int64{3, d}, true)
+	defer feats.MustDrop()
+	labels := ts.MustOfSlice([]int64{0, 3, 4})
+	defer labels.MustDrop()
+
+	// run returns the logits and every parameter's gradient.
+	run := func(sharing bool, promptBatch int) ([]float64, map[string][]float64) {
+		var opts []clip.Option
+		if !sharing {
+			opts = append(opts, clip.WithFullTextContext())
+		}
+		model, err := clip.New(cfg, gotch.CPU, 3, opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer model.Drop()
+		o := DefaultOptions()
+		o.MetaReduction = 4
+		o.PromptBatch = promptBatch
+		o.NoPrefixSharing = !sharing
+		c := New(o)
+		defer c.Drop()
+		text := &clip.TextSide{Model: model, Tokenizer: tok, Device: gotch.CPU}
+		if err := c.Init(&train.Context{Text: text, ClassNames: classes, FeatureDim: d, Device: gotch.CPU, Seed: 5}, nil); err != nil {
+			t.Fatal(err)
+		}
+		if (c.prefixText != nil) != sharing {
+			t.Fatalf("prefix sharing %v, want %v", c.prefixText != nil, sharing)
+		}
+		logits, err := c.Logits(feats, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer logits.MustDrop()
+		loss := logits.CrossEntropyForLogits(labels)
+		defer loss.MustDrop()
+		loss.MustBackward()
+		grads := map[string][]float64{}
+		for _, p := range c.Parameters() {
+			g := p.Tensor.MustGrad(false)
+			grads[p.Name] = g.Float64Values()
+			g.MustDrop()
+		}
+		return logits.Float64Values(), grads
+	}
+	relDiff := func(got, want []float64) float64 {
+		var diff, ref float64
+		for i := range want {
+			diff = math.Max(diff, math.Abs(got[i]-want[i]))
+			ref = math.Max(ref, math.Abs(want[i]))
+		}
+		return diff / ref
+	}
+	wantLogits, wantGrads := run(false, 0)
+	for _, pb := range []int{0, 7, 2} {
+		name := fmt.Sprintf("prompt_batch=%d", pb)
+		logits, grads := run(true, pb)
+		if r := relDiff(logits, wantLogits); r > 5e-6 {
+			t.Errorf("%s: logits differ by %.3g relative (> 5e-6)", name, r)
+		} else {
+			t.Logf("%s: logits differ by %.3g relative", name, r)
+		}
+		for n, want := range wantGrads {
+			r := relDiff(grads[n], want)
+			if r > 3e-5 {
+				t.Errorf("%s: gradient of %s differs by %.3g relative (> 3e-5)", name, n, r)
+			} else {
+				t.Logf("%s: gradient of %s differs by %.3g relative", name, n, r)
+			}
+		}
 	}
 }

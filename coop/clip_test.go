@@ -112,8 +112,8 @@ func TestMatchesPyTorch(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer text.model.Drop()
-	if s := text.LogitScale(); math.Abs(s-ref.LogitScale) > 1e-5 {
-		t.Errorf("logit scale %g, PyTorch %g", s, ref.LogitScale)
+	if s, err := text.LogitScale(); err != nil || math.Abs(s-ref.LogitScale) > 1e-5 {
+		t.Errorf("logit scale %g (%v), PyTorch %g", s, err, ref.LogitScale)
 	}
 	images := ts.MustOfSlice(float32s(flat(ref.ImageFeatures))).MustView([]int64{int64(len(ref.ImageFeatures)), -1}, true)
 	defer images.MustDrop()

@@ -41,7 +41,6 @@ package coop
 import (
 	"errors"
 	"fmt"
-	"math"
 	"math/rand/v2"
 	"runtime"
 	"slices"
@@ -104,9 +103,11 @@ type Options struct {
 	// the middle) goes through the text transformer once, each prompt's
 	// remaining positions attend to its keys and values, and prompts are
 	// encoded in groups of similar length, each cut after its own last
-	// end-of-text token; the transformer is causal, so the features and
-	// gradients are the same to fp32 rounding. This switch is there to
-	// compare the two.
+	// end-of-text token; unless MaxTextBatch splits the classes, the
+	// prefix and every group run in one pass, each layer's projections
+	// and MLP applied to all their positions at once. The transformer is
+	// causal, so the features and gradients are the same to fp32
+	// rounding. This switch is there to compare the two.
 	NoPrefixSharing bool `toml:"no_prefix_sharing"`
 	// MaxTextBatch bounds how many class prompts go through the text
 	// transformer at once (0: all of them). With more classes than that,
@@ -365,11 +366,8 @@ func (c *CoOp) init(ctx *train.Context) error {
 	if err := c.buildChunks(); err != nil {
 		return err
 	}
-	c.scale = ctx.Text.LogitScale()
-	if !(c.scale > 0) || math.IsInf(c.scale, 0) {
-		return fmt.Errorf("the text encoder's logit scale is %g, want a positive finite value", c.scale)
-	}
-	return nil
+	c.scale, err = train.LogitScaleOf(ctx.Text)
+	return err
 }
 
 // tokenize wraps Context.Text.Tokenize and checks the result's shape.
@@ -545,18 +543,32 @@ func sharedPrefix(position string, m int64, classSpecific bool) int64 {
 	return 1
 }
 
-// groupOverhead is the fixed cost of encoding one more group of prompts,
-// in token positions: a group repeats about a thousand operations (forward
-// and backward through every block), whose fixed cost per operation
-// (dispatch, and gotch's per-tensor bookkeeping) adds up to about what
-// running 50 positions through RN50's text transformer costs on a CPU.
+// groupOverhead is the fixed cost of encoding one more group of prompts
+// in a pass of its own (recomputation chunks), in token positions: a group
+// repeats about a thousand operations (forward and backward through every
+// block) and reads every weight again, which on a CPU adds up to about what
+// running 50 positions through RN50's text transformer costs.
 const groupOverhead = 48
+
+// packedGroupOverhead is the same cost when the prefix and every group are
+// encoded in one pass (train.PrefixEncoder.EncodeWithPrefix): one more
+// group only adds its attention calls. Measured with bench/coop (RN50's
+// text transformer, one thread, libtorch 2.11): 4 to 16 positions gave
+// steps within 7% of each other at 10 and at 100 classes, 48 was 7% slower
+// at 10 classes and 0 (one group per distinct length) twice as slow at 100.
+const packedGroupOverhead = 6
 
 // grouped reports whether the prompts are encoded in groups of similar
 // length (the default, or when MaxTextBatch splits them) rather than all
 // at once in class order.
 func (c *CoOp) grouped() bool {
 	return !c.opts.NoPrefixSharing || c.recomputes()
+}
+
+// packed reports whether training and evaluation encode the shared
+// prefix and every chunk in one pass (EncodeWithPrefix).
+func (c *CoOp) packed() bool {
+	return c.prefix > 0 && !c.recomputes()
 }
 
 // recomputes reports whether training steps recompute the text side's
@@ -627,7 +639,11 @@ func (c *CoOp) buildChunks() error {
 		for i, cl := range c.order {
 			lens[i] = c.eot[cl] + 1 - c.prefix
 		}
-		groups = lengthGroups(lens, c.opts.MaxTextBatch, groupOverhead)
+		overhead := int64(groupOverhead)
+		if c.packed() {
+			overhead = packedGroupOverhead
+		}
+		groups = lengthGroups(lens, c.opts.MaxTextBatch, overhead)
 	} else {
 		groups = [][2]int{{0, len(c.order)}}
 	}
@@ -815,12 +831,9 @@ func (c *CoOp) inClassOrder(s *torch.Scope, parts []*ts.Tensor) (*ts.Tensor, err
 	return out, torch.Err("class order", err)
 }
 
-// prefixState encodes the shared prefix (start token and shared context
-// rows) and returns its state, or nil when prompts are encoded whole.
-func (c *CoOp) prefixState(ctxRows *ts.Tensor) ([]*ts.Tensor, error) {
-	if c.prefix == 0 {
-		return nil, nil
-	}
+// prefixEmbeddings returns the shared prefix's embeddings [1, P, W]: the
+// start token and the shared context rows.
+func (c *CoOp) prefixEmbeddings(ctxRows *ts.Tensor) (*ts.Tensor, error) {
 	var s torch.Scope
 	defer s.Drop()
 	// Every skeleton starts with the start token: take the first one's.
@@ -841,14 +854,56 @@ func (c *CoOp) prefixState(ctxRows *ts.Tensor) ([]*ts.Tensor, error) {
 	if err != nil {
 		return nil, err
 	}
-	if p, err = s.Op("prefix")(p.View([]int64{1, c.prefix, c.width}, false)); err != nil {
+	out, err := p.View([]int64{1, c.prefix, c.width}, false)
+	return out, torch.Err("prefix", err)
+}
+
+// prefixState encodes the shared prefix (start token and shared context
+// rows) and returns its state, or nil when prompts are encoded whole.
+func (c *CoOp) prefixState(ctxRows *ts.Tensor) ([]*ts.Tensor, error) {
+	if c.prefix == 0 {
+		return nil, nil
+	}
+	p, err := c.prefixEmbeddings(ctxRows)
+	if err != nil {
 		return nil, err
 	}
+	defer p.Drop()
 	st, err := c.prefixText.EncodePrefix(p)
 	if err != nil {
 		return nil, fmt.Errorf("coop: encode the shared prefix: %w", err)
 	}
 	return st, nil
+}
+
+// encodeWithPrefix returns the raw text features [C, D] (float32, chunk
+// order) of every chunk, encoded with the shared prefix in one pass.
+func (c *CoOp) encodeWithPrefix(ctxRows *ts.Tensor) (*ts.Tensor, error) {
+	var s torch.Scope
+	defer s.Drop()
+	pre, err := s.Op("prefix")(c.prefixEmbeddings(ctxRows))
+	if err != nil {
+		return nil, err
+	}
+	groups := make([]*ts.Tensor, len(c.chunks))
+	eots := make([][]int64, len(c.chunks))
+	for i, k := range c.chunks {
+		p, err := c.assemble(k, ctxRows, k.rest)
+		if err != nil {
+			return nil, err
+		}
+		groups[i], eots[i] = s.Keep(p), k.eot
+	}
+	g, err := c.prefixText.EncodeWithPrefix(pre, groups, eots)
+	if err != nil {
+		return nil, fmt.Errorf("coop: encode prompts: %w", err)
+	}
+	if shape, err := g.Size(); err != nil || len(shape) != 2 || shape[0] != c.classes {
+		g.Drop()
+		return nil, fmt.Errorf("coop: text encoder returned shape %v for %d prompts", shape, c.classes)
+	}
+	out, err := g.Totype(gotch.Float, true)
+	return out, torch.Err("coop: cast text features", err)
 }
 
 // encodeChunk returns chunk k's raw text features [n, D] (float32), after
@@ -880,8 +935,9 @@ func (c *CoOp) encodeChunk(k *chunk, ctxRows *ts.Tensor, state []*ts.Tensor) (*t
 	return out, torch.Err("coop: cast text features", err)
 }
 
-// classFeatures runs the prompts through the text encoder, chunk by chunk
-// and after the shared prefix when there is one, and returns the
+// classFeatures runs the prompts through the text encoder, with the
+// shared prefix and every chunk in one pass (packed), or chunk by chunk
+// after the shared prefix's state when there is one, and returns the
 // L2-normalized float32 class features [C, D] in class order, in the
 // caller's grad mode.
 func (c *CoOp) classFeatures() (*ts.Tensor, error) {
@@ -892,20 +948,30 @@ func (c *CoOp) classFeatures() (*ts.Tensor, error) {
 	var s torch.Scope
 	defer s.Drop()
 	s.Keep(rows)
-	state, err := c.prefixState(rows)
-	if err != nil {
-		return nil, err
-	}
-	for _, t := range state {
-		s.Keep(t)
-	}
-	parts := make([]*ts.Tensor, len(c.chunks))
-	for i, k := range c.chunks {
-		g, err := c.encodeChunk(k, rows, state)
+	var parts []*ts.Tensor
+	if c.packed() {
+		g, err := c.encodeWithPrefix(rows)
 		if err != nil {
 			return nil, err
 		}
-		parts[i] = s.Keep(g)
+		parts = append(parts, s.Keep(g))
+	} else {
+		// Chunk by chunk (each call bounded by MaxTextBatch), after the
+		// shared prefix's state when there is one.
+		state, err := c.prefixState(rows)
+		if err != nil {
+			return nil, err
+		}
+		for _, t := range state {
+			s.Keep(t)
+		}
+		for _, k := range c.chunks {
+			g, err := c.encodeChunk(k, rows, state)
+			if err != nil {
+				return nil, err
+			}
+			parts = append(parts, s.Keep(g))
+		}
 	}
 	g, err := c.inClassOrder(&s, parts)
 	if err != nil {

@@ -136,7 +136,7 @@ func (f *fakeText) EncodeTexts([]string) (*ts.Tensor, error) {
 	return nil, errors.New("fake: EncodeTexts is not used by CoOp")
 }
 
-func (f *fakeText) LogitScale() float64 { return f.scale }
+func (f *fakeText) LogitScale() (float64, error) { return f.scale, nil }
 
 // refFeatures computes the fake's text features of prompts [C][L][W] in
 // float64.

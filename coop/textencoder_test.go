@@ -3,7 +3,6 @@ package coop
 import (
 	"encoding/json"
 	"fmt"
-	"math"
 	"os"
 
 	"github.com/sugarme/gotch/ts"
@@ -67,13 +66,7 @@ func (c *clipText) EncodeEmbeddings(x *ts.Tensor, eot []int64) (*ts.Tensor, erro
 	return c.model.EncodeTextEmbeddings(x, eot)
 }
 
-func (c *clipText) LogitScale() float64 {
-	s, err := c.model.LogitScale()
-	if err != nil {
-		return math.NaN()
-	}
-	return s
-}
+func (c *clipText) LogitScale() (float64, error) { return c.model.LogitScale() }
 
 func (c *clipText) EncodePrefix(x *ts.Tensor) ([]*ts.Tensor, error) {
 	p, err := c.model.EncodeTextPrefix(x)
@@ -89,4 +82,8 @@ func (c *clipText) EncodeAfterPrefix(state []*ts.Tensor, x *ts.Tensor, eot []int
 		return nil, err
 	}
 	return c.model.EncodeTextAfterPrefix(p, x, eot)
+}
+
+func (c *clipText) EncodeWithPrefix(prefix *ts.Tensor, groups []*ts.Tensor, eot [][]int64) (*ts.Tensor, error) {
+	return c.model.EncodeTextWithPrefix(prefix, groups, eot)
 }

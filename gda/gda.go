@@ -200,7 +200,11 @@ func (g *GDA) setup(ctx *train.Context) error {
 		return errors.New("already initialized")
 	}
 	err := torch.NoGrad(func() error {
-		w, err := zeroshot.Classifier(ctx.Text, ctx.ClassNames, templates(ctx.Templates, g.opts.Templates))
+		tmpl, err := zeroshot.FirstTemplates(ctx.Templates, g.opts.Templates)
+		if err != nil {
+			return err
+		}
+		w, err := zeroshot.Classifier(ctx.Text, ctx.ClassNames, tmpl)
 		if err != nil {
 			return err
 		}
@@ -215,7 +219,11 @@ func (g *GDA) setup(ctx *train.Context) error {
 	g.d = ctx.FeatureDim
 	g.scale = 100
 	if g.opts.UseLogitScale {
-		g.scale = ctx.Text.LogitScale()
+		s, err := train.LogitScaleOf(ctx.Text)
+		if err != nil {
+			return fmt.Errorf("gda: %w", err)
+		}
+		g.scale = s
 	}
 	g.alpha = g.opts.Alpha
 	return nil
@@ -261,14 +269,6 @@ func (g *GDA) Restore(ctx *train.Context, frozen map[string]*ts.Tensor) error {
 		return fmt.Errorf("gda: %w", err)
 	}
 	return nil
-}
-
-// templates returns the first n of all (0: all of them).
-func templates(all []string, n int) []string {
-	if n > 0 && n < len(all) {
-		return all[:n]
-	}
-	return all
 }
 
 // Estimate fits the discriminant to samples x [n, D] (already

@@ -7,7 +7,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -16,7 +15,7 @@ import (
 	"github.com/sugarme/gotch/ts"
 	"gonum.org/v1/gonum/mat"
 
-	"github.com/clipadapter/clipgo/internal/npy"
+	"github.com/clipadapter/clipgo/internal/fixture"
 	"github.com/clipadapter/clipgo/train"
 )
 
@@ -28,49 +27,9 @@ type fixtureMeta struct {
 	BestCorrect int64     `json:"best_correct"`
 }
 
-type array struct {
-	shape []int64
-	data  []float32
-}
-
-func read(t *testing.T, name string) array {
-	t.Helper()
-	shape, data, err := npy.Read(filepath.Join("testdata", name+".npy"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := make([]int64, len(shape))
-	for i, v := range shape {
-		s[i] = int64(v)
-	}
-	return array{s, data}
-}
-
-func readInt(t *testing.T, name string) []int64 {
-	t.Helper()
-	_, y, err := npy.ReadInt64(filepath.Join("testdata", name+".npy"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return y
-}
-
-func tensorOf(t testing.TB, data []float32, shape ...int64) *ts.Tensor {
-	t.Helper()
-	x, err := ts.OfSlice(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	y, err := x.View(shape, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return y
-}
-
 func feats(t testing.TB, data []float32, d int64, y []int64) *train.Features {
 	t.Helper()
-	return &train.Features{X: tensorOf(t, data, int64(len(y)), d), Labels: ts.MustOfSlice(y), Y: y}
+	return &train.Features{X: fixture.TensorOf(t, data, int64(len(y)), d), Labels: ts.MustOfSlice(y), Y: y}
 }
 
 // fakeText returns recorded features per text.
@@ -98,7 +57,7 @@ func (f *fakeText) TokenEmbedding(*ts.Tensor) (*ts.Tensor, error) {
 func (f *fakeText) EncodeEmbeddings(*ts.Tensor, []int64) (*ts.Tensor, error) {
 	return nil, fmt.Errorf("no transformer")
 }
-func (f *fakeText) LogitScale() float64 { return 100 }
+func (f *fakeText) LogitScale() (float64, error) { return 100, nil }
 
 func methodContext(classes []string, template string, text []float32, d int64) *train.Context {
 	enc := &fakeText{rows: map[string][]float32{}, dim: d}
@@ -106,29 +65,6 @@ func methodContext(classes []string, template string, text []float32, d int64) *
 		enc.rows[strings.Replace(template, "{}", name, 1)] = text[int64(i)*d : int64(i+1)*d]
 	}
 	return &train.Context{Text: enc, ClassNames: classes, Templates: []string{template}, FeatureDim: d, Device: gotch.CPU}
-}
-
-func assertClose(t *testing.T, name string, got []float64, want []float32, rel, abs float64) {
-	t.Helper()
-	if len(got) != len(want) {
-		t.Fatalf("%s: %d values, want %d", name, len(got), len(want))
-	}
-	var ref, worst float64
-	for _, w := range want {
-		ref = math.Max(ref, math.Abs(float64(w)))
-	}
-	bad := 0
-	for i, w := range want {
-		d := math.Abs(got[i] - float64(w))
-		worst = math.Max(worst, d)
-		if d > rel*math.Abs(float64(w))+abs*ref || math.IsNaN(got[i]) {
-			if bad < 3 {
-				t.Errorf("%s[%d] = %.7g, want %.7g", name, i, got[i], w)
-			}
-			bad++
-		}
-	}
-	t.Logf("%s: max |diff| %.3g (max |want| %.3g)", name, worst, ref)
 }
 
 func lock(t *testing.T) {
@@ -148,13 +84,13 @@ func TestMatchesReference(t *testing.T) {
 	if err := json.Unmarshal(b, &m); err != nil {
 		t.Fatal(err)
 	}
-	text, views := read(t, "text"), read(t, "views")
-	d := text.shape[1]
-	y := readInt(t, "train_labels")
-	nk := views.shape[1]
+	text, views := fixture.Read(t, "text"), fixture.Read(t, "views")
+	d := text.Shape[1]
+	y := fixture.ReadInt64(t, "train_labels")
+	nk := views.Shape[1]
 	var vs []*train.Features
-	for v := int64(0); v < views.shape[0]; v++ {
-		f := feats(t, views.data[v*nk*d:(v+1)*nk*d], d, y)
+	for v := int64(0); v < views.Shape[0]; v++ {
+		f := feats(t, views.Data[v*nk*d:(v+1)*nk*d], d, y)
 		defer f.Drop()
 		vs = append(vs, f)
 	}
@@ -162,30 +98,30 @@ func TestMatchesReference(t *testing.T) {
 	o.AugmentViews = len(vs)
 	g := New(o)
 	defer g.Drop()
-	if err := g.Init(methodContext(m.Classes, m.Template, text.data, d), vs); err != nil {
+	if err := g.Init(methodContext(m.Classes, m.Template, text.Data, d), vs); err != nil {
 		t.Fatal(err)
 	}
 	w, bias := g.Weights()
 	// float64 on both sides, float32 at the end: a few ulps of float32.
-	assertClose(t, "weights", w.Float64Values(), read(t, "weights").data, 1e-5, 1e-6)
-	assertClose(t, "bias", bias.Float64Values(), read(t, "bias").data, 1e-5, 1e-6)
+	fixture.AssertClose(t, "weights", w.Float64Values(), fixture.Read(t, "weights").Data, 1e-5, 1e-6)
+	fixture.AssertClose(t, "bias", bias.Float64Values(), fixture.Read(t, "bias").Data, 1e-5, 1e-6)
 
-	test := feats(t, read(t, "test").data, d, readInt(t, "test_labels"))
+	test := feats(t, fixture.Read(t, "test").Data, d, fixture.ReadInt64(t, "test_labels"))
 	defer test.Drop()
 	logits, err := g.Logits(test.X, false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer logits.Drop()
-	assertClose(t, "logits", logits.Float64Values(), read(t, "logits").data, 1e-5, 1e-6)
+	fixture.AssertClose(t, "logits", logits.Float64Values(), fixture.Read(t, "logits").Data, 1e-5, 1e-6)
 
-	val := feats(t, read(t, "val").data, d, readInt(t, "val_labels"))
+	val := feats(t, fixture.Read(t, "val").Data, d, fixture.ReadInt64(t, "val_labels"))
 	defer val.Drop()
 	counts, err := g.AlphaCounts(val)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := readInt(t, "counts")
+	want := fixture.ReadInt64(t, "counts")
 	for i := range want {
 		if counts[i] != want[i] {
 			t.Errorf("alpha %g: %d correct, reference %d", m.Alphas[i], counts[i], want[i])
@@ -276,8 +212,8 @@ func TestEstimateMatchesGonum(t *testing.T) {
 		}
 		wantB[k] += float32(-math.Log(c))
 	}
-	assertClose(t, "W", w.Float64Values(), wantW, 1e-5, 1e-6)
-	assertClose(t, "b", b.Float64Values(), wantB, 1e-5, 1e-6)
+	fixture.AssertClose(t, "W", w.Float64Values(), wantW, 1e-5, 1e-6)
+	fixture.AssertClose(t, "b", b.Float64Values(), wantB, 1e-5, 1e-6)
 }
 
 // TestLearnsAboveChance: with an uninformative text classifier, GDA on a
@@ -373,6 +309,7 @@ func TestErrors(t *testing.T) {
 		{"label outside the classes", nil, []int64{0, 1, 2, 3}, 4, "outside the 3 classes"},
 		{"wrong feature size", nil, []int64{0, 1, 2, 0, 1, 2, 0, 1}, 2, "want [8, 4]"},
 		{"empty grid", func(o *Options) { o.Alphas = nil }, []int64{0, 1, 2, 0}, 4, "alphas is empty"},
+		{"more templates than the context has", func(o *Options) { o.Templates = 2 }, []int64{0, 1, 2, 0}, 4, "2 templates requested, the context has 1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o := DefaultOptions()

@@ -296,35 +296,199 @@ func (p *AttentionPool2d) PreProjection(x *ts.Tensor) (*ts.Tensor, error) {
 	return y, wrap("attention pool: output", err)
 }
 
-// Project returns the queries, keys and values of x [N, L, E], each split
-// into heads: [N, H, L, d].
-func (a *MultiheadAttention) Project(x *ts.Tensor) (q, k, v *ts.Tensor, err error) {
+// Segment is one run of sequences in a packed batch of rows: N sequences
+// of L positions each, stored as N·L consecutive rows (sequence-major) of
+// the packed [T, E] input. Every position-wise part of a block (layer
+// norms, projections, MLP) runs once over all the rows of all segments, so
+// its weights are read once per layer however many segments there are;
+// only attention runs segment by segment.
+type Segment struct {
+	N, L int64
+	// After is the index of an earlier segment whose sequences precede
+	// this segment's: with A sequences there, N must be a multiple of A,
+	// and each run of N/A consecutive sequences here follows one of them,
+	// in order (a prefix shared by a run of prompts). They attend to its
+	// keys and values, then to their own. -1: none (the caller may still
+	// pass keys and values of earlier positions).
+	After int
+	// Mask is nil or an additive mask [L, P+L], P the number of earlier
+	// positions.
+	Mask *ts.Tensor
+}
+
+// Rows returns the number of rows the segment takes in the packed batch.
+func (g Segment) Rows() int64 { return g.N * g.L }
+
+// checkSegments validates segs against a packed batch of rows rows and
+// against past (nil, or one entry per segment).
+func checkSegments(segs []Segment, past []*KV, rows int64) error {
+	if len(segs) == 0 {
+		return fmt.Errorf("attention: no segments")
+	}
+	if past != nil && len(past) != len(segs) {
+		return fmt.Errorf("attention: earlier keys and values for %d segments, want %d", len(past), len(segs))
+	}
+	total := int64(0)
+	for i, g := range segs {
+		if g.N <= 0 || g.L <= 0 {
+			return fmt.Errorf("attention: segment %d has %d sequences of %d positions", i, g.N, g.L)
+		}
+		if g.After >= 0 {
+			if g.After >= i || g.N%segs[g.After].N != 0 {
+				return fmt.Errorf("attention: segment %d follows segment %d, which must come earlier and hold a divisor of its %d sequences", i, g.After, g.N)
+			}
+			if past != nil && past[i] != nil {
+				return fmt.Errorf("attention: segment %d has both an earlier segment and earlier keys and values", i)
+			}
+		}
+		total += g.Rows()
+	}
+	if total != rows {
+		return fmt.Errorf("attention: segments cover %d rows of %d", total, rows)
+	}
+	return nil
+}
+
+// ForwardPacked attends the rows x [T, E] segment by segment (segs cover
+// the T rows in order). Segment i's sequences attend to the keys and
+// values of the segment they follow (Segment.After) or past[i] ([A, H, P,
+// d], A dividing the segment's N; past may be nil), then to their own,
+// under the segment's mask. It
+// returns the output [T, E] and each segment's own keys and values [N, H,
+// L, d], which the caller drops.
+func (a *MultiheadAttention) ForwardPacked(x *ts.Tensor, segs []Segment, past []*KV) (*ts.Tensor, []KV, error) {
 	var s torch.Scope
 	defer s.Drop()
 	if a.Width%a.Heads != 0 {
-		return nil, nil, nil, fmt.Errorf("attention: width %d is not divisible by %d heads", a.Width, a.Heads)
+		return nil, nil, fmt.Errorf("attention: width %d is not divisible by %d heads", a.Width, a.Heads)
 	}
-	qkv, err := ts.Linear(x, a.InProjWeight, a.InProjBias)
+	xs, err := size(x)
 	if err != nil {
-		return nil, nil, nil, wrap("attention: input projection", err)
+		return nil, nil, err
 	}
-	s.Keep(qkv)
+	if len(xs) != 2 || xs[1] != a.Width {
+		return nil, nil, fmt.Errorf("attention: packed input shape %v, want [rows, %d]", xs, a.Width)
+	}
+	if err := checkSegments(segs, past, xs[0]); err != nil {
+		return nil, nil, err
+	}
+	qkv, err := s.Op("attention: input projection")(ts.Linear(x, a.InProjWeight, a.InProjBias))
+	if err != nil {
+		return nil, nil, err
+	}
+	kvs := make([]KV, len(segs))
+	fail := func(err error) (*ts.Tensor, []KV, error) {
+		for _, kv := range kvs {
+			kv.Drop()
+		}
+		return nil, nil, err
+	}
+	outs := make([]*ts.Tensor, len(segs))
+	off := int64(0)
+	for i, g := range segs {
+		var pk, pv *ts.Tensor
+		switch {
+		case g.After >= 0:
+			pk, pv = kvs[g.After].K, kvs[g.After].V
+		case past != nil && past[i] != nil:
+			pk, pv = past[i].K, past[i].V
+		}
+		o, k, v, err := a.attendSegment(qkv, off, g, pk, pv)
+		if err != nil {
+			return fail(fmt.Errorf("segment %d: %w", i, err))
+		}
+		kvs[i] = KV{K: k, V: v}
+		outs[i] = s.Keep(o)
+		off += g.Rows()
+	}
+	o := outs[0]
+	if len(outs) > 1 {
+		if o, err = s.Op("attention: join segments")(ts.Cat(outs, 0)); err != nil {
+			return fail(err)
+		}
+	}
+	y, err := a.OutProj.Forward(o)
+	if err != nil {
+		return fail(err)
+	}
+	return y, kvs, nil
+}
+
+// attendSegment runs attention for segment g, whose projected rows are
+// qkv[off : off+N·L] ([rows, 3E]), after the earlier keys and values pk, pv
+// ([A, H, P, d], each of the A shared by a run of N/A consecutive
+// sequences) when they are not nil. It returns the output [N·L, E] and the
+// segment's keys and values [N, H, L, d].
+func (a *MultiheadAttention) attendSegment(qkv *ts.Tensor, off int64, g Segment, pk, pv *ts.Tensor) (o, k, v *ts.Tensor, err error) {
+	var s torch.Scope
+	defer s.Drop()
+	rows, err := s.Op("attention: segment rows")(qkv.Narrow(0, off, g.Rows(), false))
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	seq, err := s.Op("attention: segment rows")(rows.View([]int64{g.N, g.L, 3 * a.Width}, false))
+	if err != nil {
+		return nil, nil, nil, err
+	}
 	var heads [3]*ts.Tensor
 	for i := range heads {
-		part, err := qkv.Narrow(-1, int64(i)*a.Width, a.Width, false)
+		part, err := s.Op("attention: split q/k/v")(seq.Narrow(-1, int64(i)*a.Width, a.Width, false))
 		if err != nil {
-			return nil, nil, nil, wrap("attention: split q/k/v", err)
+			return nil, nil, nil, err
 		}
-		s.Keep(part)
 		if heads[i], err = splitHeads(part, a.Heads); err != nil {
 			return nil, nil, nil, err
 		}
 		s.Keep(heads[i])
 	}
-	for _, h := range heads {
-		s.Release(h)
+	q, k, v := heads[0], heads[1], heads[2]
+	keys, values := k, v
+	if pk != nil {
+		ps, err := size(pk)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		d := a.Width / a.Heads
+		if len(ps) != 4 || ps[0] < 1 || g.N%ps[0] != 0 || ps[1] != a.Heads || ps[3] != d {
+			return nil, nil, nil, fmt.Errorf("attention: earlier keys have shape %v, want [A, %d, P, %d] with A dividing %d", ps, a.Heads, d, g.N)
+		}
+		join := func(past, own *ts.Tensor) (*ts.Tensor, error) {
+			e := past
+			if ps[0] == 1 {
+				if e, err = s.Op("attention: expand earlier keys/values")(past.Expand([]int64{g.N, ps[1], ps[2], ps[3]}, false, false)); err != nil {
+					return nil, err
+				}
+			} else if ps[0] != g.N {
+				// Sequence j follows earlier sequence j / (N/A).
+				u, err := s.Op("attention: expand earlier keys/values")(past.Unsqueeze(1, false))
+				if err != nil {
+					return nil, err
+				}
+				if u, err = s.Op("attention: expand earlier keys/values")(u.Expand([]int64{ps[0], g.N / ps[0], ps[1], ps[2], ps[3]}, false, false)); err != nil {
+					return nil, err
+				}
+				if e, err = s.Op("attention: expand earlier keys/values")(u.Reshape([]int64{g.N, ps[1], ps[2], ps[3]}, false)); err != nil {
+					return nil, err
+				}
+			}
+			return s.Op("attention: join earlier keys/values")(ts.Cat([]*ts.Tensor{e, own}, 2))
+		}
+		if keys, err = join(pk, k); err != nil {
+			return nil, nil, nil, err
+		}
+		if values, err = join(pv, v); err != nil {
+			return nil, nil, nil, err
+		}
 	}
-	return heads[0], heads[1], heads[2], nil
+	out, err := Attend(q, keys, values, g.Mask) // [N, L, E]
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	s.Keep(out)
+	if o, err = out.View([]int64{g.Rows(), a.Width}, false); err != nil {
+		return nil, nil, nil, wrap("attention: segment output", err)
+	}
+	return o, s.Release(k), s.Release(v), nil
 }
 
 // ForwardAfter attends x [N, L, E] to the keys and values pastK, pastV
@@ -332,58 +496,33 @@ func (a *MultiheadAttention) Project(x *ts.Tensor) (q, k, v *ts.Tensor, err erro
 // x's own. mask is nil or an additive [L, P+L] mask. It returns the output
 // [N, L, E] and x's keys and values [N, H, L, d] (which positions after x
 // may attend to). With pastK nil it is Forward, returning the keys and
-// values too.
+// values too. It is ForwardPacked with one segment.
 func (a *MultiheadAttention) ForwardAfter(x, pastK, pastV, mask *ts.Tensor) (y, k, v *ts.Tensor, err error) {
 	var s torch.Scope
 	defer s.Drop()
-	q, k, v, err := a.Project(x)
+	xs, err := size(x)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	s.Keep(q)
-	s.Keep(k)
-	s.Keep(v)
-	keys, values := k, v
+	if len(xs) != 3 {
+		return nil, nil, nil, fmt.Errorf("attention: input shape %v, want [N, L, %d]", xs, a.Width)
+	}
+	flat, err := s.Op("attention: flatten")(x.Reshape([]int64{xs[0] * xs[1], xs[2]}, false))
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	var past []*KV
 	if pastK != nil {
-		ks, err := size(k)
-		if err != nil {
-			return nil, nil, nil, err
-		}
-		ps, err := size(pastK)
-		if err != nil {
-			return nil, nil, nil, err
-		}
-		if len(ps) != 4 || ps[0] != 1 || ps[1] != ks[1] || ps[3] != ks[3] {
-			return nil, nil, nil, fmt.Errorf("attention: earlier keys have shape %v, want [1, %d, P, %d]", ps, ks[1], ks[3])
-		}
-		join := func(past, own *ts.Tensor) (*ts.Tensor, error) {
-			e, err := past.Expand([]int64{ks[0], ps[1], ps[2], ps[3]}, false, false)
-			if err != nil {
-				return nil, wrap("attention: expand earlier keys/values", err)
-			}
-			s.Keep(e)
-			j, err := ts.Cat([]*ts.Tensor{e, own}, 2)
-			if err != nil {
-				return nil, wrap("attention: join earlier keys/values", err)
-			}
-			return s.Keep(j), nil
-		}
-		if keys, err = join(pastK, k); err != nil {
-			return nil, nil, nil, err
-		}
-		if values, err = join(pastV, v); err != nil {
-			return nil, nil, nil, err
-		}
+		past = []*KV{{K: pastK, V: pastV}}
 	}
-	o, err := Attend(q, keys, values, mask)
+	out, kvs, err := a.ForwardPacked(flat, []Segment{{N: xs[0], L: xs[1], After: -1, Mask: mask}}, past)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	s.Keep(o)
-	if y, err = a.OutProj.Forward(o); err != nil {
-		return nil, nil, nil, err
+	s.Keep(out)
+	if y, err = out.View(xs, false); err != nil {
+		kvs[0].Drop()
+		return nil, nil, nil, wrap("attention: output", err)
 	}
-	s.Release(k)
-	s.Release(v)
-	return y, k, v, nil
+	return y, kvs[0].K, kvs[0].V, nil
 }

@@ -95,79 +95,121 @@ func (kv KV) Drop() {
 	}
 }
 
-// ForwardAfter runs the block on x [N, L, W], whose positions follow P
-// earlier ones shared by every row, whose keys and values are past (nil
-// when there are none; [1, H, P, d] each otherwise). mask is nil or an
-// additive [L, P+L] mask. It returns the output and x's keys and values.
-func (r *ResidualAttentionBlock) ForwardAfter(x *ts.Tensor, past *KV, mask *ts.Tensor) (*ts.Tensor, KV, error) {
+// ForwardPacked runs the block on the packed rows x [T, W] of the segments
+// segs (see Segment and MultiheadAttention.ForwardPacked; past is nil or
+// each segment's keys and values of earlier positions). It returns the
+// output [T, W] and each segment's own keys and values.
+func (r *ResidualAttentionBlock) ForwardPacked(x *ts.Tensor, segs []Segment, past []*KV) (*ts.Tensor, []KV, error) {
 	var s torch.Scope
 	defer s.Drop()
 	h, err := r.LN1.Forward(x)
 	if err != nil {
-		return nil, KV{}, err
+		return nil, nil, err
 	}
 	s.Keep(h)
-	var pk, pv *ts.Tensor
-	if past != nil {
-		pk, pv = past.K, past.V
-	}
-	a, k, v, err := r.Attn.ForwardAfter(h, pk, pv, mask)
+	a, kvs, err := r.Attn.ForwardPacked(h, segs, past)
 	if err != nil {
-		return nil, KV{}, err
+		return nil, nil, err
 	}
-	s.Keep(k)
-	s.Keep(v)
 	s.Keep(a)
+	fail := func(err error) (*ts.Tensor, []KV, error) {
+		for _, kv := range kvs {
+			kv.Drop()
+		}
+		return nil, nil, err
+	}
 	x1, err := s.Op("residual")(x.Add(a, false))
 	if err != nil {
-		return nil, KV{}, err
+		return fail(err)
 	}
 	h2, err := r.LN2.Forward(x1)
 	if err != nil {
-		return nil, KV{}, err
+		return fail(err)
 	}
 	s.Keep(h2)
 	m, err := r.MLP.Forward(h2)
 	if err != nil {
-		return nil, KV{}, err
+		return fail(err)
 	}
 	s.Keep(m)
 	y, err := x1.Add(m, false)
 	if err != nil {
-		return nil, KV{}, wrap("residual", err)
+		return fail(wrap("residual", err))
 	}
-	kv := KV{s.Release(k), s.Release(v)}
-	return y, kv, nil
+	return y, kvs, nil
 }
 
-// ForwardAfter runs every block on x [N, L, W] whose positions follow
-// earlier ones shared by every row: past holds each block's keys and
-// values of those positions ([1, H, P, d]; nil when there are none) and
-// mask is nil or an additive [L, P+L] mask. With keep it also returns
-// each block's keys and values of x's positions (for positions after
-// them); otherwise the second result is nil.
+// ForwardAfter runs the block on x [N, L, W], whose positions follow P
+// earlier ones shared by every row, whose keys and values are past (nil
+// when there are none; [1, H, P, d] each otherwise). mask is nil or an
+// additive [L, P+L] mask. It returns the output and x's keys and values.
+// It is ForwardPacked with one segment.
+func (r *ResidualAttentionBlock) ForwardAfter(x *ts.Tensor, past *KV, mask *ts.Tensor) (*ts.Tensor, KV, error) {
+	var s torch.Scope
+	defer s.Drop()
+	flat, shape, err := flatten(&s, x)
+	if err != nil {
+		return nil, KV{}, err
+	}
+	var pasts []*KV
+	if past != nil {
+		pasts = []*KV{past}
+	}
+	y, kvs, err := r.ForwardPacked(flat, []Segment{{N: shape[0], L: shape[1], After: -1, Mask: mask}}, pasts)
+	if err != nil {
+		return nil, KV{}, err
+	}
+	s.Keep(y)
+	out, err := y.View(shape, false)
+	if err != nil {
+		kvs[0].Drop()
+		return nil, KV{}, wrap("block output", err)
+	}
+	return out, kvs[0], nil
+}
+
+// flatten returns x [N, L, W] as rows [N·L, W] (held by s) and x's shape.
+func flatten(s *torch.Scope, x *ts.Tensor) (*ts.Tensor, []int64, error) {
+	shape, err := size(x)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(shape) != 3 {
+		return nil, nil, fmt.Errorf("transformer: input shape %v, want [N, L, width]", shape)
+	}
+	flat, err := s.Op("flatten sequences")(x.Reshape([]int64{shape[0] * shape[1], shape[2]}, false))
+	return flat, shape, err
+}
+
+// ForwardPacked runs every block on the packed rows x [T, W] of the
+// segments segs (see Segment). past is nil or, per block, each segment's
+// keys and values of earlier positions (nil entries where a segment has
+// none). With keep it also returns, per block, each segment's keys and
+// values; otherwise the second result is nil.
 //
-// Splitting a causal sequence into a prefix run alone and the rest run
-// after it gives the same outputs as running it whole: a position only
-// attends to itself and earlier ones.
-func (t *Transformer) ForwardAfter(x *ts.Tensor, past []KV, mask *ts.Tensor, keep bool) (*ts.Tensor, []KV, error) {
+// Splitting a causal sequence into a prefix and the rest that attends to
+// the prefix's keys and values gives the same outputs as running it whole:
+// a position only attends to itself and earlier ones.
+func (t *Transformer) ForwardPacked(x *ts.Tensor, segs []Segment, past [][]*KV, keep bool) (*ts.Tensor, [][]KV, error) {
 	if past != nil && len(past) != len(t.Blocks) {
 		return nil, nil, fmt.Errorf("transformer: keys and values of %d blocks for %d blocks", len(past), len(t.Blocks))
 	}
-	var kept []KV
-	fail := func(err error) (*ts.Tensor, []KV, error) {
-		for _, kv := range kept {
-			kv.Drop()
+	var kept [][]KV
+	fail := func(err error) (*ts.Tensor, [][]KV, error) {
+		for _, kvs := range kept {
+			for _, kv := range kvs {
+				kv.Drop()
+			}
 		}
 		return nil, nil, err
 	}
 	cur := x
 	for i, blk := range t.Blocks {
-		var p *KV
+		var p []*KV
 		if past != nil {
-			p = &past[i]
+			p = past[i]
 		}
-		next, kv, err := blk.ForwardAfter(cur, p, mask)
+		next, kvs, err := blk.ForwardPacked(cur, segs, p)
 		if cur != x {
 			cur.Drop()
 		}
@@ -175,9 +217,11 @@ func (t *Transformer) ForwardAfter(x *ts.Tensor, past []KV, mask *ts.Tensor, kee
 			return fail(fmt.Errorf("block %d: %w", i, err))
 		}
 		if keep {
-			kept = append(kept, kv)
+			kept = append(kept, kvs)
 		} else {
-			kv.Drop()
+			for _, kv := range kvs {
+				kv.Drop()
+			}
 		}
 		cur = next
 	}
@@ -189,4 +233,44 @@ func (t *Transformer) ForwardAfter(x *ts.Tensor, past []KV, mask *ts.Tensor, kee
 		cur = y
 	}
 	return cur, kept, nil
+}
+
+// ForwardAfter runs every block on x [N, L, W] whose positions follow
+// earlier ones shared by every row: past holds each block's keys and
+// values of those positions ([1, H, P, d]; nil when there are none) and
+// mask is nil or an additive [L, P+L] mask. With keep it also returns
+// each block's keys and values of x's positions (for positions after
+// them); otherwise the second result is nil. It is ForwardPacked with one
+// segment.
+func (t *Transformer) ForwardAfter(x *ts.Tensor, past []KV, mask *ts.Tensor, keep bool) (*ts.Tensor, []KV, error) {
+	if past != nil && len(past) != len(t.Blocks) {
+		return nil, nil, fmt.Errorf("transformer: keys and values of %d blocks for %d blocks", len(past), len(t.Blocks))
+	}
+	var s torch.Scope
+	defer s.Drop()
+	flat, shape, err := flatten(&s, x)
+	if err != nil {
+		return nil, nil, err
+	}
+	var pasts [][]*KV
+	for i := range past {
+		pasts = append(pasts, []*KV{&past[i]})
+	}
+	y, kept, err := t.ForwardPacked(flat, []Segment{{N: shape[0], L: shape[1], After: -1, Mask: mask}}, pasts, keep)
+	if err != nil {
+		return nil, nil, err
+	}
+	s.Keep(y)
+	var kvs []KV
+	for _, k := range kept {
+		kvs = append(kvs, k[0])
+	}
+	out, err := y.View(shape, false)
+	if err != nil {
+		for _, kv := range kvs {
+			kv.Drop()
+		}
+		return nil, nil, wrap("transformer output", err)
+	}
+	return out, kvs, nil
 }

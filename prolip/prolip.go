@@ -184,7 +184,11 @@ func (m *ProLIP) init(ctx *train.Context, views []*train.Features, restoring boo
 		}
 	}
 	err = torch.NoGrad(func() error {
-		w, err := zeroshot.Classifier(ctx.Text, ctx.ClassNames, templates(ctx.Templates, m.opts.Templates))
+		tmpl, err := zeroshot.FirstTemplates(ctx.Templates, m.opts.Templates)
+		if err != nil {
+			return err
+		}
+		w, err := zeroshot.Classifier(ctx.Text, ctx.ClassNames, tmpl)
 		if err != nil {
 			return err
 		}
@@ -215,7 +219,11 @@ func (m *ProLIP) init(ctx *train.Context, views []*train.Features, restoring boo
 	m.weight = p
 	m.scale = 100
 	if m.opts.UseLogitScale {
-		m.scale = ctx.Text.LogitScale()
+		s, err := train.LogitScaleOf(ctx.Text)
+		if err != nil {
+			return fmt.Errorf("prolip: %w", err)
+		}
+		m.scale = s
 	}
 	if ctx.Log != nil {
 		ctx.Log.Info("prolip initialized", "projection", fmt.Sprint(ws), "lambda", m.lambda, "views", len(views), "scale", m.scale)
@@ -261,13 +269,6 @@ func shots(y []int64, classes int64, names []string) (int, error) {
 		n = min(n, k)
 	}
 	return n, nil
-}
-
-func templates(all []string, n int) []string {
-	if n > 0 && n < len(all) {
-		return all[:n]
-	}
-	return all
 }
 
 // copyTo returns a float32 copy of x on dev with its own storage.

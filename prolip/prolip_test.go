@@ -4,57 +4,18 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"math"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
 
+	"github.com/clipadapter/clipgo/internal/fixture"
 	"github.com/clipadapter/clipgo/internal/npy"
-	"github.com/clipadapter/clipgo/internal/torch"
 	"github.com/clipadapter/clipgo/train"
 )
-
-type array struct {
-	shape []int64
-	data  []float32
-}
-
-func read(t *testing.T, name string) array {
-	t.Helper()
-	shape, data, err := npy.Read(filepath.Join("testdata", name+".npy"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := make([]int64, len(shape))
-	for i, v := range shape {
-		s[i] = int64(v)
-	}
-	return array{s, data}
-}
-
-func (a array) tensor(t testing.TB) *ts.Tensor {
-	t.Helper()
-	return tensorOf(t, a.data, a.shape...)
-}
-
-func tensorOf(t testing.TB, data []float32, shape ...int64) *ts.Tensor {
-	t.Helper()
-	x, err := ts.OfSlice(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	y, err := x.View(shape, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return y
-}
 
 type fakeText struct {
 	rows map[string][]float32
@@ -79,7 +40,7 @@ func (f *fakeText) TokenEmbedding(*ts.Tensor) (*ts.Tensor, error) {
 func (f *fakeText) EncodeEmbeddings(*ts.Tensor, []int64) (*ts.Tensor, error) {
 	return nil, fmt.Errorf("no transformer")
 }
-func (f *fakeText) LogitScale() float64 { return 100 }
+func (f *fakeText) LogitScale() (float64, error) { return 100, nil }
 
 func newContext(classes []string, template string, text []float32, d int64, proj *train.Projection) *train.Context {
 	enc := &fakeText{rows: map[string][]float32{}, dim: d}
@@ -90,38 +51,7 @@ func newContext(classes []string, template string, text []float32, d int64, proj
 		Device: gotch.CPU, Projection: proj}
 }
 
-func assertClose(t *testing.T, name string, got []float64, want []float32, rel, abs float64) {
-	t.Helper()
-	if len(got) != len(want) {
-		t.Fatalf("%s: %d values, want %d", name, len(got), len(want))
-	}
-	var ref, worst float64
-	for _, w := range want {
-		ref = math.Max(ref, math.Abs(float64(w)))
-	}
-	bad := 0
-	for i, w := range want {
-		d := math.Abs(got[i] - float64(w))
-		worst = math.Max(worst, d)
-		if d > rel*math.Abs(float64(w))+abs*ref || math.IsNaN(got[i]) {
-			if bad < 3 {
-				t.Errorf("%s[%d] = %.7g, want %.7g", name, i, got[i], w)
-			}
-			bad++
-		}
-	}
-	t.Logf("%s: max |diff| %.3g (max |want| %.3g)", name, worst, ref)
-}
-
-func lockGrad(t *testing.T) {
-	runtime.LockOSThread()
-	if _, err := torch.SetGradEnabled(true); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(runtime.UnlockOSThread)
-}
-
-type fixture struct {
+type reference struct {
 	meta struct {
 		Classes  []string `json:"classes"`
 		Template string   `json:"template"`
@@ -130,13 +60,13 @@ type fixture struct {
 		Lambda   float64  `json:"lambda"`
 	}
 	views []*train.Features
-	text  array
+	text  fixture.Array
 	proj  *train.Projection
 }
 
-func loadFixture(t *testing.T) *fixture {
+func loadFixture(t *testing.T) *reference {
 	t.Helper()
-	f := &fixture{}
+	f := &reference{}
 	b, err := os.ReadFile("testdata/meta.json")
 	if err != nil {
 		t.Fatal(err)
@@ -148,14 +78,14 @@ func loadFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v := read(t, "views")
-	n := v.shape[1] * v.shape[2]
-	for i := int64(0); i < v.shape[0]; i++ {
-		x := tensorOf(t, v.data[i*n:(i+1)*n], v.shape[1], v.shape[2])
+	v := fixture.Read(t, "views")
+	n := v.Shape[1] * v.Shape[2]
+	for i := int64(0); i < v.Shape[0]; i++ {
+		x := fixture.TensorOf(t, v.Data[i*n:(i+1)*n], v.Shape[1], v.Shape[2])
 		f.views = append(f.views, &train.Features{X: x, Labels: ts.MustOfSlice(y), Y: y})
 	}
-	f.text = read(t, "text")
-	f.proj = &train.Projection{Weight: read(t, "weight0").tensor(t), Bias: read(t, "bias").tensor(t)}
+	f.text = fixture.Read(t, "text")
+	f.proj = &train.Projection{Weight: fixture.Read(t, "weight0").Tensor(t), Bias: fixture.Read(t, "bias").Tensor(t)}
 	t.Cleanup(func() {
 		for _, v := range f.views {
 			v.Drop()
@@ -166,10 +96,10 @@ func loadFixture(t *testing.T) *fixture {
 	return f
 }
 
-func (f *fixture) method(t *testing.T) *ProLIP {
+func (f *reference) method(t *testing.T) *ProLIP {
 	t.Helper()
 	m := New(DefaultOptions())
-	if err := m.Init(newContext(f.meta.Classes, f.meta.Template, f.text.data, f.text.shape[1], f.proj), f.views); err != nil {
+	if err := m.Init(newContext(f.meta.Classes, f.meta.Template, f.text.Data, f.text.Shape[1], f.proj), f.views); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(m.Drop)
@@ -181,9 +111,9 @@ func (f *fixture) method(t *testing.T) *ProLIP {
 // eps 1e-4 and no weight decay, cosine per step, full batch) against
 // testdata/gen.py.
 func TestMatchesReference(t *testing.T) {
-	lockGrad(t)
+	fixture.LockGrad(t)
 	f := loadFixture(t)
-	test := read(t, "test").tensor(t)
+	test := fixture.Read(t, "test").Tensor(t)
 	defer test.MustDrop()
 
 	m := f.method(t)
@@ -194,7 +124,7 @@ func TestMatchesReference(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	assertClose(t, "logits0", l0.Float64Values(), read(t, "logits0").data, 1e-5, 1e-6)
+	fixture.AssertClose(t, "logits0", l0.Float64Values(), fixture.Read(t, "logits0").Data, 1e-5, 1e-6)
 	l0.MustDrop()
 
 	// First step by hand: CE + penalty, backward.
@@ -208,10 +138,10 @@ func TestMatchesReference(t *testing.T) {
 		t.Fatal(err)
 	}
 	loss := ce.MustAdd(pen, false)
-	assertClose(t, "loss0", loss.Float64Values(), read(t, "loss0").data, 1e-5, 1e-6)
+	fixture.AssertClose(t, "loss0", loss.Float64Values(), fixture.Read(t, "loss0").Data, 1e-5, 1e-6)
 	loss.MustBackward()
 	g := m.weight.MustGrad(false)
-	assertClose(t, "grad0", g.Float64Values(), read(t, "grad0").data, 1e-4, 1e-6)
+	fixture.AssertClose(t, "grad0", g.Float64Values(), fixture.Read(t, "grad0").Data, 1e-4, 1e-6)
 	for _, x := range []*ts.Tensor{logits, ce, pen, loss, g} {
 		x.MustDrop()
 	}
@@ -224,19 +154,19 @@ func TestMatchesReference(t *testing.T) {
 	if err := loop.Run(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	assertClose(t, "weight_final", m2.weight.Float64Values(), read(t, "weight_final").data, 1e-4, 1e-5)
+	fixture.AssertClose(t, "weight_final", m2.weight.Float64Values(), fixture.Read(t, "weight_final").Data, 1e-4, 1e-5)
 	lf, err := m2.Logits(test, false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer lf.MustDrop()
-	assertClose(t, "logits_final", lf.Float64Values(), read(t, "logits_final").data, 1e-4, 1e-5)
+	fixture.AssertClose(t, "logits_final", lf.Float64Values(), fixture.Read(t, "logits_final").Data, 1e-4, 1e-5)
 }
 
 // TestLearnsAboveChance: from a random projection and uninformative text,
 // training the projection on a few shots classifies held-out samples.
 func TestLearnsAboveChance(t *testing.T) {
-	lockGrad(t)
+	fixture.LockGrad(t)
 	const c, p, d, k = 4, 16, 8, 8
 	rng := rand.New(rand.NewPCG(5, 6))
 	protos := make([]float64, c*p)
@@ -252,7 +182,7 @@ func TestLearnsAboveChance(t *testing.T) {
 				x[i*p+j] = float32(protos[int(y[i])*p+j] + rng.NormFloat64())
 			}
 		}
-		return &train.Features{X: tensorOf(t, x, int64(n), p), Labels: ts.MustOfSlice(y), Y: y}
+		return &train.Features{X: fixture.TensorOf(t, x, int64(n), p), Labels: ts.MustOfSlice(y), Y: y}
 	}
 	w := make([]float32, d*p)
 	for i := range w {
@@ -262,7 +192,7 @@ func TestLearnsAboveChance(t *testing.T) {
 	for i := range text {
 		text[i] = float32(rng.NormFloat64())
 	}
-	proj := &train.Projection{Weight: tensorOf(t, w, d, p)}
+	proj := &train.Projection{Weight: fixture.TensorOf(t, w, d, p)}
 	defer proj.Weight.MustDrop()
 	classes := []string{"a", "b", "c", "d"}
 	views := []*train.Features{set(c * k), set(c * k)}
@@ -305,9 +235,9 @@ func TestLearnsAboveChance(t *testing.T) {
 }
 
 func TestErrors(t *testing.T) {
-	lockGrad(t)
+	fixture.LockGrad(t)
 	f := loadFixture(t)
-	ctx := newContext(f.meta.Classes, f.meta.Template, f.text.data, f.text.shape[1], nil)
+	ctx := newContext(f.meta.Classes, f.meta.Template, f.text.Data, f.text.Shape[1], nil)
 	m := New(DefaultOptions())
 	if err := m.Init(ctx, f.views); err == nil || !strings.Contains(err.Error(), "no image projection") {
 		t.Errorf("Init without projection: %v", err)
@@ -317,9 +247,16 @@ func TestErrors(t *testing.T) {
 			t.Errorf("Build(%+v) succeeded", o)
 		}
 	}
+	o := DefaultOptions()
+	o.Templates = len(ctx.Templates) + 1
+	pm := New(o)
+	defer pm.Drop()
+	if err := pm.Init(newContext(f.meta.Classes, f.meta.Template, f.text.Data, f.text.Shape[1], f.proj), f.views); err == nil || !strings.Contains(err.Error(), "templates requested") {
+		t.Errorf("Init with %d templates of %d: %v", o.Templates, len(ctx.Templates), err)
+	}
 	// Projected (not pre-projection) features are rejected by name.
 	m = f.method(t)
-	x := tensorOf(t, make([]float32, 2*f.text.shape[1]), 2, f.text.shape[1])
+	x := fixture.TensorOf(t, make([]float32, 2*f.text.Shape[1]), 2, f.text.Shape[1])
 	defer x.MustDrop()
 	if _, err := m.Logits(x, false); err == nil || !strings.Contains(err.Error(), "pre-projection") {
 		t.Errorf("Logits on projected features: %v", err)

@@ -11,6 +11,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math"
 
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
@@ -61,7 +62,20 @@ type TextEncoder interface {
 	// flow to the embeddings when enabled.
 	EncodeEmbeddings(embeddings *ts.Tensor, eot []int64) (*ts.Tensor, error)
 	// LogitScale returns exp(logit_scale) of the checkpoint.
-	LogitScale() float64
+	LogitScale() (float64, error)
+}
+
+// LogitScaleOf returns text's logit scale, checked to be positive and
+// finite.
+func LogitScaleOf(text TextEncoder) (float64, error) {
+	s, err := text.LogitScale()
+	if err != nil {
+		return 0, fmt.Errorf("the text encoder's logit scale: %w", err)
+	}
+	if !(s > 0) || math.IsInf(s, 0) {
+		return 0, fmt.Errorf("the text encoder's logit scale is %g, want a positive finite value", s)
+	}
+	return s, nil
 }
 
 // PrefixEncoder is what a TextEncoder may add for prompts that share
@@ -80,6 +94,14 @@ type PrefixEncoder interface {
 	// rows at eot (positions in the whole sequence, P ≤ eot[i] < P+L):
 	// [N, D]. Gradients flow to the embeddings and the state when enabled.
 	EncodeAfterPrefix(state []*ts.Tensor, embeddings *ts.Tensor, eot []int64) (*ts.Tensor, error)
+	// EncodeWithPrefix encodes A prefixes [A, P, W] and the groups of
+	// prompts that follow them (groups[g] [N_g, L_g, W], positions
+	// P..P+L_g-1, N_g a multiple of A: each run of N_g/A consecutive
+	// prompts follows one prefix, in order; eot[g] as for
+	// EncodeAfterPrefix) in one pass, and returns their features [ΣN_g,
+	// D] in group order. It equals encoding each prompt whole, to float
+	// rounding, and runs the position-wise layers once over all rows.
+	EncodeWithPrefix(prefix *ts.Tensor, groups []*ts.Tensor, eot [][]int64) (*ts.Tensor, error)
 }
 
 // Recomputer is implemented by methods whose training Logits leave part of

@@ -15,7 +15,6 @@ package zeroshot
 import (
 	"errors"
 	"fmt"
-	"math"
 	"runtime"
 	"strings"
 
@@ -60,11 +59,9 @@ func (m *Method) Init(ctx *train.Context, views []*train.Features) error {
 	if ctx.Text == nil {
 		return errors.New("zero-shot: the context has no text encoder")
 	}
-	templates := ctx.Templates
-	if n := m.opts.Templates; n < 0 || n > len(templates) {
-		return fmt.Errorf("zero-shot: %d templates requested, the context has %d", n, len(templates))
-	} else if n > 0 {
-		templates = templates[:n]
+	templates, err := FirstTemplates(ctx.Templates, m.opts.Templates)
+	if err != nil {
+		return fmt.Errorf("zero-shot: %w", err)
 	}
 	w, err := Classifier(ctx.Text, ctx.ClassNames, templates)
 	if err != nil {
@@ -83,9 +80,9 @@ func (m *Method) Init(ctx *train.Context, views []*train.Features) error {
 	if ctx.FeatureDim != 0 && shape[1] != ctx.FeatureDim {
 		return fmt.Errorf("zero-shot: text features have size %d, the context says D = %d", shape[1], ctx.FeatureDim)
 	}
-	scale := ctx.Text.LogitScale()
-	if !(scale > 0) || math.IsInf(scale, 0) {
-		return fmt.Errorf("zero-shot: the text encoder's logit scale is %g, want a positive finite value", scale)
+	scale, err := train.LogitScaleOf(ctx.Text)
+	if err != nil {
+		return fmt.Errorf("zero-shot: %w", err)
 	}
 	wd, err := w.To(ctx.Device, false)
 	if err != nil {
@@ -201,6 +198,18 @@ func (m *Method) Logits(features *ts.Tensor, training bool) (*ts.Tensor, error) 
 		return nil, errors.New("zero-shot: logits before Init")
 	}
 	return ScaledCosine(features, m.weights, m.scale)
+}
+
+// FirstTemplates returns the first n of the templates all (n = 0: all of
+// them): the methods' `templates` key. More than there are is an error.
+func FirstTemplates(all []string, n int) ([]string, error) {
+	if n < 0 || n > len(all) {
+		return nil, fmt.Errorf("%d templates requested, the context has %d", n, len(all))
+	}
+	if n == 0 {
+		return all, nil
+	}
+	return all[:n], nil
 }
 
 // ScaledCosine returns scale · f̂ · wᵀ as float32, where f [B, D] is

@@ -46,7 +46,7 @@ func (f *fakeText) TokenEmbedding(*ts.Tensor) (*ts.Tensor, error) {
 func (f *fakeText) EncodeEmbeddings(*ts.Tensor, []int64) (*ts.Tensor, error) {
 	return nil, errors.New("fake: no transformer")
 }
-func (f *fakeText) LogitScale() float64 { return f.scale }
+func (f *fakeText) LogitScale() (float64, error) { return f.scale, nil }
 
 // Hand-chosen features: the normalized ones are 3-4-5 triangles and axes.
 //
