@@ -375,6 +375,9 @@ func (m *Model) encodeTextPacked(pre *ts.Tensor, past *TextPrefix, xs []*ts.Tens
 	if pre == nil && len(xs) == 0 {
 		return nil, nil, fmt.Errorf("clip: no text embeddings")
 	}
+	if keepPrefix && pre == nil {
+		return nil, nil, fmt.Errorf("clip: keys and values of a prefix asked for without prefix embeddings")
+	}
 	var s torch.Scope
 	defer s.Drop()
 	W := int64(m.cfg.TransformerWidth)

@@ -30,6 +30,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"strings"
 
 	"github.com/sugarme/gotch"
@@ -72,7 +73,9 @@ type Options struct {
 	// NoPrefixSharing encodes every prompt whole. By default each image's
 	// start token and context go through the text transformer once, and
 	// the class-specific positions of that image's prompts attend to
-	// their keys and values, in the same pass; the transformer is causal,
+	// their keys and values, in the same pass, in groups of classes of
+	// similar prompt length, each cut after its own last end-of-text
+	// token; the transformer is causal,
 	// so the logits and gradients are the same to fp32 rounding. This
 	// switch is there to compare the two.
 	NoPrefixSharing bool `toml:"no_prefix_sharing"`
@@ -459,15 +462,11 @@ func (c *CoCoOp) chunkLogits(fn, shifted *ts.Tensor, i0, n, c0, cn int64) (*ts.T
 	if err != nil {
 		return nil, err
 	}
-	eot := make([]int64, 0, n*cn)
-	for range n {
-		eot = append(eot, c.eot[c0:c0+cn]...)
-	}
 	var g *ts.Tensor
 	if c.prefixText != nil {
-		g, err = c.encodeShared(&s, ctxs, n, c0, cn, eot)
+		g, err = c.encodeShared(&s, ctxs, n, c0, cn)
 	} else {
-		g, err = c.encodeWhole(&s, ctxs, n, c0, cn, eot)
+		g, err = c.encodeWhole(&s, ctxs, n, c0, cn)
 	}
 	if err != nil {
 		return nil, err
@@ -522,8 +521,12 @@ func (c *CoCoOp) classRows(s *torch.Scope, t *ts.Tensor, n, c0, cn int64) (*ts.T
 // encodeWhole encodes the n·cn prompts of images' contexts ctxs [n, M, W]
 // and classes c0..c0+cn whole (start token, context, class name, end):
 // their text features [n·cn, D], image-major.
-func (c *CoCoOp) encodeWhole(s *torch.Scope, ctxs *ts.Tensor, n, c0, cn int64, eot []int64) (*ts.Tensor, error) {
+func (c *CoCoOp) encodeWhole(s *torch.Scope, ctxs *ts.Tensor, n, c0, cn int64) (*ts.Tensor, error) {
 	op := func(what string) func(*ts.Tensor, error) (*ts.Tensor, error) { return s.Op("cocoop: " + what) }
+	eot := make([]int64, 0, n*cn)
+	for range n {
+		eot = append(eot, c.eot[c0:c0+cn]...)
+	}
 	ce, err := op("context per prompt")(ctxs.Unsqueeze(1, false)) // [n, 1, M, W]
 	if err != nil {
 		return nil, err
@@ -551,8 +554,11 @@ func (c *CoCoOp) encodeWhole(s *torch.Scope, ctxs *ts.Tensor, n, c0, cn int64, e
 
 // encodeShared is encodeWhole with each image's start token and context
 // (the positions its prompts share) encoded once, in the same pass as the
-// class-specific positions that follow them.
-func (c *CoCoOp) encodeShared(s *torch.Scope, ctxs *ts.Tensor, n, c0, cn int64, eot []int64) (*ts.Tensor, error) {
+// class-specific positions that follow them. The classes are sorted by
+// prompt length and split into groups (train.LengthGroups), each cut
+// after its own last end-of-text token; the features come back in class
+// order.
+func (c *CoCoOp) encodeShared(s *torch.Scope, ctxs *ts.Tensor, n, c0, cn int64) (*ts.Tensor, error) {
 	op := func(what string) func(*ts.Tensor, error) (*ts.Tensor, error) { return s.Op("cocoop: " + what) }
 	// Every prompt starts with the same start token: take the first class's.
 	sot, err := op("start token")(c.prefix.Narrow(0, 0, 1, false)) // [1, 1, W]
@@ -566,14 +572,90 @@ func (c *CoCoOp) encodeShared(s *torch.Scope, ctxs *ts.Tensor, n, c0, cn int64, 
 	if err != nil {
 		return nil, err
 	}
-	suf, err := c.classRows(s, c.suffix, n, c0, cn)
+	shared := 1 + c.m
+	order := make([]int64, cn)
+	for i := range order {
+		order[i] = c0 + int64(i)
+	}
+	slices.SortStableFunc(order, func(a, b int64) int { return int(c.eot[a] - c.eot[b]) })
+	lens := make([]int64, cn)
+	for i, cl := range order {
+		lens[i] = c.eot[cl] + 1 - shared
+	}
+	groups := train.LengthGroups(lens, 0, train.PackedGroupOverhead)
+	xs := make([]*ts.Tensor, len(groups))
+	eots := make([][]int64, len(groups))
+	for gi, g := range groups {
+		cls := order[g[0]:g[1]]
+		gs := int64(len(cls))
+		idx, err := op("group classes")(ts.OfSlice(cls))
+		if err != nil {
+			return nil, err
+		}
+		if idx, err = op("group classes")(idx.To(c.device, false)); err != nil {
+			return nil, err
+		}
+		rows, err := op("group rows")(c.suffix.IndexSelect(0, idx, false)) // [gs, L−1−M, W]
+		if err != nil {
+			return nil, err
+		}
+		if rows, err = op("group rows")(rows.Narrow(1, 0, lens[g[1]-1], false)); err != nil {
+			return nil, err
+		}
+		if rows, err = op("group rows per image")(rows.Unsqueeze(0, false)); err != nil {
+			return nil, err
+		}
+		if rows, err = op("group rows per image")(rows.Expand([]int64{n, gs, lens[g[1]-1], c.width}, false, false)); err != nil {
+			return nil, err
+		}
+		if xs[gi], err = op("group rows per image")(rows.Reshape([]int64{n * gs, lens[g[1]-1], c.width}, false)); err != nil {
+			return nil, err
+		}
+		for range n {
+			for _, cl := range cls {
+				eots[gi] = append(eots[gi], c.eot[cl])
+			}
+		}
+	}
+	f, err := op("encode prompts")(c.prefixText.EncodeWithPrefix(pre, xs, eots)) // groups, each [n·gs, D]
 	if err != nil {
 		return nil, err
 	}
-	if suf, err = op("flatten prompts")(suf.Reshape([]int64{n * cn, c.length - 1 - c.m, c.width}, false)); err != nil {
+	// Back to [n, cn, D] in class order, then [n·cn, D].
+	parts := make([]*ts.Tensor, len(groups))
+	off := int64(0)
+	for gi, g := range groups {
+		gs := int64(g[1] - g[0])
+		part, err := op("group features")(f.Narrow(0, off, n*gs, false))
+		if err != nil {
+			return nil, err
+		}
+		if parts[gi], err = op("group features")(part.View([]int64{n, gs, -1}, false)); err != nil {
+			return nil, err
+		}
+		off += n * gs
+	}
+	all := parts[0]
+	if len(parts) > 1 {
+		if all, err = op("join groups")(ts.Cat(parts, 1)); err != nil {
+			return nil, err
+		}
+	}
+	inv := make([]int64, cn)
+	for i, cl := range order {
+		inv[cl-c0] = int64(i)
+	}
+	idx, err := op("class order")(ts.OfSlice(inv))
+	if err != nil {
 		return nil, err
 	}
-	return op("encode prompts")(c.prefixText.EncodeWithPrefix(pre, []*ts.Tensor{suf}, [][]int64{eot}))
+	if idx, err = op("class order")(idx.To(c.device, false)); err != nil {
+		return nil, err
+	}
+	if all, err = op("class order")(all.IndexSelect(1, idx, false)); err != nil {
+		return nil, err
+	}
+	return op("flatten features")(all.Reshape([]int64{n * cn, -1}, false))
 }
 
 // Drop implements train.Method.

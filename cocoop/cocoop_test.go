@@ -290,8 +290,8 @@ func TestInitErrors(t *testing.T) {
 // after the last end-of-text token) and against the full computation
 // (every prompt whole over all 77 positions: no_prefix_sharing with a
 // full-context model, as CoCoOp's code runs), on a two-layer random CLIP
-// text tower with class names of different token lengths, three images
-// and several prompt batches. Logits agree within 5e-6 relative and the
+// text tower with class names of 2 to 15 tokens, three images and several
+// prompt batches. Logits agree within 5e-6 relative and the
 // gradients of the context and the meta-network within 3e-5 (fp32 sums
 // taken in another order).
 func TestPrefixSharingIsExact(t *testing.T) {
@@ -305,7 +305,10 @@ func TestPrefixSharingIsExact(t *testing.T) {
 		EmbedDim: d, ImageResolution: 32, VisionLayers: []int{1}, VisionWidth: 64, VisionPatchSize: 16,
 		ContextLength: 77, VocabSize: 49408, TransformerWidth: 64, TransformerHeads: 2, TransformerLayers: 2,
 	}
-	classes := []string{"golden retriever", "hot-air balloon", "Abyssinian", "rock beauty", "yellow lady's slipper"}
+	// Names of 2 to 15 tokens: the shared encoding sorts and groups them by
+	// length (here into two groups).
+	classes := []string{"golden retriever", "hot-air balloon", "Abyssinian", "rock beauty",
+		"yellow lady's slipper orchid from the wet forests of the southern mountains", "yellow lady's slipper"}
 	x := make([]float32, 3*d)
 	for i := range x {
 		x[i] = float32(math.Sin(float64(i) * 0.7))

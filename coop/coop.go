@@ -550,14 +550,6 @@ func sharedPrefix(position string, m int64, classSpecific bool) int64 {
 // running 50 positions through RN50's text transformer costs.
 const groupOverhead = 48
 
-// packedGroupOverhead is the same cost when the prefix and every group are
-// encoded in one pass (train.PrefixEncoder.EncodeWithPrefix): one more
-// group only adds its attention calls. Measured with bench/coop (RN50's
-// text transformer, one thread, libtorch 2.11): 4 to 16 positions gave
-// steps within 7% of each other at 10 and at 100 classes, 48 was 7% slower
-// at 10 classes and 0 (one group per distinct length) twice as slow at 100.
-const packedGroupOverhead = 6
-
 // grouped reports whether the prompts are encoded in groups of similar
 // length (the default, or when MaxTextBatch splits them) rather than all
 // at once in class order.
@@ -592,34 +584,6 @@ func chunkOrder(eot []int64, grouped bool) []int64 {
 	return order
 }
 
-// lengthGroups splits prompts sorted by length (lens ascending, the
-// positions each needs) into consecutive groups [lo, hi) of at most max
-// prompts (0: no bound) that minimize the positions computed, Σ over groups
-// of size × longest, plus overhead per group.
-func lengthGroups(lens []int64, max int, overhead int64) [][2]int {
-	n := len(lens)
-	if max <= 0 || max > n {
-		max = n
-	}
-	best := make([]int64, n+1)
-	from := make([]int, n+1)
-	for i := 1; i <= n; i++ {
-		best[i] = -1
-		for j := i - 1; j >= 0 && i-j <= max; j-- {
-			cost := best[j] + int64(i-j)*lens[i-1] + overhead
-			if best[i] < 0 || cost < best[i] {
-				best[i], from[i] = cost, j
-			}
-		}
-	}
-	var groups [][2]int
-	for i := n; i > 0; i = from[i] {
-		groups = append(groups, [2]int{from[i], i})
-	}
-	slices.Reverse(groups)
-	return groups
-}
-
 func isIdentity(order []int64) bool {
 	for i, v := range order {
 		if v != int64(i) {
@@ -641,9 +605,9 @@ func (c *CoOp) buildChunks() error {
 		}
 		overhead := int64(groupOverhead)
 		if c.packed() {
-			overhead = packedGroupOverhead
+			overhead = train.PackedGroupOverhead
 		}
-		groups = lengthGroups(lens, c.opts.MaxTextBatch, overhead)
+		groups = train.LengthGroups(lens, c.opts.MaxTextBatch, overhead)
 	} else {
 		groups = [][2]int{{0, len(c.order)}}
 	}

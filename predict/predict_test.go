@@ -43,6 +43,11 @@ var testRuns = []struct {
 	{"cocoop", []string{"method.name=cocoop", "train.epochs=2", "train.batch_size=4"}},
 	{"gda", []string{"method.name=gda", "method.augment_views=2"}},
 	{"prolip", []string{"method.name=prolip", "method.augment_views=2", "train.optimizer=adamw", "train.weight_decay=0"}},
+	// An OpenCLIP checkpoint (exact GELU, its own preprocessing from
+	// open_clip_config.json; OPENCLIP is clip/testdata/openclip). Its text
+	// tower has a 1,000-token vocabulary, too small for CLIP's BPE, so the
+	// method is one without text.
+	{"openclip-linear-probe", []string{"model.name=OPENCLIP/gelu/open_clip_model.safetensors", "method.name=linear-probe"}},
 }
 
 const testConfig = `
@@ -84,8 +89,17 @@ func trainedRuns(t *testing.T) map[string]string {
 		if trainErr != nil {
 			return
 		}
+		openclip, err := filepath.Abs(filepath.Join("..", "clip", "testdata", "openclip"))
+		if err != nil {
+			trainErr = err
+			return
+		}
 		for _, r := range testRuns {
-			cfg, err := config.Parse(strings.ReplaceAll(testConfig, "ROOT", trainRoot), append([]string{"output.name=" + r.name}, r.sets...))
+			sets := []string{"output.name=" + r.name}
+			for _, s := range r.sets {
+				sets = append(sets, strings.ReplaceAll(s, "OPENCLIP", openclip))
+			}
+			cfg, err := config.Parse(strings.ReplaceAll(testConfig, "ROOT", trainRoot), sets)
 			if err != nil {
 				trainErr = fmt.Errorf("%s: %w", r.name, err)
 				return
