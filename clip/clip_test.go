@@ -552,7 +552,9 @@ func TestEncodeImageMemoryIsFlat(t *testing.T) {
 }
 
 // TestPromptStepMemoryIsFlat runs 100 CoOp-like steps (learned embeddings
-// through EncodeTextEmbeddings, backward) and checks anonymous memory.
+// through EncodeTextEmbeddings, backward) and checks anonymous memory;
+// then 100 steps of the packed encoding (EncodeTextWithPrefix: two
+// prefixes, two groups of prompts after them).
 func TestPromptStepMemoryIsFlat(t *testing.T) {
 	if testing.Short() {
 		t.Skip("long loop")
@@ -574,8 +576,33 @@ func TestPromptStepMemoryIsFlat(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The packed inputs: prefixes = rows 0 and 1's first 3 positions; group
+	// 1 = the rest of rows 0 and 1, group 2 = the rest of rows 2 and 3.
+	packedInputs := func() (*ts.Tensor, []*ts.Tensor, [][]int64) {
+		pre := ctx.MustNarrow(0, 0, 2, false).MustNarrow(1, 0, 3, true)
+		g1 := ctx.MustNarrow(0, 0, 2, false).MustNarrow(1, 3, 74, true)
+		g2 := ctx.MustNarrow(0, 2, 2, false).MustNarrow(1, 3, 74, true)
+		return pre, []*ts.Tensor{g1, g2}, [][]int64{eot[0:2], eot[2:4]}
+	}
+	checkFlat(t, "whole prompts", func() (*ts.Tensor, error) { return m.EncodeTextEmbeddings(ctx, eot) }, ctx)
+	checkFlat(t, "packed prompts", func() (*ts.Tensor, error) {
+		pre, groups, eots := packedInputs()
+		defer pre.Drop()
+		for _, g := range groups {
+			defer g.Drop()
+		}
+		return m.EncodeTextWithPrefix(pre, groups, eots)
+	}, ctx)
+}
+
+// checkFlat runs 20 then 100 steps of encode, sum, backward (zeroing
+// leaf's gradient) and checks that anonymous memory grew by less than
+// 8 MiB over the 100.
+func checkFlat(t *testing.T, what string, encode func() (*ts.Tensor, error), leaf *ts.Tensor) {
+	t.Helper()
+	ctx := leaf
 	step := func() {
-		h, err := m.EncodeTextEmbeddings(ctx, eot)
+		h, err := encode()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -611,9 +638,9 @@ func TestPromptStepMemoryIsFlat(t *testing.T) {
 	debug.FreeOSMemory()
 	after, _ := torch.AnonymousBytes()
 	growth := after - before
-	t.Logf("anonymous %.1f MiB; growth over %d forward/backward steps: %.2f MiB", float64(after)/(1<<20), steps, float64(growth)/(1<<20))
+	t.Logf("%s: anonymous %.1f MiB; growth over %d forward/backward steps: %.2f MiB", what, float64(after)/(1<<20), steps, float64(growth)/(1<<20))
 	if growth > 8<<20 {
-		t.Errorf("anonymous memory grew by %.1f MiB over %d steps; want < 8 MiB", float64(growth)/(1<<20), steps)
+		t.Errorf("%s: anonymous memory grew by %.1f MiB over %d steps; want < 8 MiB", what, float64(growth)/(1<<20), steps)
 	}
 }
 
