@@ -3,6 +3,7 @@ package clip
 import (
 	"fmt"
 	"runtime"
+	"slices"
 
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
@@ -24,11 +25,17 @@ type TextSide struct {
 // Tokenize implements train.TextEncoder. A text longer than the context is an
 // error naming it.
 func (t *TextSide) Tokenize(texts []string) (*ts.Tensor, error) {
-	ctxLen := t.Model.Config().ContextLength
-	rows, err := t.Tokenizer.Tokenize(texts, ctxLen, false)
+	rows, err := t.Tokenizer.Tokenize(texts, t.Model.Config().ContextLength, false)
 	if err != nil {
 		return nil, err
 	}
+	return t.tokenTensor(rows)
+}
+
+// tokenTensor returns token rows as a tensor [N, ContextLength] on the
+// text side's device.
+func (t *TextSide) tokenTensor(rows [][]int64) (*ts.Tensor, error) {
+	ctxLen := t.Model.Config().ContextLength
 	flat := make([]int64, 0, len(rows)*ctxLen)
 	for _, r := range rows {
 		flat = append(flat, r...)
@@ -47,20 +54,40 @@ func (t *TextSide) Tokenize(texts []string) (*ts.Tensor, error) {
 	return out, torch.Err("tokens to device", err)
 }
 
-// EncodeTexts implements train.TextEncoder.
+// EncodeTexts implements train.TextEncoder. The texts are encoded Batch at
+// a time in order of token length (each batch is cut after its last
+// end-of-text token, so batches of similar lengths compute little
+// padding); the features come back in the texts' order.
 func (t *TextSide) EncodeTexts(texts []string) (*ts.Tensor, error) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
+	if len(texts) == 0 {
+		return nil, fmt.Errorf("encode texts: no texts")
+	}
 	batch := t.Batch
 	if batch <= 0 {
 		batch = 256
 	}
+	rows, err := t.Tokenizer.Tokenize(texts, t.Model.Config().ContextLength, false)
+	if err != nil {
+		return nil, err
+	}
+	order := make([]int, len(rows))
+	eot := make([]int, len(rows))
+	for i, r := range rows {
+		order[i], eot[i] = i, tokenizer.EOTIndex(r)
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return eot[a] - eot[b] })
 	var parts torch.Scope
 	defer parts.Drop()
 	var feats []*ts.Tensor
-	for lo := 0; lo < len(texts); lo += batch {
-		hi := min(lo+batch, len(texts))
-		tok, err := t.Tokenize(texts[lo:hi])
+	for lo := 0; lo < len(order); lo += batch {
+		hi := min(lo+batch, len(order))
+		sel := make([][]int64, 0, hi-lo)
+		for _, i := range order[lo:hi] {
+			sel = append(sel, rows[i])
+		}
+		tok, err := t.tokenTensor(sel)
 		if err != nil {
 			return nil, err
 		}
@@ -71,14 +98,25 @@ func (t *TextSide) EncodeTexts(texts []string) (*ts.Tensor, error) {
 		}
 		feats = append(feats, parts.Keep(f))
 	}
-	switch len(feats) {
-	case 0:
-		return nil, fmt.Errorf("encode texts: no texts")
-	case 1:
-		return parts.Release(feats[0]), nil
+	all := feats[0]
+	if len(feats) > 1 {
+		if all, err = parts.Op("concatenate text features")(ts.Cat(feats, 0)); err != nil {
+			return nil, err
+		}
 	}
-	out, err := ts.Cat(feats, 0)
-	return out, torch.Err("concatenate text features", err)
+	inv := make([]int64, len(order))
+	for pos, i := range order {
+		inv[i] = int64(pos)
+	}
+	idx, err := parts.Op("text order")(ts.OfSlice(inv))
+	if err != nil {
+		return nil, err
+	}
+	if idx, err = parts.Op("text order")(idx.To(t.Device, false)); err != nil {
+		return nil, err
+	}
+	out, err := all.IndexSelect(0, idx, false)
+	return out, torch.Err("text order", err)
 }
 
 // TokenEmbedding implements train.TextEncoder.
