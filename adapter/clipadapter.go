@@ -239,10 +239,10 @@ func (m *CLIPAdapter) Init(ctx *train.Context, views []*train.Features) error {
 		hidden := d / m.opts.Reduction
 		b := &bottleneck{reluOut: m.opts.ReLUAfterSecond}
 		var err error
-		if b.fc1, err = newParam(uniformLinear(rng, hidden, d), []int64{hidden, d}, ctx.Device); err != nil {
+		if b.fc1, err = torch.NewParam(uniformLinear(rng, hidden, d), []int64{hidden, d}, ctx.Device); err != nil {
 			return nil, err
 		}
-		if b.fc2, err = newParam(uniformLinear(rng, d, hidden), []int64{d, hidden}, ctx.Device); err != nil {
+		if b.fc2, err = torch.NewParam(uniformLinear(rng, d, hidden), []int64{d, hidden}, ctx.Device); err != nil {
 			b.fc1.Drop()
 			return nil, err
 		}
@@ -265,12 +265,12 @@ func (m *CLIPAdapter) Init(ctx *train.Context, views []*train.Features) error {
 	}
 	if m.opts.LearnRatios == RatiosScalar {
 		if m.adaptsVisual() {
-			if m.alphaLogit, err = newParam([]float32{float32(logit(m.opts.Alpha))}, []int64{1}, ctx.Device); err != nil {
+			if m.alphaLogit, err = torch.NewParam([]float32{float32(logit(m.opts.Alpha))}, []int64{1}, ctx.Device); err != nil {
 				return fail(err)
 			}
 		}
 		if m.adaptsText() {
-			if m.betaLogit, err = newParam([]float32{float32(logit(m.opts.Beta))}, []int64{1}, ctx.Device); err != nil {
+			if m.betaLogit, err = torch.NewParam([]float32{float32(logit(m.opts.Beta))}, []int64{1}, ctx.Device); err != nil {
 				return fail(err)
 			}
 		}

@@ -93,7 +93,7 @@ func readArray(t *testing.T, rel string) array {
 
 func (a array) tensor(t testing.TB) *ts.Tensor {
 	t.Helper()
-	x, err := fromFloats(a.data, a.shape, gotch.CPU)
+	x, err := torch.FromFloats(a.data, a.shape, gotch.CPU)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +142,7 @@ func (f *fakeText) EncodeTexts(texts []string) (*ts.Tensor, error) {
 		}
 		data = append(data, r...)
 	}
-	return fromFloats(data, []int64{int64(len(texts)), f.dim}, gotch.CPU)
+	return torch.FromFloats(data, []int64{int64(len(texts)), f.dim}, gotch.CPU)
 }
 
 func (f *fakeText) Tokenize([]string) (*ts.Tensor, error) {

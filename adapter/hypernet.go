@@ -27,16 +27,16 @@ func newHypernet(rng *rand.Rand, classifier *ts.Tensor, d, hidden int64, alpha, 
 	h := &hypernet{}
 	fail := func(err error) (*hypernet, error) { h.drop(); return nil, fmt.Errorf("hypernet: %w", err) }
 	var err error
-	if h.fc1w, err = newParam(uniformLinear(rng, hidden, 2*d), []int64{hidden, 2 * d}, dev); err != nil {
+	if h.fc1w, err = torch.NewParam(uniformLinear(rng, hidden, 2*d), []int64{hidden, 2 * d}, dev); err != nil {
 		return fail(err)
 	}
-	if h.fc1b, err = newParam(uniformLinear(rng, hidden, 2*d)[:hidden], []int64{hidden}, dev); err != nil {
+	if h.fc1b, err = torch.NewParam(uniformLinear(rng, hidden, 2*d)[:hidden], []int64{hidden}, dev); err != nil {
 		return fail(err)
 	}
-	if h.fc2w, err = newParam(make([]float32, 2*hidden), []int64{2, hidden}, dev); err != nil {
+	if h.fc2w, err = torch.NewParam(make([]float32, 2*hidden), []int64{2, hidden}, dev); err != nil {
 		return fail(err)
 	}
-	if h.fc2b, err = newParam([]float32{float32(logit(alpha)), float32(logit(beta))}, []int64{2}, dev); err != nil {
+	if h.fc2b, err = torch.NewParam([]float32{float32(logit(alpha)), float32(logit(beta))}, []int64{2}, dev); err != nil {
 		return fail(err)
 	}
 	err = torch.NoGrad(func() error {

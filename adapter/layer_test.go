@@ -48,7 +48,7 @@ func newLayerFixture(t *testing.T, cfg clip.Config, n int, seed uint64) *layerFi
 	for i := range px {
 		px[i] = float32(rng.NormFloat64())
 	}
-	images, err := fromFloats(px, []int64{int64(n), 3, int64(r), int64(r)}, gotch.CPU)
+	images, err := torch.FromFloats(px, []int64{int64(n), 3, int64(r), int64(r)}, gotch.CPU)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -263,7 +263,7 @@ func TestCLIPAdapterLayerMatchesReference(t *testing.T) {
 						}
 					}
 				}
-				mt, err := fromFloats(mixed, shape, gotch.CPU)
+				mt, err := torch.FromFloats(mixed, shape, gotch.CPU)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -322,7 +322,7 @@ func TestCLIPAdapterLayerLearns(t *testing.T) {
 				y = append(y, int64(c))
 			}
 		}
-		x, err := fromFloats(px, []int64{int64(len(y)), 3, int64(r), int64(r)}, gotch.CPU)
+		x, err := torch.FromFloats(px, []int64{int64(len(y)), 3, int64(r), int64(r)}, gotch.CPU)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -23,26 +23,6 @@ const pcgStream = 0x61646170746572
 // newRNG returns the package's generator for a seed.
 func newRNG(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, pcgStream)) }
 
-// fromFloats makes a float32 tensor of the given shape on dev.
-func fromFloats(data []float32, shape []int64, dev gotch.Device) (*ts.Tensor, error) {
-	x, err := ts.OfSlice(data)
-	if err != nil {
-		return nil, torch.Err("create tensor", err)
-	}
-	y, err := x.View(shape, true)
-	if err != nil {
-		return nil, torch.Err(fmt.Sprintf("view as %v", shape), err)
-	}
-	if dev == gotch.CPU {
-		return y, nil
-	}
-	z, err := y.To(dev, true)
-	if err != nil {
-		return nil, torch.Err("move to "+torch.DeviceName(dev), err)
-	}
-	return z, nil
-}
-
 // uniformLinear draws the weight of a bias-free Linear(in → out) the way
 // PyTorch initializes nn.Linear by default (Kaiming-uniform with a = √5),
 // which is U(−1/√in, 1/√in), in row-major [out, in] order.
@@ -53,31 +33,6 @@ func uniformLinear(rng *rand.Rand, out, in int64) []float32 {
 		w[i] = float32((2*rng.Float64() - 1) * bound)
 	}
 	return w
-}
-
-// newParam makes a leaf tensor that requires gradients. It owns its storage
-// (it is not a view), so optimizers may update it in place.
-func newParam(data []float32, shape []int64, dev gotch.Device) (*ts.Tensor, error) {
-	x, err := fromFloats(data, shape, dev)
-	if err != nil {
-		return nil, err
-	}
-	defer x.Drop()
-	z, err := ts.Zeros(shape, gotch.Float, dev)
-	if err != nil {
-		return nil, torch.Err("allocate parameter", err)
-	}
-	// Neither tensor requires gradients: the copy records none.
-	if err := torch.CopyInto("initialize parameter", z, x); err != nil {
-		z.Drop()
-		return nil, err
-	}
-	p, err := z.SetRequiresGrad(true, false)
-	z.Drop() // p is a second handle on the same storage
-	if err != nil {
-		return nil, torch.Err("require gradients", err)
-	}
-	return p, nil
 }
 
 // shapeOf returns x's shape or an error.

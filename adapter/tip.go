@@ -191,7 +191,7 @@ func (m *TipAdapter) Init(ctx *train.Context, views []*train.Features) error {
 		m.Drop()
 		return fmt.Errorf("%s: %w", m.name(), err)
 	}
-	if m.values, err = fromFloats(onehot, []int64{nk, c}, ctx.Device); err != nil {
+	if m.values, err = torch.FromFloats(onehot, []int64{nk, c}, ctx.Device); err != nil {
 		return fail(err)
 	}
 	if err := torch.NoGrad(func() error {
@@ -461,7 +461,7 @@ func (m *TipAdapter) searchCounts(ctx context.Context, val *train.Features, budg
 		a32[i] = float32(a)
 	}
 	na := int64(len(alphas))
-	at, err := fromFloats(a32, []int64{na, 1, 1}, dev)
+	at, err := torch.FromFloats(a32, []int64{na, 1, 1}, dev)
 	if err != nil {
 		return nil, err
 	}

@@ -284,7 +284,7 @@ func (c *CoCoOp) init(ctx *train.Context) error {
 		{&c.w2, uniform(c.width*c.hidden, c.hidden), []int64{c.width, c.hidden}},
 		{&c.b2, uniform(c.width, c.hidden), []int64{c.width}},
 	} {
-		if *p.dst, err = newParam(p.data, p.shape, c.device); err != nil {
+		if *p.dst, err = torch.NewParam(p.data, p.shape, c.device); err != nil {
 			return err
 		}
 	}
@@ -312,30 +312,6 @@ func ownCopy(x *ts.Tensor, err error) (*ts.Tensor, error) {
 		return nil, err
 	}
 	return z, nil
-}
-
-// newParam makes a float32 leaf tensor that requires gradients.
-func newParam(data []float32, shape []int64, dev gotch.Device) (*ts.Tensor, error) {
-	x, err := ts.OfSlice(data)
-	if err != nil {
-		return nil, torch.Err("create parameter", err)
-	}
-	v, err := x.View(shape, true)
-	if err != nil {
-		return nil, torch.Err("shape parameter", err)
-	}
-	d, err := v.To(dev, true)
-	if err != nil {
-		return nil, torch.Err("move parameter", err)
-	}
-	// A copy, so that the parameter is a leaf with its own storage.
-	p, err := ownCopy(d, nil)
-	if err != nil {
-		return nil, err
-	}
-	out, err := p.SetRequiresGrad(true, false)
-	p.Drop()
-	return out, torch.Err("parameter requires grad", err)
 }
 
 // Parameters implements train.Method: the context and the meta-network.
