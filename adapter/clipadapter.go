@@ -487,14 +487,11 @@ func (m *CLIPAdapter) cachedClassifier() (*ts.Tensor, error) {
 		}
 		m.evalClassifier = ac
 		for _, p := range params {
-			c, err := p.ZerosLike(false)
+			c, err := torch.Copy("clip-adapter: copy parameters", p)
 			if err != nil {
-				return torch.Err("clip-adapter: copy parameters", err)
-			}
-			m.evalParams = append(m.evalParams, c)
-			if err := torch.CopyInto("clip-adapter: copy parameters", c, p); err != nil {
 				return err
 			}
+			m.evalParams = append(m.evalParams, c)
 		}
 		return nil
 	})

@@ -303,15 +303,7 @@ func ownCopy(x *ts.Tensor, err error) (*ts.Tensor, error) {
 		return nil, torch.Err("slice embeddings", err)
 	}
 	defer x.Drop()
-	z, err := x.ZerosLike(false)
-	if err != nil {
-		return nil, torch.Err("copy embeddings", err)
-	}
-	if err := torch.CopyInto("copy embeddings", z, x); err != nil {
-		z.Drop()
-		return nil, err
-	}
-	return z, nil
+	return torch.Copy("copy embeddings", x)
 }
 
 // Parameters implements train.Method: the context and the meta-network.

@@ -480,7 +480,7 @@ func (c *CoOp) initContext(seed uint64, initIDs *ts.Tensor) error {
 			}
 			// A tensor with its own storage, not a view of the embedding
 			// output.
-			cp, err := copyTensor(x)
+			cp, err := torch.Copy("copy context", x)
 			x.Drop()
 			if err != nil {
 				return err
@@ -496,16 +496,9 @@ func (c *CoOp) initContext(seed uint64, initIDs *ts.Tensor) error {
 		if c.classSpecific {
 			shape = []int64{c.classes, c.m, c.width}
 		}
-		vals := normalValues(seed, c.opts.InitStd, int(prod(shape)))
-		t, err := ts.OfSlice(vals)
-		if err != nil {
-			return torch.Err("create context", err)
-		}
-		if t, err = t.View(shape, true); err != nil {
-			return torch.Err("shape context", err)
-		}
-		if x, err = t.To(c.device, true); err != nil {
-			return torch.Err("move context to "+torch.DeviceName(c.device), err)
+		var err error
+		if x, err = torch.FromFloats(normalValues(seed, c.opts.InitStd, int(prod(shape))), shape, c.device); err != nil {
+			return fmt.Errorf("create context: %w", err)
 		}
 	}
 	p, err := x.SetRequiresGrad(true, true)
@@ -1216,7 +1209,7 @@ func (c *CoOp) ensureEval() error {
 		if err != nil {
 			return err
 		}
-		snap, err := copyTensor(c.ctx)
+		snap, err := torch.Copy("copy context", c.ctx)
 		if err != nil {
 			g.Drop()
 			return fmt.Errorf("coop: snapshot context: %w", err)
@@ -1285,20 +1278,6 @@ func (c *CoOp) Drop() {
 	}
 	c.chunks = nil
 	c.prefix, c.prefixText = 0, nil
-}
-
-// copyTensor returns a copy of x with its own storage and no autograd
-// history. Call it with gradients disabled.
-func copyTensor(x *ts.Tensor) (*ts.Tensor, error) {
-	z, err := x.ZerosLike(false)
-	if err != nil {
-		return nil, torch.Err("copy tensor", err)
-	}
-	if err := torch.CopyInto("copy tensor", z, x); err != nil {
-		z.Drop()
-		return nil, err
-	}
-	return z, nil
 }
 
 func prod(s []int64) int64 {

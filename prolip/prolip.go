@@ -278,12 +278,8 @@ func copyTo(x *ts.Tensor, dev gotch.Device) (*ts.Tensor, error) {
 		return nil, torch.Err("cast projection", err)
 	}
 	defer f.Drop()
-	z, err := f.ZerosLike(false)
+	z, err := torch.Copy("copy projection", f)
 	if err != nil {
-		return nil, torch.Err("copy projection", err)
-	}
-	if err := torch.CopyInto("copy projection", z, f); err != nil {
-		z.Drop()
 		return nil, err
 	}
 	d, err := z.To(dev, true)

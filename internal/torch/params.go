@@ -47,3 +47,18 @@ func NewParam(data []float32, shape []int64, dev gotch.Device) (*ts.Tensor, erro
 	z.Drop() // p is a second handle on the same storage
 	return p, Err("require gradients", err)
 }
+
+// Copy returns a copy of x with its own storage (not a view of x's), on
+// x's device with x's dtype. Called with gradients disabled it has no
+// autograd history; what names the copy in errors.
+func Copy(what string, x *ts.Tensor) (*ts.Tensor, error) {
+	z, err := x.ZerosLike(false)
+	if err != nil {
+		return nil, Err(what, err)
+	}
+	if err := CopyInto(what, z, x); err != nil {
+		z.Drop()
+		return nil, err
+	}
+	return z, nil
+}

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
 )
 
 // TestNewParam checks that a parameter holds the given values in the given
@@ -53,5 +54,29 @@ func TestNewParam(t *testing.T) {
 	}
 	if _, err := FromFloats([]float32{1, 2, 3}, []int64{2, 2}, gotch.CPU); err == nil {
 		t.Error("FromFloats accepted 3 values for shape [2 2]")
+	}
+}
+
+// TestCopy checks that a copy has the values, shape and dtype of its
+// source and its own storage: changing the source in place leaves it as it
+// was.
+func TestCopy(t *testing.T) {
+	x, err := FromFloats([]float32{1, 2, 3, 4}, []int64{2, 2}, gotch.CPU)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Drop()
+	c, err := Copy("copy", x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Drop()
+	if err := x.Fill_(ts.FloatScalar(9)); err != nil {
+		t.Fatal(err)
+	}
+	got, err := Values[float32](c)
+	shape, _ := c.Size()
+	if err != nil || !slices.Equal(got, []float32{1, 2, 3, 4}) || !slices.Equal(shape, []int64{2, 2}) || c.DType() != gotch.Float {
+		t.Errorf("copy %v %v %v (%v) after the source was filled with 9, want [1 2 3 4] [2 2] float32", got, shape, c.DType(), err)
 	}
 }
