@@ -4,7 +4,6 @@ import (
 	"encoding/csv"
 	"fmt"
 	"io"
-	"math"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -198,27 +197,13 @@ func NewAblation(runs []Run, o AblationOptions, values func(Run) (map[string]str
 		}
 		sort.Slice(ss, func(i, j int) bool { return datasetLess(ss[i].Dataset, ss[j].Dataset) })
 		avg := &AblationStat{Backbone: k.backbone, Dataset: AverageDataset, Method: k.method, MethodInfo: ss[0].MethodInfo,
-			Shots: k.shots, Series: k.series, X: k.x, Datasets: len(ss), Std: math.NaN()}
-		for _, s := range ss {
+			Shots: k.shots, Series: k.series, X: k.x, Datasets: len(ss)}
+		seeds, values := make([][]int, len(ss)), make([][]float64, len(ss))
+		for i, s := range ss {
 			avg.Values = append(avg.Values, s.Mean)
+			seeds[i], values[i] = s.Seeds, s.Values
 		}
-		avg.Mean, _ = meanStd(avg.Values)
-		if seeds := ss[0].Seeds; !hasRepeats(seeds) {
-			same := true
-			for _, s := range ss[1:] {
-				same = same && slices.Equal(s.Seeds, seeds)
-			}
-			if same {
-				avg.Seeds = slices.Clone(seeds)
-				perSeed := make([]float64, len(seeds))
-				for i := range seeds {
-					for _, s := range ss {
-						perSeed[i] += s.Values[i] / float64(len(ss))
-					}
-				}
-				_, avg.Std = meanStd(perSeed)
-			}
-		}
+		avg.Mean, avg.Seeds, avg.Std = averageOverDatasets(avg.Values, seeds, values)
 		k.dataset = AverageDataset
 		cells[k] = avg
 	}

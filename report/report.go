@@ -285,29 +285,12 @@ func Aggregate(runs []Run, published []Published) *Table {
 		}
 		sort.Slice(ss, func(i, j int) bool { return datasetLess(ss[i].Dataset, ss[j].Dataset) })
 		a := &Stat{Backbone: k.backbone, Dataset: AverageDataset, Method: k.method, MethodInfo: ss[0].MethodInfo, Shots: k.shots, Datasets: len(ss)}
-		for _, s := range ss {
+		seeds, values := make([][]int, len(ss)), make([][]float64, len(ss))
+		for i, s := range ss {
 			a.Values = append(a.Values, s.Mean)
+			seeds[i], values[i] = s.Seeds, s.Values
 		}
-		a.Mean, _ = meanStd(a.Values)
-		a.Std = math.NaN()
-		// The spread over seeds of the per-seed averages, when every
-		// dataset has the same seeds once each.
-		if seeds := ss[0].Seeds; !hasRepeats(seeds) {
-			same := true
-			for _, s := range ss[1:] {
-				same = same && slices.Equal(s.Seeds, seeds)
-			}
-			if same {
-				a.Seeds = slices.Clone(seeds)
-				perSeed := make([]float64, len(seeds))
-				for i := range seeds {
-					for _, s := range ss {
-						perSeed[i] += s.Values[i] / float64(len(ss))
-					}
-				}
-				_, a.Std = meanStd(perSeed)
-			}
-		}
+		a.Mean, a.Seeds, a.Std = averageOverDatasets(a.Values, seeds, values)
 		ak := cellKey{k.backbone, AverageDataset, k.method, k.shots}
 		cells[ak] = a
 		paper := len(ss) == len(paperDatasets)
@@ -336,6 +319,32 @@ func Aggregate(runs []Run, published []Published) *Table {
 	t.Shift = Shift(runs, published)
 	sort.Slice(t.Stats, func(i, j int) bool { return statLess(t.Stats[i], t.Stats[j]) })
 	return t
+}
+
+// averageOverDatasets returns the mean of the datasets' means and, when
+// every dataset has the same seeds once each (seeds[d], with the run
+// values values[d] in the same order), those seeds and the standard
+// deviation over seeds of the per-seed averages; otherwise no seeds and
+// NaN.
+func averageOverDatasets(means []float64, seeds [][]int, values [][]float64) (mean float64, avgSeeds []int, std float64) {
+	mean, _ = meanStd(means)
+	first := seeds[0]
+	if hasRepeats(first) {
+		return mean, nil, math.NaN()
+	}
+	for _, s := range seeds[1:] {
+		if !slices.Equal(s, first) {
+			return mean, nil, math.NaN()
+		}
+	}
+	perSeed := make([]float64, len(first))
+	for i := range first {
+		for _, v := range values {
+			perSeed[i] += v[i] / float64(len(values))
+		}
+	}
+	_, std = meanStd(perSeed)
+	return mean, slices.Clone(first), std
 }
 
 func hasRepeats(xs []int) bool {

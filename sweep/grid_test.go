@@ -101,10 +101,7 @@ func TestGridErrors(t *testing.T) {
 	dir := t.TempDir()
 	writeBases(t, dir, []string{"dtd"}, []string{"coop"})
 	head := "[sweep]\nmethods = [\"coop\"]\ndatasets = [\"dtd\"]\nbase = \"" + dir + "/{dataset}/{method}.toml\"\nout = \"" + dir + "/out\"\n"
-	tests := []struct {
-		name, text, want string
-		expand           bool
-	}{
+	tests := []parseErrorCase{
 		{"reserved", head + "[sweep.grid]\n\"data.shots\" = [1, 2]\n", `data.shots is set by the sweep (use sweep.shots)`, false},
 		{"not section.key", head + "[sweep.grid]\nalpha = [1, 2]\n", `want a config key section.key`, false},
 		{"empty", head + "[sweep.grid]\n\"method.n_ctx\" = []\n", `is empty`, false},
@@ -114,27 +111,13 @@ func TestGridErrors(t *testing.T) {
 		{"epochs rule", head + "epochs_by_shots = {1 = 1, 2 = 1, 4 = 1, 8 = 1, 16 = 1}\n[sweep.grid]\n\"train.epochs\" = [8, 16]\n", `conflicts with the sweep's epochs rule`, true},
 		{"unknown key", head + "[sweep.grid]\n\"train.epoch\" = [8, 16]\n", `did you mean "train.epochs"`, true},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			f, err := Parse(tt.text)
-			if err == nil && tt.expand {
-				_, err = f.Expand()
-			}
-			if err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Errorf("error %v, want one containing %q", err, tt.want)
-			}
-		})
-	}
+	checkParseErrors(t, tests)
 }
 
 // The paper's ablation sweeps expand from the repository root, and each
 // demo twin under configs/sweeps/demo sweeps exactly the same grid.
 func TestShippedAblationSweeps(t *testing.T) {
-	wd, _ := os.Getwd()
-	if err := os.Chdir(".."); err != nil {
-		t.Fatal(err)
-	}
-	defer os.Chdir(wd)
+	t.Chdir("..")
 	tests := []struct {
 		name       string
 		cells      int

@@ -152,14 +152,34 @@ epochs_by_shots = {1 = 50, 2 = 100, 4 = 100, 8 = 200, 16 = 200}
 	}
 }
 
+// parseErrorCase is a sweep file that Parse (or, with expand, Expand)
+// must reject with an error containing want.
+type parseErrorCase struct {
+	name, text, want string
+	expand           bool
+}
+
+// checkParseErrors runs the cases as subtests.
+func checkParseErrors(t *testing.T, cases []parseErrorCase) {
+	t.Helper()
+	for _, tt := range cases {
+		t.Run(tt.name, func(t *testing.T) {
+			f, err := Parse(tt.text)
+			if err == nil && tt.expand {
+				_, err = f.Expand()
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %v, want one containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
 func TestParseErrors(t *testing.T) {
 	dir := t.TempDir()
 	writeBases(t, dir, []string{"dtd"}, []string{"coop"})
 	head := "[sweep]\nmethods = [\"coop\"]\ndatasets = [\"dtd\"]\nbase = \"" + dir + "/{dataset}/{method}.toml\"\nout = \"" + dir + "/out\"\n"
-	tests := []struct {
-		name, text, want string
-		expand           bool
-	}{
+	tests := []parseErrorCase{
 		{"unknown key", head + "worker = 2\n", `unknown key "sweep.worker" (valid: base, compare_selection, datasets, devices`, false},
 		{"unknown table", head + "[slurm]\ngpus = 1\n", `unknown key "slurm.gpus"`, false},
 		{"reserved set", head + "set = [\"data.shots=4\"]\n", `data.shots is set by the sweep (use sweep.shots)`, false},
@@ -175,26 +195,12 @@ func TestParseErrors(t *testing.T) {
 		{"missing base file", "[sweep]\nmethods = [\"coop\"]\ndatasets = [\"eurosat\"]\nbase = \"" + dir + "/{dataset}/{method}.toml\"\nout = \"x\"\n", dir + "/eurosat/coop.toml", true},
 		{"bad override", head + "set = [\"train.epoch=3\"]\n", `did you mean "train.epochs"`, true},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			f, err := Parse(tt.text)
-			if err == nil && tt.expand {
-				_, err = f.Expand()
-			}
-			if err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Errorf("error %v, want one containing %q", err, tt.want)
-			}
-		})
-	}
+	checkParseErrors(t, tests)
 }
 
 func TestShippedSweeps(t *testing.T) {
 	// The shipped sweep files expand from the repository root.
-	wd, _ := os.Getwd()
-	if err := os.Chdir(".."); err != nil {
-		t.Fatal(err)
-	}
-	defer os.Chdir(wd)
+	t.Chdir("..")
 	tests := []struct {
 		file  string
 		cells int
@@ -244,11 +250,7 @@ func TestShippedSweeps(t *testing.T) {
 // TestViTB16Sweep: the ViT-B/16 sweep runs the RN50 protocol with the
 // ViT-B/16 backbone and evaluates its ImageNet cells on the four variants.
 func TestViTB16Sweep(t *testing.T) {
-	wd, _ := os.Getwd()
-	if err := os.Chdir(".."); err != nil {
-		t.Fatal(err)
-	}
-	defer os.Chdir(wd)
+	t.Chdir("..")
 	vit, err := Load("configs/sweeps/vitb16.toml")
 	if err != nil {
 		t.Fatal(err)

@@ -118,12 +118,7 @@ func runVersion(_ context.Context, args []string, stdout, _ io.Writer) error {
 // some failures that way) becomes one line: the panic's first line and the
 // function and file line where it happened, never a Go stack trace.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) (code int) {
-	defer func() {
-		if r := recover(); r != nil {
-			fmt.Fprintf(stderr, "clip: internal error: %s\n", cli.Recovered(r))
-			code = 1
-		}
-	}()
+	defer cli.ReportPanic("clip", stderr, &code)
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return 2

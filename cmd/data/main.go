@@ -63,12 +63,7 @@ Run "data <command> -h" for a command's flags.
 
 // run is the command: it returns the exit status.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) (code int) {
-	defer func() {
-		if r := recover(); r != nil {
-			fmt.Fprintf(stderr, "data: internal error: %s\n", cli.Recovered(r))
-			code = 1
-		}
-	}()
+	defer cli.ReportPanic("data", stderr, &code)
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return 2

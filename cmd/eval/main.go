@@ -34,12 +34,7 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) (code int) {
-	defer func() {
-		if r := recover(); r != nil {
-			fmt.Fprintf(stderr, "eval: internal error: %s\n", cli.Recovered(r))
-			code = 1
-		}
-	}()
+	defer cli.ReportPanic("eval", stderr, &code)
 	fs := flag.NewFlagSet("eval", flag.ContinueOnError)
 	var runs cli.Strings
 	fs.Var(&runs, "run", "finished run directory (repeatable; further directories may follow the flags)")

@@ -2,50 +2,22 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"image"
 	"image/png"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/clipadapter/clipgo/config"
 	"github.com/clipadapter/clipgo/datasets"
-	"github.com/clipadapter/clipgo/experiment"
+	"github.com/clipadapter/clipgo/internal/runtest"
 	"github.com/clipadapter/clipgo/rundir"
 )
 
 func TestEvalCommand(t *testing.T) {
-	root := t.TempDir()
-	cfg, err := config.Parse(strings.ReplaceAll(`
-[model]
-name = "random:tiny"
-device = "cpu"
-[data]
-dataset = "synthetic"
-root = "ROOT/data"
-synth_classes = 3
-synth_per_class = 6
-shots = 1
-num_workers = 1
-[method]
-name = "zeroshot"
-[output]
-dir = "ROOT/runs"
-name = "zs"
-`, "ROOT", root), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := experiment.Run(context.Background(), experiment.Options{Config: cfg, Progress: io.Discard, Log: slog.New(slog.DiscardHandler)}); err != nil {
-		t.Fatal(err)
-	}
-	dir := filepath.Join(root, "runs", "zs")
-	ds, err := datasets.Load(datasets.SynthName, filepath.Join(root, "data"))
+	dir, data := runtest.ZeroShot(t)
+	ds, err := datasets.Load(datasets.SynthName, data)
 	if err != nil {
 		t.Fatal(err)
 	}

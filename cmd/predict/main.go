@@ -52,12 +52,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 // runIn runs the command under in: the first SIGINT or SIGTERM stops it
 // between batches, with exit status 128 + the signal's number.
 func runIn(in *cli.Interrupts, args []string, stdout, stderr io.Writer) (code int) {
-	defer func() {
-		if r := recover(); r != nil {
-			fmt.Fprintf(stderr, "predict: internal error: %s\n", cli.Recovered(r))
-			code = 1
-		}
-	}()
+	defer cli.ReportPanic("predict", stderr, &code)
 	fs := flag.NewFlagSet("predict", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	runDir := fs.String("run", "", "finished run directory (required)")

@@ -2,56 +2,20 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/csv"
 	"encoding/json"
 	"image"
 	"image/color"
 	"image/png"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 
-	"github.com/clipadapter/clipgo/config"
-	"github.com/clipadapter/clipgo/experiment"
 	"github.com/clipadapter/clipgo/internal/cli"
+	"github.com/clipadapter/clipgo/internal/runtest"
 )
-
-// trainRun trains a zero-shot run on a 3-class synthetic dataset with a
-// small random CLIP and returns its directory.
-func trainRun(t *testing.T) string {
-	t.Helper()
-	root := t.TempDir()
-	text := strings.ReplaceAll(`
-[model]
-name = "random:tiny"
-device = "cpu"
-[data]
-dataset = "synthetic"
-root = "ROOT/data"
-synth_classes = 3
-synth_per_class = 6
-shots = 1
-num_workers = 1
-[method]
-name = "zeroshot"
-[output]
-dir = "ROOT/runs"
-name = "zs"
-`, "ROOT", root)
-	cfg, err := config.Parse(text, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := experiment.Run(context.Background(), experiment.Options{Config: cfg, Progress: io.Discard, Log: slog.New(slog.DiscardHandler)}); err != nil {
-		t.Fatal(err)
-	}
-	return filepath.Join(root, "runs", "zs")
-}
 
 func writePNG(t *testing.T, path string, c color.RGBA) {
 	t.Helper()
@@ -73,7 +37,7 @@ func writePNG(t *testing.T, path string, c color.RGBA) {
 }
 
 func TestPredictCommand(t *testing.T) {
-	dir := trainRun(t)
+	dir, _ := runtest.ZeroShot(t)
 	imgs := t.TempDir()
 	writePNG(t, filepath.Join(imgs, "a", "red.png"), color.RGBA{R: 220})
 	writePNG(t, filepath.Join(imgs, "b", "c", "blue.PNG"), color.RGBA{B: 220})

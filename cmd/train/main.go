@@ -39,12 +39,7 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) (code int) {
-	defer func() {
-		if r := recover(); r != nil {
-			fmt.Fprintf(stderr, "train: internal error: %s\n", cli.Recovered(r))
-			code = 1
-		}
-	}()
+	defer cli.ReportPanic("train", stderr, &code)
 	fs := flag.NewFlagSet("train", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", "", "TOML run configuration (default: the embedded demo)")

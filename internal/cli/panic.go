@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"io"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -27,6 +28,17 @@ func Recovered(r any) string {
 		return msg + " (" + where + ")"
 	}
 	return msg
+}
+
+// ReportPanic is a command's last line of defence: deferred directly
+// (defer cli.ReportPanic("train", stderr, &code)), it recovers a panic,
+// prints "prog: internal error: " and Recovered's line to stderr instead
+// of a Go stack trace, and sets *code to 1.
+func ReportPanic(prog string, stderr io.Writer, code *int) {
+	if r := recover(); r != nil {
+		fmt.Fprintf(stderr, "%s: internal error: %s\n", prog, Recovered(r))
+		*code = 1
+	}
 }
 
 // panicSite locates the panic in progress from the stack of the deferred

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"regexp"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -38,5 +39,26 @@ func TestRecoveredLocatesThePanic(t *testing.T) {
 				t.Errorf("Recovered = %q, want a match of %s", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestReportPanic: a command whose run panics exits with status 1 and one
+// line naming the program and where the panic happened; without a panic
+// the status is left alone.
+func TestReportPanic(t *testing.T) {
+	run := func(fn func()) (out string, code int) {
+		var b strings.Builder
+		func() {
+			defer ReportPanic("prog", &b, &code)
+			fn()
+		}()
+		return b.String(), code
+	}
+	out, code := run(func() { indexPastEnd([]int{1}, 2) })
+	if want := regexp.MustCompile(`^prog: internal error: runtime error: index out of range \[2\] with length 1 \(at cli\.indexPastEnd, cli/panic_test\.go:\d+\)\n$`); code != 1 || !want.MatchString(out) {
+		t.Errorf("status %d, stderr %q; want 1 and a match of %s", code, out, want)
+	}
+	if out, code := run(func() {}); code != 0 || out != "" {
+		t.Errorf("without a panic: status %d, stderr %q", code, out)
 	}
 }
