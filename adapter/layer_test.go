@@ -197,9 +197,11 @@ func TestCLIPAdapterLayerAlphaZeroIsZeroShot(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if !slices.Equal(values(t, got), values(t, want)) {
-					t.Errorf("layer %d, alpha 0: logits differ from zero-shot CLIP's", k)
-				}
+				// The same function; zero-shot CLIP ran without gradients,
+				// through the encoder's in-place shortcuts (see package nn),
+				// the adapter's layers with them: fp32 rounding.
+				assertClose(t, fmt.Sprintf("layer %d, alpha 0: logits against zero-shot CLIP's", k), got,
+					array{shape: want.MustSize(), data: values(t, want)}, fp32)
 				for _, x := range []*ts.Tensor{want, h, got} {
 					x.MustDrop()
 				}

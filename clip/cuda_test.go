@@ -105,11 +105,11 @@ func TestCUDAMatchesPyTorchOnGPU(t *testing.T) {
 }
 
 // relDiff is max |a - b| / max |b|.
-func relDiff(a, b []float64) float64 {
+func relDiff[T float32 | float64](a, b []T) float64 {
 	var d, m float64
 	for i := range b {
-		d = math.Max(d, math.Abs(a[i]-b[i]))
-		m = math.Max(m, math.Abs(b[i]))
+		d = math.Max(d, math.Abs(float64(a[i])-float64(b[i])))
+		m = math.Max(m, math.Abs(float64(b[i])))
 	}
 	return d / m
 }

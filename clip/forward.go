@@ -82,17 +82,24 @@ func (v *visionTransformer) upTo(x *ts.Tensor, k int) (*ts.Tensor, error) {
 func (v *visionTransformer) from(h *ts.Tensor, k int, pre bool) (*ts.Tensor, error) {
 	var s torch.Scope
 	defer s.Drop()
-	if k < len(v.transformer.Blocks) {
+	blocks := v.transformer.Blocks
+	var first *ts.Tensor
+	var err error
+	if k < len(blocks) {
 		// (Not with no blocks left: an empty Transformer returns a
 		// detached copy, which would cut the gradient to h.)
-		var err error
-		if h, err = (&nn.Transformer{Blocks: v.transformer.Blocks[k:]}).Forward(h, nil); err != nil {
-			return nil, err
+		if k < len(blocks)-1 {
+			if h, err = (&nn.Transformer{Blocks: blocks[k : len(blocks)-1]}).Forward(h, nil); err != nil {
+				return nil, err
+			}
+			s.Keep(h)
 		}
-		s.Keep(h)
-	}
-	first, err := s.Op("class token")(h.Select(1, 0, false))
-	if err != nil {
+		// Only the class token is read: the last block computes it alone.
+		if first, err = blocks[len(blocks)-1].ForwardFirst(h); err != nil {
+			return nil, fmt.Errorf("block %d: %w", len(blocks)-1, err)
+		}
+		s.Keep(first)
+	} else if first, err = s.Op("class token")(h.Select(1, 0, false)); err != nil {
 		return nil, err
 	}
 	o, err := v.lnPost.Forward(first)
@@ -171,11 +178,14 @@ func (r *modifiedResNet) upTo(x *ts.Tensor, k int) (*ts.Tensor, error) {
 	var s torch.Scope
 	defer s.Drop()
 	h := x
-	for i, cb := range []struct {
-		c *nn.Conv2d
-		b *nn.BatchNorm2d
-	}{{r.conv1, r.bn1}, {r.conv2, r.bn2}, {r.conv3, r.bn3}} {
-		y, err := nn.ConvBNReLU(h, cb.c, cb.b)
+	for i, cb := range r.stemLayers() {
+		var y *ts.Tensor
+		var err error
+		if r.stem != nil {
+			y, err = nn.FoldedConvReLU(h, r.stem[i])
+		} else {
+			y, err = nn.ConvBNReLU(h, cb.c, cb.b)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("stem %d: %w", i+1, err)
 		}

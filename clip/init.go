@@ -44,6 +44,10 @@ func New(cfg Config, device gotch.Device, seed uint64, opts ...Option) (*Model, 
 			return nil, err
 		}
 	}
+	if err := m.prepare(); err != nil {
+		m.Drop()
+		return nil, err
+	}
 	return m, nil
 }
 

@@ -97,6 +97,10 @@ func Load(path string, device gotch.Device, opts ...Option) (*Model, error) {
 		m.Drop()
 		return nil, fmt.Errorf("clip: load %s: %w", path, err)
 	}
+	if err := m.prepare(); err != nil {
+		m.Drop()
+		return nil, fmt.Errorf("clip: load %s: %w", path, err)
+	}
 	return m, nil
 }
 

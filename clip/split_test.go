@@ -50,7 +50,14 @@ func TestEncodeImageSplitIsExact(t *testing.T) {
 					t.Fatal(err)
 				}
 				got, _ := torch.Values[float32](f)
-				if !slices.Equal(got, want) {
+				if tc.ref == "vit" && k == m.ImageLayers() {
+					// EncodeImage runs the last block for the class token
+					// alone; EncodeImageUpTo ran it for every token. Same
+					// function, products of other sizes: fp32 rounding.
+					if rel := relDiff(got, want); rel > 2e-6 {
+						t.Errorf("split after the last layer: features differ from EncodeImage by %.3g relative; want < 2e-6", rel)
+					}
+				} else if !slices.Equal(got, want) {
 					t.Errorf("split after layer %d: features differ from EncodeImage", k)
 				}
 				f.Drop()

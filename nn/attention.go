@@ -176,6 +176,69 @@ func (a *MultiheadAttention) Forward(x, mask *ts.Tensor) (*ts.Tensor, error) {
 	return y, nil
 }
 
+// ForwardFirst attends the first position of each sequence of x [N, L, E]
+// to all of x's positions, without a mask: Forward(x, nil)[:, 0], [N, E].
+// Only that position's query is projected and attended; every position's
+// keys and values are.
+func (a *MultiheadAttention) ForwardFirst(x *ts.Tensor) (*ts.Tensor, error) {
+	var s torch.Scope
+	defer s.Drop()
+	xs, err := size(x)
+	if err != nil {
+		return nil, err
+	}
+	if len(xs) != 3 || xs[2] != a.Width {
+		return nil, fmt.Errorf("attention: input shape %v, want [N, L, %d]", xs, a.Width)
+	}
+	// The rows of in_proj are q's, then k's, then v's.
+	part := func(t *ts.Tensor, from, n int64) (*ts.Tensor, error) {
+		return s.Op("attention: split input projection")(t.Narrow(0, from*a.Width, n*a.Width, false))
+	}
+	var w [2]*ts.Tensor
+	var b [2]*ts.Tensor
+	for i, p := range [][2]int64{{0, 1}, {1, 2}} {
+		if w[i], err = part(a.InProjWeight, p[0], p[1]); err != nil {
+			return nil, err
+		}
+		if b[i], err = part(a.InProjBias, p[0], p[1]); err != nil {
+			return nil, err
+		}
+	}
+	first, err := s.Op("attention: first positions")(x.Narrow(1, 0, 1, false))
+	if err != nil {
+		return nil, err
+	}
+	q, err := s.Op("attention: query projection")(ts.Linear(first, w[0], b[0])) // N, 1, E
+	if err != nil {
+		return nil, err
+	}
+	kv, err := s.Op("attention: key/value projection")(ts.Linear(x, w[1], b[1])) // N, L, 2E
+	if err != nil {
+		return nil, err
+	}
+	var heads [3]*ts.Tensor
+	for i, t := range []*ts.Tensor{q, kv, kv} {
+		if i > 0 {
+			if t, err = s.Op("attention: split keys/values")(kv.Narrow(-1, int64(i-1)*a.Width, a.Width, false)); err != nil {
+				return nil, err
+			}
+		}
+		if heads[i], err = splitHeads(t, a.Heads); err != nil {
+			return nil, err
+		}
+		s.Keep(heads[i])
+	}
+	o, err := s.Op("attention")(Attend(heads[0], heads[1], heads[2], nil)) // N, 1, E
+	if err != nil {
+		return nil, err
+	}
+	rows, err := s.Op("attention: output rows")(o.View([]int64{xs[0], a.Width}, false))
+	if err != nil {
+		return nil, err
+	}
+	return a.OutProj.Forward(rows)
+}
+
 // AttentionPool2d is the ModifiedResNet head: the feature map's tokens plus
 // their mean, with a learned positional embedding, attended by the mean
 // token alone, with separate q/k/v projections and an output projection

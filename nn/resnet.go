@@ -1,8 +1,10 @@
 package nn
 
 import (
-	"github.com/clipadapter/clipgo/internal/torch"
+	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
+
+	"github.com/clipadapter/clipgo/internal/torch"
 )
 
 // Bottleneck is the ModifiedResNet block: 1×1 conv → BN → ReLU → 3×3 conv
@@ -18,7 +20,14 @@ type Bottleneck struct {
 	DownConv *Conv2d
 	DownBN   *BatchNorm2d
 	Stride   int64
+	// folded holds the convolutions with their batch norms folded in, once
+	// Fold has run; Forward then uses them.
+	folded *foldedBottleneck
 }
+
+// foldedBottleneck is a Bottleneck's convolutions with their batch norms
+// folded in; down is nil for an identity shortcut.
+type foldedBottleneck struct{ c1, c2, c3, down *FoldedConv }
 
 // NewBottleneck adds a block taking inplanes channels to 4·planes.
 func NewBottleneck(b Builder, inplanes, planes, stride int64) *Bottleneck {
@@ -38,6 +47,176 @@ func NewBottleneck(b Builder, inplanes, planes, stride int64) *Bottleneck {
 	return k
 }
 
+// FoldedConv is a convolution followed by inference-mode batch
+// normalisation, folded into one convolution with a bias: with
+// s = γ/√(σ² + ε) per output channel,
+//
+//	bn(conv(x; W)) = conv(x; W·s) + (β − μ·s).
+//
+// It saves the batch norm's pass over the activation. Its weight is stored
+// channels-last (NHWC in memory, the logical shape unchanged): libtorch's
+// CPU convolutions (oneDNN) then run in that layout instead of reordering
+// every input and output, and produce channels-last activations, which the
+// element-wise operations, pooling and the next convolution keep. Both
+// change the results by rounding only.
+type FoldedConv struct {
+	Weight, Bias    *ts.Tensor
+	Stride, Padding int64
+}
+
+// FoldBatchNorm returns c followed by n as one convolution, computed in
+// fp32 and stored in c's weight dtype.
+func FoldBatchNorm(c *Conv2d, n *BatchNorm2d) (*FoldedConv, error) {
+	var out *FoldedConv
+	err := torch.NoGrad(func() error {
+		var s torch.Scope
+		defer s.Drop()
+		eps := ts.FloatScalar(n.Eps)
+		defer eps.Drop()
+		v, err := s.Op("fold batch norm: variance")(n.RunningVar.AddScalar(eps, false))
+		if err != nil {
+			return err
+		}
+		inv, err := s.Op("fold batch norm: scale")(v.Rsqrt(false))
+		if err != nil {
+			return err
+		}
+		scale, err := s.Op("fold batch norm: scale")(inv.Mul(n.Weight, false))
+		if err != nil {
+			return err
+		}
+		ws, err := size(c.Weight)
+		if err != nil {
+			return err
+		}
+		col, err := s.Op("fold batch norm: scale")(scale.View([]int64{ws[0], 1, 1, 1}, false))
+		if err != nil {
+			return err
+		}
+		w32, err := s.Op("fold batch norm: weight")(c.Weight.Totype(gotch.Float, false))
+		if err != nil {
+			return err
+		}
+		w, err := s.Op("fold batch norm: weight")(w32.Mul(col, false))
+		if err != nil {
+			return err
+		}
+		if w, err = s.Op("fold batch norm: weight")(w.Totype(c.Weight.DType(), false)); err != nil {
+			return err
+		}
+		// Channels-last: [out, kh, kw, in] in memory, viewed as [out, in, kh, kw].
+		nhwc, err := s.Op("fold batch norm: channels-last weight")(w.Permute([]int64{0, 2, 3, 1}, false))
+		if err != nil {
+			return err
+		}
+		if nhwc, err = s.Op("fold batch norm: channels-last weight")(nhwc.Contiguous(false)); err != nil {
+			return err
+		}
+		weight, err := s.Op("fold batch norm: channels-last weight")(nhwc.Permute([]int64{0, 3, 1, 2}, false))
+		if err != nil {
+			return err
+		}
+		shift, err := s.Op("fold batch norm: bias")(n.RunningMean.Mul(scale, false))
+		if err != nil {
+			return err
+		}
+		b, err := s.Op("fold batch norm: bias")(n.Bias.Sub(shift, false))
+		if err != nil {
+			return err
+		}
+		if b, err = s.Op("fold batch norm: bias")(b.Totype(c.Weight.DType(), false)); err != nil {
+			return err
+		}
+		out = &FoldedConv{Weight: s.Release(weight), Bias: s.Release(b), Stride: c.Stride, Padding: c.Padding}
+		return nil
+	})
+	return out, err
+}
+
+// Forward convolves x [N, in, H, W] and adds the bias.
+func (f *FoldedConv) Forward(x *ts.Tensor) (*ts.Tensor, error) {
+	y, err := ts.Conv2d(x, f.Weight, f.Bias, []int64{f.Stride, f.Stride}, []int64{f.Padding, f.Padding}, []int64{1, 1}, 1)
+	return y, wrap("conv2d (batch norm folded in)", err)
+}
+
+// Drop frees the folded weight and bias.
+func (f *FoldedConv) Drop() {
+	f.Weight.Drop()
+	f.Bias.Drop()
+}
+
+// FoldedConvReLU returns relu(f(x)), in place where no gradient is tracked.
+func FoldedConvReLU(x *ts.Tensor, f *FoldedConv) (*ts.Tensor, error) {
+	y, err := f.Forward(x)
+	if err != nil {
+		return nil, err
+	}
+	return reluOwned(y)
+}
+
+// reluOwned returns relu(y) for a y the caller owns and gives up: y itself,
+// rectified in place, where no gradient is tracked, else a new tensor (y
+// dropped).
+func reluOwned(y *ts.Tensor) (*ts.Tensor, error) {
+	if Untracked(y) {
+		if err := y.Relu_(); err != nil {
+			y.Drop()
+			return nil, wrap("relu", err)
+		}
+		return y, nil
+	}
+	r, err := y.Relu(true)
+	return r, wrap("relu", err)
+}
+
+// Fold makes Forward use the block's convolutions with their batch norms
+// folded in (see FoldedConv): the block's function is the same up to
+// rounding, and it no longer follows later changes to the batch norms or
+// convolutions. DropFolded frees the folded weights.
+func (k *Bottleneck) Fold() error {
+	f := &foldedBottleneck{}
+	pairs := []struct {
+		dst **FoldedConv
+		c   *Conv2d
+		n   *BatchNorm2d
+	}{{&f.c1, k.Conv1, k.BN1}, {&f.c2, k.Conv2, k.BN2}, {&f.c3, k.Conv3, k.BN3}}
+	if k.DownConv != nil {
+		pairs = append(pairs, struct {
+			dst **FoldedConv
+			c   *Conv2d
+			n   *BatchNorm2d
+		}{&f.down, k.DownConv, k.DownBN})
+	}
+	for _, p := range pairs {
+		c, err := FoldBatchNorm(p.c, p.n)
+		if err != nil {
+			f.drop()
+			return err
+		}
+		*p.dst = c
+	}
+	k.DropFolded()
+	k.folded = f
+	return nil
+}
+
+// DropFolded frees the folded weights Fold made, if any; Forward then runs
+// the convolutions and batch norms as they are.
+func (k *Bottleneck) DropFolded() {
+	if k.folded != nil {
+		k.folded.drop()
+		k.folded = nil
+	}
+}
+
+func (f *foldedBottleneck) drop() {
+	for _, c := range []*FoldedConv{f.c1, f.c2, f.c3, f.down} {
+		if c != nil {
+			c.Drop()
+		}
+	}
+}
+
 // ConvBNReLU returns relu(bn(conv(x))).
 func ConvBNReLU(x *ts.Tensor, c *Conv2d, n *BatchNorm2d) (*ts.Tensor, error) {
 	y, err := c.Forward(x)
@@ -55,6 +234,9 @@ func ConvBNReLU(x *ts.Tensor, c *Conv2d, n *BatchNorm2d) (*ts.Tensor, error) {
 
 // Forward runs the block on x [N, C, H, W].
 func (k *Bottleneck) Forward(x *ts.Tensor) (*ts.Tensor, error) {
+	if k.folded != nil {
+		return k.forwardFolded(x)
+	}
 	var s torch.Scope
 	defer s.Drop()
 	h, err := ConvBNReLU(x, k.Conv1, k.BN1)
@@ -105,4 +287,54 @@ func (k *Bottleneck) Forward(x *ts.Tensor) (*ts.Tensor, error) {
 	}
 	y, err := sum.Relu(true)
 	return y, wrap("relu", err)
+}
+
+// forwardFolded is Forward through the folded convolutions.
+func (k *Bottleneck) forwardFolded(x *ts.Tensor) (*ts.Tensor, error) {
+	var s torch.Scope
+	defer s.Drop()
+	f := k.folded
+	h, err := FoldedConvReLU(x, f.c1)
+	if err != nil {
+		return nil, err
+	}
+	s.Keep(h)
+	if h, err = FoldedConvReLU(h, f.c2); err != nil {
+		return nil, err
+	}
+	s.Keep(h)
+	if k.Stride > 1 {
+		if h, err = AvgPool2d(h, k.Stride); err != nil {
+			return nil, err
+		}
+		s.Keep(h)
+	}
+	if h, err = f.c3.Forward(h); err != nil {
+		return nil, err
+	}
+	s.Keep(h)
+	shortcut := x
+	if f.down != nil {
+		d := x
+		if k.Stride > 1 {
+			if d, err = AvgPool2d(x, k.Stride); err != nil {
+				return nil, err
+			}
+			s.Keep(d)
+		}
+		if d, err = f.down.Forward(d); err != nil {
+			return nil, err
+		}
+		shortcut = s.Keep(d)
+	}
+	var sum *ts.Tensor
+	if Untracked(h, shortcut) {
+		if err := h.Add_(shortcut); err != nil {
+			return nil, wrap("bottleneck: residual", err)
+		}
+		sum = s.Release(h)
+	} else if sum, err = h.Add(shortcut, false); err != nil {
+		return nil, wrap("bottleneck: residual", err)
+	}
+	return reluOwned(sum)
 }

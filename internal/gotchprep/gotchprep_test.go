@@ -264,6 +264,27 @@ func TestPatchKeepAlive(t *testing.T) {
 	}
 }
 
+func TestPatchInPlaceResults(t *testing.T) {
+	src := "func(ts *Tensor) Add_(other *Tensor)(err error) { \n" +
+		"  ptr := (*lib.Ctensor)(unsafe.Pointer(C.malloc(C.size_t(16 * unsafe.Sizeof(uintptr(0))))))\n" +
+		"    lib.AtgAdd_(ptr, ts.ctensor, other.ctensor)\n" +
+		"  if err = TorchErr(); err != nil {\n    return err\n  }\n" +
+		"  ts.ctensor = *ptr\n  \n  return err\n} \n" +
+		"func(ts *Tensor) Add(other *Tensor, del bool)(retVal *Tensor, err error) { \n" +
+		"  retVal = newTensor(*ptr)\n}\n"
+	out, n := PatchInPlaceResults(src)
+	if n != 1 {
+		t.Fatalf("patched %d sites, want 1:\n%s", n, out)
+	}
+	if strings.Contains(out, "ts.ctensor = *ptr") || !strings.Contains(out, "\n  lib.AtFree(*ptr) // a second handle on ts's own tensor\n") ||
+		!strings.Contains(out, "retVal = newTensor(*ptr)") {
+		t.Errorf("patched source:\n%s", out)
+	}
+	if again, m := PatchInPlaceResults(out); m != 0 || again != out {
+		t.Errorf("patching twice changed %d more sites", m)
+	}
+}
+
 func TestPatchOptionalMasks(t *testing.T) {
 	src := "  auto outputs__ = torch::scaled_dot_product_attention(*query, *key, *value, (attn_mask ? *attn_mask : torch::Tensor()), dropout_p);\n" +
 		"  auto o = torch::linear(*input, *weight, (bias ? *bias : torch::Tensor()));\n"
