@@ -313,7 +313,8 @@ func (m *Model) Precision() Precision { return m.precision }
 func (m *Model) DType() gotch.DType { return m.dtype }
 
 // Params returns the model's frozen weights, named as in the PyTorch state
-// dict.
+// dict. Read them, do not change them: an fp32 ResNet tower computes with
+// convolutions that Load and New folded from them (see nn.FoldedConv).
 func (m *Model) Params() *nn.Params { return m.params }
 
 // Drop releases the model's tensors; the model must not be used afterwards.
