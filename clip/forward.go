@@ -499,7 +499,13 @@ func (m *Model) encodeTextPacked(pre *ts.Tensor, past *TextPrefix, xs []*ts.Tens
 			return nil, nil, err
 		}
 	}
-	y, kept, err := m.transformer.ForwardPacked(h, segs, blockPast, keepPrefix)
+	// Only the end-of-text rows are read: the last block computes its MLP
+	// for them alone (with no groups, nothing is read).
+	at := sel
+	if len(xs) == 0 {
+		at = nil
+	}
+	y, kept, err := m.transformer.ForwardPackedAt(h, segs, blockPast, keepPrefix, at)
 	if err != nil {
 		return nil, nil, fmt.Errorf("clip: text transformer: %w", err)
 	}
@@ -517,7 +523,7 @@ func (m *Model) encodeTextPacked(pre *ts.Tensor, past *TextPrefix, xs []*ts.Tens
 	if len(xs) == 0 {
 		return nil, prefix, nil
 	}
-	feats, err := m.textFeaturesAt(&s, y, sel)
+	feats, err := m.textFeatures(&s, y)
 	if err != nil {
 		if prefix != nil {
 			prefix.Drop()
@@ -527,24 +533,11 @@ func (m *Model) encodeTextPacked(pre *ts.Tensor, past *TextPrefix, xs []*ts.Tens
 	return feats, prefix, nil
 }
 
-// textFeaturesAt applies ln_final and the text projection to the rows sel
-// of the transformer's output y [T, W]: the features [len(sel), EmbedDim]
-// as fp32.
-func (m *Model) textFeaturesAt(s *torch.Scope, y *ts.Tensor, sel []int64) (*ts.Tensor, error) {
-	idx, err := s.Op("end-of-text rows")(ts.OfSlice(sel))
-	if err != nil {
-		return nil, err
-	}
-	if idx, err = s.Op("end-of-text rows")(idx.To(m.device, false)); err != nil {
-		return nil, err
-	}
-	// ln_final acts per position, so normalising only the gathered rows
-	// equals normalising the whole sequence first.
-	rows, err := s.Op("end-of-text rows")(y.IndexSelect(0, idx, false))
-	if err != nil {
-		return nil, err
-	}
-	ln, err := m.lnFinal.Forward(rows)
+// textFeatures applies ln_final and the text projection to the
+// transformer's output rows y [S, W] (the end-of-text positions): the
+// features [S, EmbedDim] as fp32.
+func (m *Model) textFeatures(s *torch.Scope, y *ts.Tensor) (*ts.Tensor, error) {
+	ln, err := m.lnFinal.Forward(y)
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package nn
 
 import (
+	"math"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -188,4 +189,50 @@ func TestFoldedBottleneckMatchesBatchNorm(t *testing.T) {
 			near(t, "after DropFolded", again, wantPlain, 0)
 		})
 	}
+}
+
+func TestForwardPackedAtIsForwardPackedAtThoseRows(t *testing.T) {
+	lock(t)
+	p := NewParams(gotch.CPU)
+	defer p.Drop()
+	const w = 16
+	tr := NewTransformer(NewBuilder(p, gotch.Double), w, 2, 2)
+	fillRandom(t, p, rand.New(rand.NewPCG(13, 14)))
+	// A shared prefix of 2 positions, then 3 sequences of 4 positions
+	// after it, causal masks [L, P+L].
+	causal := func(l, past int64) *ts.Tensor {
+		m := make([]float64, l*(past+l))
+		for i := int64(0); i < l; i++ {
+			for j := past + i + 1; j < past+l; j++ {
+				m[i*(past+l)+j] = math.Inf(-1)
+			}
+		}
+		x := ts.MustOfSlice(m).MustView([]int64{l, past + l}, true)
+		t.Cleanup(func() { x.MustDrop() })
+		return x
+	}
+	segs := []Segment{{N: 1, L: 2, After: -1, Mask: causal(2, 0)}, {N: 3, L: 4, After: 0, Mask: causal(4, 2)}}
+	x := randomInput(t, rand.New(rand.NewPCG(15, 16)), gotch.Double, 2+3*4, w)
+	at := []int64{2 + 3, 2 + 4 + 1, 2 + 8 + 2, 0} // one row of each sequence, out of order
+	full := func(x *ts.Tensor) (*ts.Tensor, error) {
+		y, _, err := tr.ForwardPacked(x, segs, nil, false)
+		if err != nil {
+			return nil, err
+		}
+		defer y.MustDrop()
+		return y.IndexSelect(0, ts.MustOfSlice(at), false)
+	}
+	picked := func(x *ts.Tensor) (*ts.Tensor, error) {
+		y, _, err := tr.ForwardPackedAt(x, segs, nil, false, at)
+		return y, err
+	}
+	wantPlain, wantTracked, wantGrad := untrackedAndTracked(t, x, full)
+	plain, tracked, grad := untrackedAndTracked(t, x, picked)
+	if len(plain) != len(at)*w {
+		t.Fatalf("ForwardPackedAt returned %d values, want %d rows of %d", len(plain), len(at), w)
+	}
+	// LayerNorm computes in fp32 on both sides.
+	near(t, "rows without gradients", plain, wantPlain, 1e-10)
+	near(t, "rows with gradients", tracked, wantTracked, 1e-10)
+	near(t, "gradient through the rows", grad, wantGrad, 1e-10)
 }

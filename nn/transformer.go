@@ -162,6 +162,16 @@ func (kv KV) Drop() {
 // each segment's keys and values of earlier positions). It returns the
 // output [T, W] and each segment's own keys and values.
 func (r *ResidualAttentionBlock) ForwardPacked(x *ts.Tensor, segs []Segment, past []*KV) (*ts.Tensor, []KV, error) {
+	return r.ForwardPackedAt(x, segs, past, nil)
+}
+
+// ForwardPackedAt is ForwardPacked when only the output rows at (indices
+// into x's rows) are needed: it returns them, [len(at), W] in at's order,
+// and runs the MLP, two thirds of a block's work, for them alone (keys and
+// values, and attention, are still computed for every row). A nil at means
+// every row. (The last text block: features are read at the end-of-text
+// positions only.)
+func (r *ResidualAttentionBlock) ForwardPackedAt(x *ts.Tensor, segs []Segment, past []*KV, at []int64) (*ts.Tensor, []KV, error) {
 	var s torch.Scope
 	defer s.Drop()
 	h, err := r.LN1.Forward(x)
@@ -179,6 +189,14 @@ func (r *ResidualAttentionBlock) ForwardPacked(x *ts.Tensor, segs []Segment, pas
 			kv.Drop()
 		}
 		return nil, nil, err
+	}
+	if at != nil {
+		if x, err = selectRows(&s, x, at); err != nil {
+			return fail(err)
+		}
+		if a, err = selectRows(&s, a, at); err != nil {
+			return fail(err)
+		}
 	}
 	y, err := r.residualMLP(&s, x, a)
 	if err != nil {
@@ -239,6 +257,14 @@ func flatten(s *torch.Scope, x *ts.Tensor) (*ts.Tensor, []int64, error) {
 // the prefix's keys and values gives the same outputs as running it whole:
 // a position only attends to itself and earlier ones.
 func (t *Transformer) ForwardPacked(x *ts.Tensor, segs []Segment, past [][]*KV, keep bool) (*ts.Tensor, [][]KV, error) {
+	return t.ForwardPackedAt(x, segs, past, keep, nil)
+}
+
+// ForwardPackedAt is ForwardPacked when only the output rows at (indices
+// into x's rows) are needed: it returns them, [len(at), W] in at's order,
+// and the last block runs its MLP for them alone (see
+// ResidualAttentionBlock.ForwardPackedAt). A nil at means every row.
+func (t *Transformer) ForwardPackedAt(x *ts.Tensor, segs []Segment, past [][]*KV, keep bool, at []int64) (*ts.Tensor, [][]KV, error) {
 	if past != nil && len(past) != len(t.Blocks) {
 		return nil, nil, fmt.Errorf("transformer: keys and values of %d blocks for %d blocks", len(past), len(t.Blocks))
 	}
@@ -257,7 +283,11 @@ func (t *Transformer) ForwardPacked(x *ts.Tensor, segs []Segment, past [][]*KV, 
 		if past != nil {
 			p = past[i]
 		}
-		next, kvs, err := blk.ForwardPacked(cur, segs, p)
+		var rows []int64
+		if i == len(t.Blocks)-1 {
+			rows = at
+		}
+		next, kvs, err := blk.ForwardPackedAt(cur, segs, p, rows)
 		if cur != x {
 			cur.Drop()
 		}
@@ -274,13 +304,36 @@ func (t *Transformer) ForwardPacked(x *ts.Tensor, segs []Segment, past [][]*KV, 
 		cur = next
 	}
 	if cur == x {
-		y, err := x.Detach(false)
-		if err != nil {
+		var s torch.Scope
+		defer s.Drop()
+		y := x
+		var err error
+		if at != nil {
+			if y, err = selectRows(&s, x, at); err != nil {
+				return fail(err)
+			}
+		}
+		if cur, err = y.Detach(false); err != nil {
 			return fail(wrap("transformer", err))
 		}
-		cur = y
 	}
 	return cur, kept, nil
+}
+
+// selectRows returns the rows at of x [T, W] (held by s), in at's order.
+func selectRows(s *torch.Scope, x *ts.Tensor, at []int64) (*ts.Tensor, error) {
+	dev, err := x.Device()
+	if err != nil {
+		return nil, wrap("selected rows", err)
+	}
+	idx, err := s.Op("selected rows")(ts.OfSlice(at))
+	if err != nil {
+		return nil, err
+	}
+	if idx, err = s.Op("selected rows")(idx.To(dev, false)); err != nil {
+		return nil, err
+	}
+	return s.Op("selected rows")(x.IndexSelect(0, idx, false))
 }
 
 // ForwardAfter runs every block on x [N, L, W] whose positions follow
