@@ -12,7 +12,11 @@
 //
 // Sequences are batch-first: [N, L, E]. Forward methods never modify or drop
 // their inputs; they drop their intermediate tensors and return a new tensor
-// that the caller owns. They run in whatever grad mode the caller set.
+// that the caller owns. They run in whatever grad mode the caller set; where
+// no gradient is tracked (Untracked) they write into their own intermediate
+// tensors in place. Inference shortcuts that compute the same function with
+// less work (ForwardFirst, ForwardPackedAt, FoldedConv) are tested against
+// the direct computation in inference_test.go.
 package nn
 
 import (
