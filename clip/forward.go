@@ -179,13 +179,11 @@ func (r *modifiedResNet) upTo(x *ts.Tensor, k int) (*ts.Tensor, error) {
 	defer s.Drop()
 	h := x
 	for i, cb := range r.stemLayers() {
-		var y *ts.Tensor
-		var err error
+		var folded *nn.FoldedConv
 		if r.stem != nil {
-			y, err = nn.FoldedConvReLU(h, r.stem[i])
-		} else {
-			y, err = nn.ConvBNReLU(h, cb.c, cb.b)
+			folded = r.stem[i]
 		}
+		y, err := nn.ConvBNReLU(h, cb.c, cb.b, folded)
 		if err != nil {
 			return nil, fmt.Errorf("stem %d: %w", i+1, err)
 		}

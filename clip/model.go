@@ -171,15 +171,15 @@ func (r *modifiedResNet) dropFolded() {
 	}
 }
 
-// stemLayers returns the stem's three convolutions with their batch norms.
-func (r *modifiedResNet) stemLayers() []struct {
+// convBN is one of the stem's convolutions with its batch norm.
+type convBN struct {
 	c *nn.Conv2d
 	b *nn.BatchNorm2d
-} {
-	return []struct {
-		c *nn.Conv2d
-		b *nn.BatchNorm2d
-	}{{r.conv1, r.bn1}, {r.conv2, r.bn2}, {r.conv3, r.bn3}}
+}
+
+// stemLayers returns the stem's three convolutions with their batch norms.
+func (r *modifiedResNet) stemLayers() []convBN {
+	return []convBN{{r.conv1, r.bn1}, {r.conv2, r.bn2}, {r.conv3, r.bn3}}
 }
 
 // prepare readies a model whose weights are in place for fast inference:

@@ -394,16 +394,7 @@ func TestAttendFusedMatchesExplicit(t *testing.T) {
 	}
 	rng := rand.New(rand.NewPCG(3, 4))
 	randn := func(shape ...int64) *ts.Tensor {
-		n := int64(1)
-		for _, s := range shape {
-			n *= s
-		}
-		v := make([]float64, n)
-		for i := range v {
-			v[i] = rng.NormFloat64()
-		}
-		x := ts.MustOfSlice(v).MustView(shape, true)
-		return x.MustSetRequiresGrad(true, true)
+		return randomInput(t, rng, gotch.Double, shape...).MustSetRequiresGrad(true, false)
 	}
 	const l = 5
 	inf := math.Inf(-1)

@@ -145,15 +145,6 @@ func (f *FoldedConv) Drop() {
 	f.Bias.Drop()
 }
 
-// FoldedConvReLU returns relu(f(x)), in place where no gradient is tracked.
-func FoldedConvReLU(x *ts.Tensor, f *FoldedConv) (*ts.Tensor, error) {
-	y, err := f.Forward(x)
-	if err != nil {
-		return nil, err
-	}
-	return reluOwned(y)
-}
-
 // reluOwned returns relu(y) for a y the caller owns and gives up: y itself,
 // rectified in place, where no gradient is tracked, else a new tensor (y
 // dropped).
@@ -174,18 +165,15 @@ func reluOwned(y *ts.Tensor) (*ts.Tensor, error) {
 // rounding, and it no longer follows later changes to the batch norms or
 // convolutions. DropFolded frees the folded weights.
 func (k *Bottleneck) Fold() error {
-	f := &foldedBottleneck{}
-	pairs := []struct {
+	type pair struct {
 		dst **FoldedConv
 		c   *Conv2d
 		n   *BatchNorm2d
-	}{{&f.c1, k.Conv1, k.BN1}, {&f.c2, k.Conv2, k.BN2}, {&f.c3, k.Conv3, k.BN3}}
+	}
+	f := &foldedBottleneck{}
+	pairs := []pair{{&f.c1, k.Conv1, k.BN1}, {&f.c2, k.Conv2, k.BN2}, {&f.c3, k.Conv3, k.BN3}}
 	if k.DownConv != nil {
-		pairs = append(pairs, struct {
-			dst **FoldedConv
-			c   *Conv2d
-			n   *BatchNorm2d
-		}{&f.down, k.DownConv, k.DownBN})
+		pairs = append(pairs, pair{&f.down, k.DownConv, k.DownBN})
 	}
 	for _, p := range pairs {
 		c, err := FoldBatchNorm(p.c, p.n)
@@ -217,34 +205,47 @@ func (f *foldedBottleneck) drop() {
 	}
 }
 
-// ConvBNReLU returns relu(bn(conv(x))).
-func ConvBNReLU(x *ts.Tensor, c *Conv2d, n *BatchNorm2d) (*ts.Tensor, error) {
+// convBN returns bn(conv(x)): through f, the two folded into one
+// convolution (see FoldedConv), when f is not nil.
+func convBN(x *ts.Tensor, c *Conv2d, n *BatchNorm2d, f *FoldedConv) (*ts.Tensor, error) {
+	if f != nil {
+		return f.Forward(x)
+	}
 	y, err := c.Forward(x)
 	if err != nil {
 		return nil, err
 	}
 	z, err := n.Forward(y)
 	y.Drop()
+	return z, err
+}
+
+// ConvBNReLU returns relu(bn(conv(x))) (see convBN), rectified in place
+// where no gradient is tracked.
+func ConvBNReLU(x *ts.Tensor, c *Conv2d, n *BatchNorm2d, f *FoldedConv) (*ts.Tensor, error) {
+	y, err := convBN(x, c, n, f)
 	if err != nil {
 		return nil, err
 	}
-	r, err := z.Relu(true)
-	return r, wrap("relu", err)
+	return reluOwned(y)
 }
 
-// Forward runs the block on x [N, C, H, W].
+// Forward runs the block on x [N, C, H, W], through the folded
+// convolutions once Fold has run. Without gradients the residual sum and
+// the ReLUs are computed in place.
 func (k *Bottleneck) Forward(x *ts.Tensor) (*ts.Tensor, error) {
-	if k.folded != nil {
-		return k.forwardFolded(x)
-	}
 	var s torch.Scope
 	defer s.Drop()
-	h, err := ConvBNReLU(x, k.Conv1, k.BN1)
+	var f foldedBottleneck // nil convolutions: not folded
+	if k.folded != nil {
+		f = *k.folded
+	}
+	h, err := ConvBNReLU(x, k.Conv1, k.BN1, f.c1)
 	if err != nil {
 		return nil, err
 	}
 	s.Keep(h)
-	if h, err = ConvBNReLU(h, k.Conv2, k.BN2); err != nil {
+	if h, err = ConvBNReLU(h, k.Conv2, k.BN2, f.c2); err != nil {
 		return nil, err
 	}
 	s.Keep(h)
@@ -254,11 +255,7 @@ func (k *Bottleneck) Forward(x *ts.Tensor) (*ts.Tensor, error) {
 		}
 		s.Keep(h)
 	}
-	if h, err = k.Conv3.Forward(h); err != nil {
-		return nil, err
-	}
-	s.Keep(h)
-	if h, err = k.BN3.Forward(h); err != nil {
+	if h, err = convBN(h, k.Conv3, k.BN3, f.c3); err != nil {
 		return nil, err
 	}
 	s.Keep(h)
@@ -271,58 +268,7 @@ func (k *Bottleneck) Forward(x *ts.Tensor) (*ts.Tensor, error) {
 			}
 			s.Keep(d)
 		}
-		if d, err = k.DownConv.Forward(d); err != nil {
-			return nil, err
-		}
-		s.Keep(d)
-		if d, err = k.DownBN.Forward(d); err != nil {
-			return nil, err
-		}
-		s.Keep(d)
-		shortcut = d
-	}
-	sum, err := h.Add(shortcut, false)
-	if err != nil {
-		return nil, wrap("bottleneck: residual", err)
-	}
-	y, err := sum.Relu(true)
-	return y, wrap("relu", err)
-}
-
-// forwardFolded is Forward through the folded convolutions.
-func (k *Bottleneck) forwardFolded(x *ts.Tensor) (*ts.Tensor, error) {
-	var s torch.Scope
-	defer s.Drop()
-	f := k.folded
-	h, err := FoldedConvReLU(x, f.c1)
-	if err != nil {
-		return nil, err
-	}
-	s.Keep(h)
-	if h, err = FoldedConvReLU(h, f.c2); err != nil {
-		return nil, err
-	}
-	s.Keep(h)
-	if k.Stride > 1 {
-		if h, err = AvgPool2d(h, k.Stride); err != nil {
-			return nil, err
-		}
-		s.Keep(h)
-	}
-	if h, err = f.c3.Forward(h); err != nil {
-		return nil, err
-	}
-	s.Keep(h)
-	shortcut := x
-	if f.down != nil {
-		d := x
-		if k.Stride > 1 {
-			if d, err = AvgPool2d(x, k.Stride); err != nil {
-				return nil, err
-			}
-			s.Keep(d)
-		}
-		if d, err = f.down.Forward(d); err != nil {
+		if d, err = convBN(d, k.DownConv, k.DownBN, f.down); err != nil {
 			return nil, err
 		}
 		shortcut = s.Keep(d)

@@ -191,10 +191,14 @@ func (r *ResidualAttentionBlock) ForwardPackedAt(x *ts.Tensor, segs []Segment, p
 		return nil, nil, err
 	}
 	if at != nil {
-		if x, err = selectRows(&s, x, at); err != nil {
+		idx, err := rowIndex(&s, x, at)
+		if err != nil {
 			return fail(err)
 		}
-		if a, err = selectRows(&s, a, at); err != nil {
+		if x, err = s.Op("selected rows")(x.IndexSelect(0, idx, false)); err != nil {
+			return fail(err)
+		}
+		if a, err = s.Op("selected rows")(a.IndexSelect(0, idx, false)); err != nil {
 			return fail(err)
 		}
 	}
@@ -309,7 +313,11 @@ func (t *Transformer) ForwardPackedAt(x *ts.Tensor, segs []Segment, past [][]*KV
 		y := x
 		var err error
 		if at != nil {
-			if y, err = selectRows(&s, x, at); err != nil {
+			idx, err := rowIndex(&s, x, at)
+			if err != nil {
+				return fail(err)
+			}
+			if y, err = s.Op("selected rows")(x.IndexSelect(0, idx, false)); err != nil {
 				return fail(err)
 			}
 		}
@@ -320,8 +328,9 @@ func (t *Transformer) ForwardPackedAt(x *ts.Tensor, segs []Segment, past [][]*KV
 	return cur, kept, nil
 }
 
-// selectRows returns the rows at of x [T, W] (held by s), in at's order.
-func selectRows(s *torch.Scope, x *ts.Tensor, at []int64) (*ts.Tensor, error) {
+// rowIndex returns the row indices at as a tensor on x's device (held by
+// s), for IndexSelect.
+func rowIndex(s *torch.Scope, x *ts.Tensor, at []int64) (*ts.Tensor, error) {
 	dev, err := x.Device()
 	if err != nil {
 		return nil, wrap("selected rows", err)
@@ -330,10 +339,7 @@ func selectRows(s *torch.Scope, x *ts.Tensor, at []int64) (*ts.Tensor, error) {
 	if err != nil {
 		return nil, err
 	}
-	if idx, err = s.Op("selected rows")(idx.To(dev, false)); err != nil {
-		return nil, err
-	}
-	return s.Op("selected rows")(x.IndexSelect(0, idx, false))
+	return s.Op("selected rows")(idx.To(dev, false))
 }
 
 // ForwardAfter runs every block on x [N, L, W] whose positions follow
