@@ -31,12 +31,12 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"slices"
-	"strings"
 
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
 
 	"github.com/clipadapter/clipgo/clip"
+	"github.com/clipadapter/clipgo/coop"
 	"github.com/clipadapter/clipgo/internal/torch"
 	"github.com/clipadapter/clipgo/nn"
 	"github.com/clipadapter/clipgo/train"
@@ -172,19 +172,13 @@ func (c *CoCoOp) init(ctx *train.Context) error {
 	if c.hidden < 1 {
 		return fmt.Errorf("feature size %d / meta_reduction %d leaves no hidden unit", c.d, c.opts.MetaReduction)
 	}
-	var words string
-	if c.opts.CtxInit != "" {
-		f := strings.Fields(strings.ReplaceAll(c.opts.CtxInit, "_", " "))
-		if len(f) == 0 {
-			return fmt.Errorf("ctx_init %q has no words", c.opts.CtxInit)
-		}
-		c.m, words = int64(len(f)), strings.Join(f, " ")
-	} else {
-		c.m = int64(c.opts.NCtx)
-		words = strings.TrimSpace(strings.Repeat("X ", c.opts.NCtx))
+	m, words, err := coop.ContextWords(c.opts.CtxInit, c.opts.NCtx)
+	if err != nil {
+		return err
 	}
+	c.m = m
 	var initRows []float32
-	err := torch.NoGrad(func() error {
+	err = torch.NoGrad(func() error {
 		var s torch.Scope
 		defer s.Drop()
 		texts := make([]string, c.classes)
@@ -229,34 +223,20 @@ func (c *CoCoOp) init(ctx *train.Context) error {
 		if c.suffix, err = ownCopy(ed.Narrow(1, 1+c.m, c.length-1-c.m, false)); err != nil {
 			return err
 		}
-		if c.opts.CtxInit != "" {
-			iid, err := s.Op("tokenize ctx_init")(c.text.Tokenize([]string{words}))
-			if err != nil {
-				return fmt.Errorf("tokenize ctx_init %q: %w", words, err)
-			}
-			iv, err := torch.Values[int64](iid)
-			if err != nil {
-				return err
-			}
-			if n := clip.EndOfTextPositions(iv, c.length)[0] - 1; n != c.m {
-				return fmt.Errorf("ctx_init %q: %d words but %d tokens; every word must be one token", words, c.m, n)
-			}
-			ie, err := s.Op("embed ctx_init")(c.text.TokenEmbedding(iid))
-			if err != nil {
-				return err
-			}
-			rows, err := s.Op("context rows")(ie.Narrow(1, 1, c.m, false))
-			if err != nil {
-				return err
-			}
-			if initRows, err = torch.Values[float32](rows); err != nil {
-				return fmt.Errorf("context rows: %w", err)
-			}
-		}
 		return nil
 	})
 	if err != nil {
 		return err
+	}
+	if c.opts.CtxInit != "" {
+		rows, width, err := coop.ContextRows(c.text, words, c.m)
+		if err != nil {
+			return err
+		}
+		if width != c.width {
+			return fmt.Errorf("ctx_init: token embedding width %d, prompts' %d", width, c.width)
+		}
+		initRows = rows
 	}
 	rng := rand.New(rand.NewPCG(ctx.Seed, pcgStream))
 	if initRows == nil {

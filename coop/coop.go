@@ -44,7 +44,6 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"slices"
-	"strings"
 
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
@@ -271,25 +270,14 @@ func (c *CoOp) init(ctx *train.Context) error {
 		ctx.Log.Warn("coop: ClassSpecific is ignored with CtxInit; the context is shared by all classes", "ctx_init", c.opts.CtxInit)
 	}
 
-	// The context placeholder P and M.
-	var prefixText string
-	if c.opts.CtxInit != "" {
-		words := strings.Fields(strings.ReplaceAll(c.opts.CtxInit, "_", " "))
-		if len(words) == 0 {
-			return fmt.Errorf("CtxInit %q has no words", c.opts.CtxInit)
-		}
-		c.m = int64(len(words))
-		prefixText = strings.Join(words, " ")
-	} else {
-		c.m = int64(c.opts.NCtx)
-		prefixText = strings.TrimSpace(strings.Repeat("X ", c.opts.NCtx))
+	// The context's words (those of CtxInit, or placeholders) and M.
+	m, prefixText, err := ContextWords(c.opts.CtxInit, c.opts.NCtx)
+	if err != nil {
+		return err
 	}
+	c.m = m
 
-	// initIDs (the tokens of CtxInit) outlives the closure below.
-	var keep torch.Scope
-	defer keep.Drop()
-	var initIDs *ts.Tensor
-	err := torch.NoGrad(func() error {
+	err = torch.NoGrad(func() error {
 		var s torch.Scope
 		defer s.Drop()
 		nameLens, length, err := c.nameLengths(ctx.ClassNames)
@@ -338,25 +326,23 @@ func (c *CoOp) init(ctx *train.Context) error {
 			return err
 		}
 		c.frozen = emb
-		if c.opts.CtxInit != "" {
-			if initIDs, err = c.tokenize([]string{prefixText}); err != nil {
-				return fmt.Errorf("tokenize CtxInit %q: %w", prefixText, err)
-			}
-			keep.Keep(initIDs)
-			v, err := torch.Values[int64](initIDs)
-			if err != nil {
-				return fmt.Errorf("CtxInit tokens: %w", err)
-			}
-			if n := clip.EndOfTextPositions(v, length)[0] - 1; n != c.m {
-				return fmt.Errorf("CtxInit %q: %d words but %d tokens; every word must be one token", prefixText, c.m, n)
-			}
-		}
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	if err := c.initContext(ctx.Seed, initIDs); err != nil {
+	var initRows []float32
+	if c.opts.CtxInit != "" {
+		rows, width, err := ContextRows(c.text, prefixText, c.m)
+		if err != nil {
+			return err
+		}
+		if width != c.width {
+			return fmt.Errorf("ctx_init: token embedding width %d, prompts' %d", width, c.width)
+		}
+		initRows = rows
+	}
+	if err := c.initContext(ctx.Seed, initRows); err != nil {
 		return err
 	}
 	if pe, ok := ctx.Text.(train.PrefixEncoder); ok && !c.opts.NoPrefixSharing {
@@ -452,54 +438,21 @@ func (c *CoOp) embed(ids *ts.Tensor) (*ts.Tensor, error) {
 	return out, nil
 }
 
-// initContext creates the learned context: the embedding rows 1..M of
-// initIDs when given, otherwise N(0, InitStd²) values from the seeded
+// initContext creates the learned context: initRows (ContextRows of
+// CtxInit) when given, otherwise N(0, InitStd²) values from the seeded
 // generator.
-func (c *CoOp) initContext(seed uint64, initIDs *ts.Tensor) error {
-	var x *ts.Tensor
-	if initIDs != nil {
-		err := torch.NoGrad(func() error {
-			e, err := c.text.TokenEmbedding(initIDs)
-			if err != nil {
-				return fmt.Errorf("token embedding of CtxInit: %w", err)
-			}
-			rows, err := e.Narrow(1, 1, c.m, true)
-			if err != nil {
-				return torch.Err("context rows of CtxInit", err)
-			}
-			r, err := rows.View([]int64{c.m, c.width}, true)
-			if err != nil {
-				return torch.Err("context rows of CtxInit", err)
-			}
-			f, err := r.Totype(gotch.Float, true)
-			if err != nil {
-				return torch.Err("cast context to float32", err)
-			}
-			if x, err = f.To(c.device, true); err != nil {
-				return torch.Err("move context to "+torch.DeviceName(c.device), err)
-			}
-			// A tensor with its own storage, not a view of the embedding
-			// output.
-			cp, err := torch.Copy("copy context", x)
-			x.Drop()
-			if err != nil {
-				return err
-			}
-			x = cp
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-	} else {
-		shape := []int64{c.m, c.width}
+func (c *CoOp) initContext(seed uint64, initRows []float32) error {
+	shape := []int64{c.m, c.width}
+	values := initRows
+	if values == nil {
 		if c.classSpecific {
 			shape = []int64{c.classes, c.m, c.width}
 		}
-		var err error
-		if x, err = torch.FromFloats(normalValues(seed, c.opts.InitStd, int(prod(shape))), shape, c.device); err != nil {
-			return fmt.Errorf("create context: %w", err)
-		}
+		values = normalValues(seed, c.opts.InitStd, int(prod(shape)))
+	}
+	x, err := torch.FromFloats(values, shape, c.device)
+	if err != nil {
+		return fmt.Errorf("create context: %w", err)
 	}
 	p, err := x.SetRequiresGrad(true, true)
 	if err != nil {

@@ -5,7 +5,6 @@ import (
 	"image/color"
 	"math"
 	"os"
-	"path/filepath"
 	"slices"
 
 	"gonum.org/v1/plot"
@@ -25,59 +24,16 @@ func (a *Ablation) WritePlots(dir string) ([]string, error) {
 		return nil, fmt.Errorf("plots: %w", err)
 	}
 	var paths []string
-	prefix := "ablation_" + fileName(a.Options.X) + "_"
 	colors := a.lineColors()
 	for _, bb := range a.Backbones() {
-		dss := a.Datasets(bb)
-		if i := slices.Index(dss, AverageDataset); i > 0 {
-			dss = append([]string{AverageDataset}, append(dss[:i:i], dss[i+1:]...)...)
+		written, err := writeDatasetFigures(dir, bb, a.Datasets(bb), datasetFigures{
+			base: "ablation_" + fileName(a.Options.X) + "_" + fileName(bb), legendWidth: 2.6, legendFont: 11,
+			panel: func(ds, title string) (*plot.Plot, error) { return a.panel(a.Select(bb, ds), colors, title) },
+		})
+		if err != nil {
+			return nil, err
 		}
-		var panels []*plot.Plot
-		var legend plot.Legend
-		for i, ds := range dss {
-			title := ds
-			if ds == AverageDataset {
-				title = "Average over datasets"
-			}
-			stats := a.Select(bb, ds)
-			single, err := a.panel(stats, colors, fmt.Sprintf("%s (%s)", title, bb))
-			if err != nil {
-				return nil, err
-			}
-			base := filepath.Join(dir, prefix+fileName(bb)+"_"+fileName(ds))
-			for _, f := range plotFormats {
-				p := base + "." + f
-				if err := saveFigure([][]*plot.Plot{{single, legendPanel(single)}}, []float64{5, 2.6}, 4, f, p); err != nil {
-					return nil, err
-				}
-				paths = append(paths, p)
-			}
-			panel, err := a.panel(stats, colors, title)
-			if err != nil {
-				return nil, err
-			}
-			if i == 0 {
-				legend = panel.Legend
-			}
-			panel.Legend = plot.NewLegend()
-			panels = append(panels, panel)
-		}
-		if len(dss) == 1 {
-			continue // the single dataset's file is the whole figure
-		}
-		lp := plot.New()
-		lp.Legend = legend
-		lp.Legend.TextStyle.Font.Size = 11
-		panels = append(panels, legendPanel(lp))
-		grid, widths := figureGrid(panels, 4)
-		base := filepath.Join(dir, prefix+fileName(bb)+"_all")
-		for _, f := range plotFormats {
-			p := base + "." + f
-			if err := saveFigure(grid, widths, 3.4, f, p); err != nil {
-				return nil, err
-			}
-			paths = append(paths, p)
-		}
+		paths = append(paths, written...)
 	}
 	return paths, nil
 }

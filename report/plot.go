@@ -67,56 +67,90 @@ func (t *Table) WritePlots(dir string) ([]string, error) {
 	var paths []string
 	for _, bb := range t.Backbones() {
 		axis := shotColumns(t.selectBackbone(bb))
-		dss := t.Datasets(bb)
-		// The average leads the grid, as in the paper's figure.
-		if i := slices.Index(dss, AverageDataset); i > 0 {
-			dss = append([]string{AverageDataset}, append(dss[:i:i], dss[i+1:]...)...)
+		written, err := writeDatasetFigures(dir, bb, t.Datasets(bb), datasetFigures{
+			base: fileName(bb), legendWidth: 2.2, legendFont: 12, gridAlways: true,
+			panel: func(ds, title string) (*plot.Plot, error) { return accuracyPlot(t.Select(bb, ds), axis, title) },
+		})
+		if err != nil {
+			return nil, err
 		}
-		var panels []*plot.Plot
-		var legend plot.Legend
-		for i, ds := range dss {
-			title := ds
-			if ds == AverageDataset {
-				title = "Average over datasets"
-			}
-			stats := t.Select(bb, ds)
-			single, err := accuracyPlot(stats, axis, fmt.Sprintf("%s (%s)", title, bb))
-			if err != nil {
-				return nil, err
-			}
-			base := filepath.Join(dir, fileName(bb)+"_"+fileName(ds))
-			for _, f := range plotFormats {
-				p := base + "." + f
-				if err := saveFigure([][]*plot.Plot{{single, legendPanel(single)}}, []float64{5, 2.2}, 4, f, p); err != nil {
-					return nil, err
-				}
-				paths = append(paths, p)
-			}
-			panel, err := accuracyPlot(stats, axis, title)
-			if err != nil {
-				return nil, err
-			}
-			if i == 0 {
-				legend = panel.Legend
-			}
-			panel.Legend = plot.NewLegend()
-			panels = append(panels, panel)
-		}
-		// The legend of the first panel (the average: every method) takes
-		// the slot after the last panel.
-		lp := plot.New()
-		lp.Legend = legend
-		lp.Legend.TextStyle.Font.Size = 12
-		panels = append(panels, legendPanel(lp))
-		grid, widths := figureGrid(panels, 4)
-		base := filepath.Join(dir, fileName(bb)+"_all")
-		for _, f := range plotFormats {
-			p := base + "." + f
-			if err := saveFigure(grid, widths, 3.4, f, p); err != nil {
-				return nil, err
+		paths = append(paths, written...)
+	}
+	return paths, nil
+}
+
+// datasetFigures describes the figures of one backbone, a panel per
+// dataset, for writeDatasetFigures.
+type datasetFigures struct {
+	// base starts the file names: <base>_<dataset> and <base>_all.
+	base string
+	// legendWidth is the width of a one-dataset figure's legend column
+	// (inches; the panel's is 5).
+	legendWidth float64
+	// legendFont is the font size of the grid's legend.
+	legendFont vg.Length
+	// gridAlways writes the grid for a single dataset too; otherwise that
+	// dataset's file is the whole figure.
+	gridAlways bool
+	// panel draws one dataset's panel under title.
+	panel func(ds, title string) (*plot.Plot, error)
+}
+
+// writeDatasetFigures writes, for the datasets dss of backbone bb, one
+// figure per dataset (the panel with its legend beside it) and a grid of
+// every panel, four to a row, led by the average over datasets (as in the
+// paper's figures) with the first panel's legend (the average: every
+// line) in the slot after the last; each as PNG and SVG under dir. It
+// returns the files written.
+func writeDatasetFigures(dir, bb string, dss []string, f datasetFigures) ([]string, error) {
+	if i := slices.Index(dss, AverageDataset); i > 0 {
+		dss = append([]string{AverageDataset}, append(dss[:i:i], dss[i+1:]...)...)
+	}
+	var paths []string
+	save := func(grid [][]*plot.Plot, widths []float64, height float64, base string) error {
+		for _, format := range plotFormats {
+			p := filepath.Join(dir, base+"."+format)
+			if err := saveFigure(grid, widths, height, format, p); err != nil {
+				return err
 			}
 			paths = append(paths, p)
 		}
+		return nil
+	}
+	var panels []*plot.Plot
+	var legend plot.Legend
+	for i, ds := range dss {
+		title := ds
+		if ds == AverageDataset {
+			title = "Average over datasets"
+		}
+		single, err := f.panel(ds, fmt.Sprintf("%s (%s)", title, bb))
+		if err != nil {
+			return nil, err
+		}
+		if err := save([][]*plot.Plot{{single, legendPanel(single)}}, []float64{5, f.legendWidth}, 4, f.base+"_"+fileName(ds)); err != nil {
+			return nil, err
+		}
+		panel, err := f.panel(ds, title)
+		if err != nil {
+			return nil, err
+		}
+		if i == 0 {
+			legend = panel.Legend
+		}
+		panel.Legend = plot.NewLegend()
+		panels = append(panels, panel)
+	}
+	if len(dss) == 1 && !f.gridAlways {
+		return paths, nil
+	}
+	lp := plot.New()
+	lp.Legend = legend
+	lp.Legend.TextStyle.Font.Size = f.legendFont
+	panels = append(panels, legendPanel(lp))
+	grid, widths := figureGrid(panels, 4)
+	if err := save(grid, widths, 3.4, f.base+"_all"); err != nil {
+		return nil, err
 	}
 	return paths, nil
 }

@@ -5,6 +5,7 @@
 // Usage:
 //
 //	eval -run DIR [-run DIR ...] -dataset imagenet_sketch[,imagenet_a,...] -root DATA [-device ...] [-batch N] [-max-test N]
+//	     [-retain-memory=false]
 //
 // ImageNet-A and -R hold 200 of ImageNet's classes, mapped through their
 // WordNet ids: methods whose classifier is tied to the training labels
@@ -25,6 +26,7 @@ import (
 
 	"github.com/clipadapter/clipgo/datasets"
 	"github.com/clipadapter/clipgo/internal/cli"
+	"github.com/clipadapter/clipgo/internal/torch"
 	"github.com/clipadapter/clipgo/predict"
 	"github.com/clipadapter/clipgo/train"
 )
@@ -46,6 +48,7 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 	maxTest := fs.Int("max-test", 0, "evaluate the first N test images only (0: all)")
 	cacheDir := fs.String("cache", "", `feature cache folder (default: the run's output.dir/.features; "-": none)`)
 	verbose := fs.Bool("v", false, "debug logging")
+	retain := fs.Bool("retain-memory", true, cli.RetainMemoryUsage)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: eval -run DIR [-run DIR ...] -dataset NAME[,NAME...] -root DATA [-device ...] [-batch N] [DIR...]")
 		fs.PrintDefaults()
@@ -79,6 +82,12 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if *retain {
+		if err := torch.RetainFreedMemory(); err != nil {
+			fmt.Fprintln(stderr, "eval: -retain-memory:", err)
+			return 1
+		}
+	}
 	// Ctrl-C or SIGTERM stops between batches; the exit status is then
 	// 128 + the signal's number (130, 143).
 	in := cli.OnSignals()

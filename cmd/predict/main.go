@@ -4,7 +4,8 @@
 //
 // Usage:
 //
-//	predict -run DIR [-top 5] [-out FILE.jsonl|FILE.csv] [-device cpu|cuda|auto] [-batch N] [-ext .jpg,.png] IMAGE_OR_FOLDER...
+//	predict -run DIR [-top 5] [-out FILE.jsonl|FILE.csv] [-device cpu|cuda|auto] [-batch N] [-ext .jpg,.png]
+//	        [-retain-memory=false] IMAGE_OR_FOLDER...
 //
 // Folders are searched recursively for files with the -ext extensions.
 // Each image's top classes and probabilities are written as one JSON line
@@ -33,6 +34,7 @@ import (
 	"github.com/clipadapter/clipgo/internal/cli"
 	"github.com/clipadapter/clipgo/internal/fsutil"
 	"github.com/clipadapter/clipgo/internal/progress"
+	"github.com/clipadapter/clipgo/internal/torch"
 	"github.com/clipadapter/clipgo/predict"
 	"github.com/clipadapter/clipgo/train"
 )
@@ -64,6 +66,7 @@ func runIn(in *cli.Interrupts, args []string, stdout, stderr io.Writer) (code in
 	backbone := fs.String("backbone", "", "the run's CLIP weights under another name or path (checked by SHA-256)")
 	exts := fs.String("ext", defaultExt, "extensions of the images searched in folders, comma-separated")
 	verbose := fs.Bool("v", false, "debug logging")
+	retain := fs.Bool("retain-memory", true, cli.RetainMemoryUsage)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: predict -run DIR [-top 5] [-out FILE.jsonl|.csv] [-device ...] [-batch N] IMAGE_OR_FOLDER...")
 		fs.PrintDefaults()
@@ -99,6 +102,12 @@ func runIn(in *cli.Interrupts, args []string, stdout, stderr io.Writer) (code in
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if *retain {
+		if err := torch.RetainFreedMemory(); err != nil {
+			fmt.Fprintln(stderr, "predict: -retain-memory:", err)
+			return 1
+		}
+	}
 
 	// Ctrl-C or SIGTERM stops between batches; the exit status is then
 	// 128 + the signal's number (130, 143).
