@@ -51,39 +51,47 @@ type BatchIterator interface {
 }
 
 // EncodeImages runs every batch of it through enc without gradients and
-// returns the features on device. resolution is the images' side; total
-// (the number of images, for progress) may be 0. bar may be nil. When ctx
-// is cancelled it stops before the next batch with ErrInterrupted.
+// returns the features on device. resolution is the images' side; bar may
+// be nil. When ctx is cancelled it stops before the next batch with
+// ErrInterrupted. On the CPU, when it knows how many batches there are
+// (a BatchCounter), it encodes as many batches at once as libtorch has
+// threads, each on one thread (torch.BatchWorkers); enc must then allow
+// concurrent calls, as clip.Model does.
 func EncodeImages(ctx context.Context, enc ImageEncoder, it BatchIterator, resolution int, device gotch.Device, bar *progress.Bar) (*train.Features, error) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
+	batches := 0
+	if c, ok := it.(BatchCounter); ok {
+		batches = c.Batches()
+	}
+	workers, threads := torch.BatchWorkers(device, batches)
 	var parts torch.Scope // the features of each batch
 	defer parts.Drop()
 	var partList []*ts.Tensor
 	var labels []int64
-	err := torch.NoGrad(func() error {
-		for {
-			// Ctrl-C and SIGTERM are honoured between batches.
-			if ctx.Err() != nil {
-				return fmt.Errorf("encoding images: %w", train.ErrInterrupted)
-			}
-			b, err := it.Next()
-			if errors.Is(err, io.EOF) {
-				return nil
-			}
-			if err != nil {
-				return err
-			}
-			f, err := encodeBatch(enc, b, int64(resolution), device)
-			if err != nil {
-				return err
-			}
-			partList = append(partList, parts.Keep(f))
-			labels = append(labels, b.Labels...)
-			if bar != nil {
-				bar.Add(b.N)
-			}
+	next := func() (*ImageBatch, bool, error) {
+		// Ctrl-C and SIGTERM are honoured between batches.
+		if ctx.Err() != nil {
+			return nil, false, fmt.Errorf("encoding images: %w", train.ErrInterrupted)
 		}
+		b, err := it.Next()
+		if errors.Is(err, io.EOF) {
+			return nil, false, nil
+		}
+		return b, err == nil, err
+	}
+	err := torch.NoGrad(func() error {
+		return torch.ForEachBatch(workers, threads, next,
+			func(b *ImageBatch) (*ts.Tensor, error) { return encodeBatch(enc, b, int64(resolution), device) },
+			func(b *ImageBatch, f *ts.Tensor) error {
+				partList = append(partList, parts.Keep(f))
+				labels = append(labels, b.Labels...)
+				if bar != nil {
+					bar.Add(b.N)
+				}
+				return nil
+			},
+			func(f *ts.Tensor) { f.Drop() })
 	})
 	if err != nil {
 		return nil, err
@@ -108,6 +116,12 @@ func EncodeImages(ctx context.Context, enc ImageEncoder, it BatchIterator, resol
 		return nil, err
 	}
 	return &train.Features{X: s.Release(x), Labels: s.Release(lab), Y: labels}, nil
+}
+
+// BatchCounter is a BatchIterator that knows how many batches it yields
+// (at most).
+type BatchCounter interface {
+	Batches() int
 }
 
 // encodeBatch encodes one image batch into float32 features on device.
@@ -398,6 +412,9 @@ func (b loaderBatches) Next() (*ImageBatch, error) {
 }
 
 func (b loaderBatches) Close() error { return b.l.Close() }
+
+// Batches implements BatchCounter.
+func (b loaderBatches) Batches() int { return b.l.Batches() }
 
 // labelsOnly is the train set's labels without features, for training
 // that encodes images every step (train.cache_features = false).

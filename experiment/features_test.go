@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"math"
 	"os"
 	"runtime"
 	"slices"
@@ -124,15 +125,7 @@ func TestEncodeImagesAndCache(t *testing.T) {
 func TestEncoderForLayers(t *testing.T) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	cfg, err := clip.ArchConfig("tiny")
-	if err != nil {
-		t.Fatal(err)
-	}
-	model, err := clip.New(cfg, gotch.CPU, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer model.Drop()
+	model, cfg := tinyModel(t)
 	if model.ImageLayers() != 2 {
 		t.Fatalf("tiny has %d image layers, the test assumes 2", model.ImageLayers())
 	}
@@ -231,4 +224,87 @@ func values(t *testing.T, x *ts.Tensor) []float32 {
 		t.Fatal(err)
 	}
 	return v
+}
+
+// countedBatches is sliceBatches that says how many batches it holds, so
+// that EncodeImages may encode several at once.
+type countedBatches struct{ sliceBatches }
+
+func (c *countedBatches) Batches() int { return len(c.batches) }
+
+// TestEncodeImagesBatchesAtOnce encodes seven batches of a tiny CLIP with
+// two libtorch threads, which EncodeImages runs two batches at a time, and
+// compares with the same batches encoded one after the other: the same
+// rows in the same order, to float32 rounding, and the caller's thread
+// count is unchanged.
+func TestEncodeImagesBatchesAtOnce(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	prev, err := torch.NumThreads()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer torch.SetNumThreads(prev)
+	if err := torch.SetNumThreads(2); err != nil {
+		t.Fatal(err)
+	}
+	model, cfg := tinyModel(t)
+	r := cfg.ImageResolution
+	var batches []*ImageBatch
+	label := int64(0)
+	for _, n := range []int{3, 1, 4, 2, 3, 3, 2} {
+		x := ts.MustRandn([]int64{int64(n), 3, int64(r), int64(r)}, gotch.Float, gotch.CPU)
+		b := &ImageBatch{Pixels: values(t, x), N: n}
+		x.MustDrop()
+		for range n {
+			b.Labels = append(b.Labels, label)
+			label++
+		}
+		batches = append(batches, b)
+	}
+	if w, _ := torch.BatchWorkers(gotch.CPU, len(batches)); w != 2 {
+		t.Fatalf("BatchWorkers with 2 threads: %d workers, want 2", w)
+	}
+	serial, err := EncodeImages(context.Background(), model, &sliceBatches{batches: slices.Clone(batches)}, r, gotch.CPU, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer serial.Drop()
+	both, err := EncodeImages(context.Background(), model, &countedBatches{sliceBatches{batches: slices.Clone(batches)}}, r, gotch.CPU, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer both.Drop()
+	if !slices.Equal(both.Y, serial.Y) || !slices.IsSorted(both.Y) || len(both.Y) != int(label) {
+		t.Fatalf("labels %v, want 0..%d in order", both.Y, label-1)
+	}
+	a, b := serial.X.Float64Values(), both.X.Float64Values()
+	var maxDiff, maxRef float64
+	for i := range a {
+		maxDiff = max(maxDiff, math.Abs(a[i]-b[i]))
+		maxRef = max(maxRef, math.Abs(a[i]))
+	}
+	t.Logf("max |two at once - one after the other| / max |feature| = %.2g", maxDiff/maxRef)
+	if len(a) != len(b) || maxDiff > 1e-5*maxRef {
+		t.Errorf("features differ by %g (largest %g), want <= 1e-5 relative", maxDiff, maxRef)
+	}
+	if n, err := torch.NumThreads(); err != nil || n != 2 {
+		t.Errorf("caller's libtorch threads after: %d, %v; want 2", n, err)
+	}
+}
+
+// tinyModel returns the "tiny" CLIP with random weights (seed 1) on the
+// CPU and its config; it is dropped when the test ends.
+func tinyModel(t *testing.T) (*clip.Model, clip.Config) {
+	t.Helper()
+	cfg, err := clip.ArchConfig("tiny")
+	if err != nil {
+		t.Fatal(err)
+	}
+	model, err := clip.New(cfg, gotch.CPU, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(model.Drop)
+	return model, cfg
 }

@@ -34,6 +34,11 @@ func LoadModel(ctx context.Context, mc config.ModelConfig, device gotch.Device, 
 	if err != nil {
 		return nil, "", err
 	}
+	if !device.IsCuda() {
+		if w := torch.BLASWarning(); w != "" {
+			slog.Warn(w)
+		}
+	}
 	opts := []clip.Option{clip.WithPrecision(prec)}
 	if mc.FullTextContext {
 		opts = append(opts, clip.WithFullTextContext())
@@ -123,10 +128,20 @@ func CurrentVersions(device string) rundir.Versions {
 		Go:       runtime.Version(),
 		Libtorch: torch.Libtorch,
 		Gotch:    torch.GotchVersion,
+		BLAS:     blasName(),
 		Device:   device,
 		Host:     host,
 		Started:  time.Now().UTC().Format(time.RFC3339),
 	}
+}
+
+// blasName names the OpenBLAS kernels in use ("OpenBLAS Haswell"), or ""
+// when the loaded libtorch uses another BLAS.
+func blasName() string {
+	if core := torch.BLASCore(); core != "" {
+		return "OpenBLAS " + core
+	}
+	return ""
 }
 
 // toolkitRevision returns the VCS revision stamped into the binary, or asks

@@ -2,6 +2,7 @@ package experiment
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -144,6 +145,23 @@ dir = "` + dir + `"
 	}
 	if !strings.Contains(string(resolved), "scale = 50.0") {
 		t.Errorf("config.toml lacks the method's resolved key:\n%s", resolved)
+	}
+	// versions.json names the libtorch, and OpenBLAS's kernels exactly when
+	// an OpenBLAS is mapped into the process.
+	var v rundir.Versions
+	if b, err := os.ReadFile(filepath.Join(dir, cfg.RunName(), rundir.VersionsFile)); err != nil {
+		t.Error(err)
+	} else if err := json.Unmarshal(b, &v); err != nil {
+		t.Errorf("versions.json: %v", err)
+	}
+	if !strings.HasPrefix(v.Libtorch, "libtorch ") || v.Gotch == "" || v.Device != "cpu" {
+		t.Errorf("versions.json: %+v", v)
+	}
+	if maps, err := os.ReadFile("/proc/self/maps"); err == nil {
+		openblas := strings.Contains(string(maps), "/libopenblas")
+		if got := strings.HasPrefix(v.BLAS, "OpenBLAS ") && len(v.BLAS) > len("OpenBLAS "); got != openblas {
+			t.Errorf("OpenBLAS mapped: %v, versions.json blas %q", openblas, v.BLAS)
+		}
 	}
 	// The registry's strict decoding applies to the new method too.
 	bad, err := config.Parse(text, []string{"method.scael=1"})

@@ -75,9 +75,13 @@ type Versions struct {
 	Go       string `json:"go"`
 	Libtorch string `json:"libtorch"`
 	Gotch    string `json:"gotch"`
-	Device   string `json:"device"`
-	Host     string `json:"host,omitempty"`
-	Started  string `json:"started"`
+	// BLAS is the kernel set OpenBLAS chose for the CPU ("OpenBLAS
+	// Haswell"); absent when libtorch carries its own BLAS (MKL) and in
+	// runs of older versions.
+	BLAS    string `json:"blas,omitempty"`
+	Device  string `json:"device"`
+	Host    string `json:"host,omitempty"`
+	Started string `json:"started"`
 }
 
 // Result is the content of result.json.

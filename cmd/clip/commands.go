@@ -136,12 +136,12 @@ func runEncodeImage(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err := checkImages(paths); err != nil {
 		return err
 	}
-	m, _, err := f.load(ctx, stderr)
+	m, device, err := f.load(ctx, stderr)
 	if err != nil {
 		return err
 	}
 	defer m.Drop()
-	feats, err := encodeImages(ctx, m, paths, f, stderr)
+	feats, err := encodeImages(ctx, m, device, paths, f, stderr)
 	if err != nil {
 		return err
 	}
@@ -228,7 +228,7 @@ func zeroshotProbabilities(ctx context.Context, m *clip.Model, device gotch.Devi
 	if err != nil {
 		return nil, err
 	}
-	feats, err := encodeImages(ctx, m, paths, f, stderr)
+	feats, err := encodeImages(ctx, m, device, paths, f, stderr)
 	if err != nil {
 		return nil, err
 	}

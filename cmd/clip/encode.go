@@ -48,6 +48,22 @@ func imageError(err error) error {
 	return err
 }
 
+// nextImageBatch returns l's next batch (ok false after the last one),
+// or the error of an image naming its file; ctx stops it between batches.
+func nextImageBatch(ctx context.Context, l *loader.Loader) (b *loader.Batch, ok bool, err error) {
+	if err := ctx.Err(); err != nil {
+		return nil, false, fmt.Errorf("interrupted: %w", err)
+	}
+	b, err = l.Next()
+	if errors.Is(err, io.EOF) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, imageError(err)
+	}
+	return b, true, nil
+}
+
 // forEachImageBatch decodes and preprocesses the images at paths and calls
 // fn with each batch of n images (pixels [n, 3, size, size], valid only
 // during the call), in order.
@@ -58,15 +74,9 @@ func forEachImageBatch(ctx context.Context, paths []string, size int, pre prepro
 	}
 	defer l.Close()
 	for {
-		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("interrupted: %w", err)
-		}
-		b, err := l.Next()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return imageError(err)
+		b, ok, err := nextImageBatch(ctx, l)
+		if err != nil || !ok {
+			return err
 		}
 		err = fn(b.Pixels, b.N)
 		l.Recycle(b)
@@ -76,28 +86,49 @@ func forEachImageBatch(ctx context.Context, paths []string, size int, pre prepro
 	}
 }
 
+// encodedBatch is the features of a batch of n images and the time the
+// model took.
+type encodedBatch struct {
+	feats   []float32
+	n       int
+	forward time.Duration
+}
+
 // encodeImages returns the image features [len(paths), D] of the images at
-// paths, encoded f.batch at a time. Each batch's tensors are dropped before
-// the next one; only the features are kept, in Go memory.
-func encodeImages(ctx context.Context, m *clip.Model, paths []string, f *modelFlags, stderr io.Writer) ([]float32, error) {
+// paths, encoded f.batch at a time: on the CPU, as many batches at once as
+// libtorch has threads, each on one thread (torch.BatchWorkers). Each
+// batch's tensors are dropped when it is done; only the features are
+// kept, in Go memory.
+func encodeImages(ctx context.Context, m *clip.Model, device gotch.Device, paths []string, f *modelFlags, stderr io.Writer) ([]float32, error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	cfg := m.Config()
 	res, dim := cfg.ImageResolution, cfg.EmbedDim
+	l, err := newImageLoader(paths, res, m.Preprocessing(), f.batch, f.workerCount())
+	if err != nil {
+		return nil, err
+	}
+	defer l.Close()
 	out := make([]float32, 0, len(paths)*dim)
-	batches := (len(paths) + f.batch - 1) / f.batch
 	bar := progress.New(stderr, "encode images", len(paths), "img")
-	tm := newTimer(f.timing, stderr, "encode", "images", batches)
-	err := forEachImageBatch(ctx, paths, res, m.Preprocessing(), f, func(pixels []float32, n int) error {
-		t0 := time.Now()
-		feats, err := encodeImageBatch(m, pixels, n, res, dim)
-		if err != nil {
-			return err
-		}
-		forward := time.Since(t0)
-		out = append(out, feats...)
-		bar.Add(n)
-		tm.batch(n, forward)
-		return nil
-	})
+	tm := newTimer(f.timing, stderr, "encode", "images", l.Batches())
+	workers, threads := torch.BatchWorkers(device, l.Batches())
+	tm.workers = workers
+	err = torch.ForEachBatch(workers, threads,
+		func() (*loader.Batch, bool, error) { return nextImageBatch(ctx, l) },
+		func(b *loader.Batch) (encodedBatch, error) {
+			t0 := time.Now()
+			feats, err := encodeImageBatch(m, b.Pixels, b.N, res, dim)
+			e := encodedBatch{feats: feats, n: b.N, forward: time.Since(t0)}
+			l.Recycle(b)
+			return e, err
+		},
+		func(_ *loader.Batch, e encodedBatch) error {
+			out = append(out, e.feats...)
+			bar.Add(e.n)
+			tm.batch(e.n, e.forward)
+			return nil
+		}, nil)
 	if err != nil {
 		return nil, err
 	}

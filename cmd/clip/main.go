@@ -58,6 +58,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 
 	"github.com/clipadapter/clipgo/internal/cli"
 	"github.com/clipadapter/clipgo/internal/torch"
@@ -111,6 +112,12 @@ func runVersion(_ context.Context, args []string, stdout, _ io.Writer) error {
 		return cli.Usagef("version takes no arguments")
 	}
 	fmt.Fprintf(stdout, "%s; gotch %s (%d wrappers stubbed)\n", torch.Libtorch, torch.GotchVersion, torch.StubbedWrappers)
+	if core := torch.BLASCore(); core != "" {
+		fmt.Fprintf(stdout, "BLAS: OpenBLAS, %s kernels\n", core)
+	}
+	if w := torch.BLASWarning(); w != "" {
+		fmt.Fprintf(stdout, "warning: %s\n", w)
+	}
 	return nil
 }
 
@@ -119,6 +126,12 @@ func runVersion(_ context.Context, args []string, stdout, _ io.Writer) error {
 // function and file line where it happened, never a Go stack trace.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) (code int) {
 	defer cli.ReportPanic("clip", stderr, &code)
+	// One OS thread for the whole command: libtorch's thread count (-threads)
+	// and grad mode are settings of the OS thread that makes them (see
+	// torch.SetNumThreads), so the thread that sets them must be the one
+	// that drives the model.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return 2

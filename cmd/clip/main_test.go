@@ -209,15 +209,18 @@ func TestPreprocess(t *testing.T) {
 func TestEncodeImage(t *testing.T) {
 	for _, tc := range []struct {
 		name, model, ref string
-		batch            string
+		batch, threads   string
 	}{
-		{"vit", vitPT, "vit_png_features.npy", "2"},
-		{"rn", rnPT, "rn_png_features.npy", "2"},
-		{"rn one batch", rnPT, "rn_png_features.npy", "32"},
+		{"vit", vitPT, "vit_png_features.npy", "2", "0"},
+		{"rn", rnPT, "rn_png_features.npy", "2", "0"},
+		{"rn one batch", rnPT, "rn_png_features.npy", "32", "0"},
+		// Two libtorch threads: two batches at once, one thread each.
+		{"vit two batches at once", vitPT, "vit_png_features.npy", "2", "2"},
+		{"rn two batches at once", rnPT, "rn_png_features.npy", "1", "2"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out := filepath.Join(t.TempDir(), "f.npy")
-			args := append([]string{"encode-image", "-model", tc.model, "-device", "cpu", "-batch", tc.batch, "-out", out}, pngs...)
+			args := append([]string{"encode-image", "-model", tc.model, "-device", "cpu", "-batch", tc.batch, "-threads", tc.threads, "-out", out}, pngs...)
 			mustRun(t, args...)
 			shape, got := readNpy(t, out)
 			if !reflect.DeepEqual(shape, []int{len(pngs), 32}) {
@@ -549,6 +552,14 @@ func TestTiming(t *testing.T) {
 			t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
 		}
 	}
+	if strings.Contains(r.stderr, "at once") {
+		t.Errorf("one libtorch thread, yet batches at once:\n%s", r.stderr)
+	}
+	// Two threads and three batches: two batches at once, said in the totals.
+	r = mustRun(t, append([]string{"encode-image", "-model", vitPT, "-batch", "1", "-threads", "2", "-workers", "1", "-timing", "-out", out}, pngs...)...)
+	if want := "MiB; 2 batches at once, one libtorch thread each\n"; !strings.Contains(r.stderr, want) {
+		t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
+	}
 }
 
 // TestErrors checks the exit status and message of bad invocations, that
@@ -637,13 +648,14 @@ func TestErrors(t *testing.T) {
 
 // TestVersion checks that `clip version` names the libtorch the process
 // really runs on: the libc10 mapped into it (/proc/self/maps) must lie under
-// the root the printed description names.
+// the root the printed description names; and that it names OpenBLAS's
+// kernels exactly when an OpenBLAS is mapped.
 func TestVersion(t *testing.T) {
 	r := runCmd(t, "version")
 	if r.code != 0 {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)
 	}
-	m := regexp.MustCompile(`^libtorch (\d+\.\d+(\.\d+)?)(?: \([^)]*\))? at (\S+), (CPU|CUDA); gotch v\S+ \(\d+ wrappers stubbed\)\n$`).FindStringSubmatch(r.stdout)
+	m := regexp.MustCompile(`^libtorch (\d+\.\d+(\.\d+)?)(?: \([^)]*\))? at (\S+), (CPU|CUDA); gotch v\S+ \(\d+ wrappers stubbed\)\n((?:BLAS: OpenBLAS, \S+ kernels\n)?)((?:warning: OpenBLAS chose .*OPENBLAS_CORETYPE=\w+\n)?)$`).FindStringSubmatch(r.stdout)
 	if m == nil {
 		t.Fatalf("clip version printed %q", r.stdout)
 	}
@@ -661,6 +673,10 @@ func TestVersion(t *testing.T) {
 	}
 	if loaded == "" {
 		t.Fatal("libc10.so is not mapped into the test binary")
+	}
+	openblas := strings.Contains(string(maps), "/libopenblas")
+	if printed := m[5] != ""; printed != openblas {
+		t.Errorf("OpenBLAS mapped: %v, but clip version printed %q", openblas, r.stdout)
 	}
 	if real, err := filepath.EvalSymlinks(root); err == nil {
 		root = real

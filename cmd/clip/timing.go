@@ -17,6 +17,9 @@ type timer struct {
 	label   string
 	unit    string
 	batches int
+	// workers is the number of batches encoded at once (0 or 1: one at
+	// a time); the model times of batches at once overlap.
+	workers int
 	start   time.Time
 	last    time.Time
 	done    int
@@ -92,8 +95,12 @@ func (t *timer) finish() {
 	if t.done > 0 {
 		cpuPer = (cpuTime() - t.cpu0).Seconds() * 1000 / float64(t.done)
 	}
-	fmt.Fprintf(t.w, "%s: %d %s in %.3f s (%.2f %s/s; model %.3f s; CPU %.1f ms per item), peak RSS %s, RSS after each batch %.1f-%.1f MiB\n",
-		t.label, t.done, t.unit, secs, rate, t.unit, t.forward.Seconds(), cpuPer, peak, mib(max(t.minRSS, 0)), mib(t.maxRSS))
+	atOnce := ""
+	if t.workers > 1 {
+		atOnce = fmt.Sprintf("; %d batches at once, one libtorch thread each", t.workers)
+	}
+	fmt.Fprintf(t.w, "%s: %d %s in %.3f s (%.2f %s/s; model %.3f s; CPU %.1f ms per item), peak RSS %s, RSS after each batch %.1f-%.1f MiB%s\n",
+		t.label, t.done, t.unit, secs, rate, t.unit, t.forward.Seconds(), cpuPer, peak, mib(max(t.minRSS, 0)), mib(t.maxRSS), atOnce)
 }
 
 func mib(b int64) float64 { return float64(b) / (1 << 20) }

@@ -39,7 +39,12 @@ var errNoThreadControl = errors.New("libtorch's at::set_num_threads/at::get_num_
 
 // SetNumThreads sets the number of threads libtorch uses inside one
 // operation on the CPU (at::set_num_threads, what torch.set_num_threads
-// does in Python). It applies to the whole process. n must be positive.
+// does in Python). n must be positive. With libtorch's OpenMP backend (the
+// PyPI wheels') the count is a setting of each OS thread: it applies to the
+// calling thread and to threads that first run libtorch work after it, not
+// to threads that already have (measured on 2.11: a thread that had read 2
+// kept 2 after another thread set 1). Set it on the locked thread that then
+// drives the model.
 func SetNumThreads(n int) error {
 	if n <= 0 {
 		return fmt.Errorf("libtorch threads: %d, want a positive number", n)

@@ -6,12 +6,15 @@
 // Usage:
 //
 //	go run ./bench/gpu/encspeed -model FILE.pt [-device cuda] [-precision fp16] [-batch 256] [-iters 20]
-//	                            [-in X.npy -ref F.npy]
+//	                            [-at-once N] [-in X.npy -ref F.npy]
 //
 // Three warm-up batches run first; the timed batches are followed by a CUDA
-// synchronisation. With -in, the features of X.npy's rows are compared with
-// PyTorch's (-ref) and the largest difference relative to the reference's
-// largest magnitude is printed.
+// synchronisation. On the CPU, -at-once N encodes N batches at a time, each
+// on one libtorch thread (torch.ForEachBatch, what the toolkit's image
+// encoding does with N libtorch threads); the default, 1, encodes one
+// batch at a time on all of libtorch's threads. With -in, the features of
+// X.npy's rows are compared with PyTorch's (-ref) and the largest
+// difference relative to the reference's largest magnitude is printed.
 package main
 
 import (
@@ -45,6 +48,7 @@ func run() error {
 	iters := flag.Int("iters", 20, "timed batches")
 	in := flag.String("in", "", "input images .npy [N, 3, R, R] for the feature comparison")
 	ref := flag.String("ref", "", "PyTorch features .npy of -in")
+	atOnce := flag.Int("at-once", 1, "batches encoded at once on the CPU, one libtorch thread each")
 	flag.Parse()
 	runtime.LockOSThread()
 	dev, err := torch.ParseDevice(*device)
@@ -81,19 +85,27 @@ func run() error {
 		f.MustDrop()
 		return nil
 	}
-	for i := 0; i < 3; i++ {
-		if err := step(); err != nil {
-			return err
-		}
+	threads, err := torch.NumThreads()
+	if err != nil {
+		return err
+	}
+	// steps runs n batches, *atOnce at a time.
+	steps := func(n int) error {
+		left := n
+		return torch.ForEachBatch(*atOnce, threads,
+			func() (int, bool, error) { left--; return left, left >= 0, nil },
+			func(int) (struct{}, error) { return struct{}{}, step() },
+			func(int, struct{}) error { return nil }, nil)
+	}
+	if err := steps(3 * max(*atOnce, 1)); err != nil {
+		return err
 	}
 	if err := sync(); err != nil {
 		return err
 	}
 	start := time.Now()
-	for i := 0; i < *iters; i++ {
-		if err := step(); err != nil {
-			return err
-		}
+	if err := steps(*iters); err != nil {
+		return err
 	}
 	if err := sync(); err != nil {
 		return err
@@ -131,6 +143,9 @@ func run() error {
 			maxRef = math.Max(maxRef, math.Abs(float64(want[i])))
 		}
 		agree = fmt.Sprintf("; features vs PyTorch: max |diff| / max |ref| = %.2e", maxDiff/maxRef)
+	}
+	if *atOnce > 1 {
+		agree += fmt.Sprintf("; %d batches at once", *atOnce)
 	}
 	fmt.Printf("go: model %s %s batch %d: %.1f images/s, %.2f ms per batch (load %.1f s)%s\n",
 		*model, *precision, *batch, float64(*iters**batch)/secs, 1000*secs/float64(*iters), load.Seconds(), agree)
