@@ -229,14 +229,9 @@ func (c *CoCoOp) init(ctx *train.Context) error {
 		return err
 	}
 	if c.opts.CtxInit != "" {
-		rows, width, err := coop.ContextRows(c.text, words, c.m)
-		if err != nil {
+		if initRows, err = coop.ContextRows(c.text, words, c.m, c.width); err != nil {
 			return err
 		}
-		if width != c.width {
-			return fmt.Errorf("ctx_init: token embedding width %d, prompts' %d", width, c.width)
-		}
-		initRows = rows
 	}
 	rng := rand.New(rand.NewPCG(ctx.Seed, pcgStream))
 	if initRows == nil {

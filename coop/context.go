@@ -30,12 +30,11 @@ func ContextWords(ctxInit string, nCtx int) (m int64, words string, err error) {
 
 // ContextRows returns the token embeddings of words (ContextWords of a
 // ctx_init), the values a context initialized from words starts from:
-// M rows of the embedding width, float32, row-major, and that width.
-// Every word must be one token, so that each context vector replaces one
-// word.
-func ContextRows(text train.TextEncoder, words string, m int64) ([]float32, int64, error) {
+// m rows of width values (the prompts' embedding width, which the token
+// embedding must have), float32, row-major. Every word must be one token,
+// so that each context vector replaces one word.
+func ContextRows(text train.TextEncoder, words string, m, width int64) ([]float32, error) {
 	var rows []float32
-	var width int64
 	err := torch.NoGrad(func() error {
 		var s torch.Scope
 		defer s.Drop()
@@ -62,7 +61,9 @@ func ContextRows(text train.TextEncoder, words string, m int64) ([]float32, int6
 		if err != nil || len(es) != 3 {
 			return fmt.Errorf("token embedding of ctx_init of shape %v", es)
 		}
-		width = es[2]
+		if es[2] != width {
+			return fmt.Errorf("ctx_init: token embedding width %d, prompts' %d", es[2], width)
+		}
 		r, err := s.Op("context rows of ctx_init")(e.Narrow(1, 1, m, false))
 		if err != nil {
 			return err
@@ -72,5 +73,5 @@ func ContextRows(text train.TextEncoder, words string, m int64) ([]float32, int6
 		}
 		return nil
 	})
-	return rows, width, err
+	return rows, err
 }

@@ -40,12 +40,12 @@ func TestContextWords(t *testing.T) {
 func TestContextRows(t *testing.T) {
 	lockThread(t)
 	f := newFakeText(16, 6)
-	rows, width, err := ContextRows(f, "a photo of a", 4)
+	rows, err := ContextRows(f, "a photo of a", 4, 6)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if width != 6 || len(rows) != 4*6 {
-		t.Fatalf("got %d values of width %d, want 4 rows of 6", len(rows), width)
+	if len(rows) != 4*6 {
+		t.Fatalf("got %d values, want 4 rows of 6", len(rows))
 	}
 	for i, w := range []string{"a", "photo", "of", "a"} {
 		for k, want := range f.embedding(toyVocab[w]) {
@@ -54,10 +54,13 @@ func TestContextRows(t *testing.T) {
 			}
 		}
 	}
-	if _, _, err := ContextRows(f, "a close-up photo", 3); err == nil || !strings.Contains(err.Error(), "3 words but 4 tokens") {
+	if _, err := ContextRows(f, "a photo of a", 4, 8); err == nil || !strings.Contains(err.Error(), "token embedding width 6, prompts' 8") {
+		t.Errorf("prompts of width 8: error %v, want one naming both widths", err)
+	}
+	if _, err := ContextRows(f, "a close-up photo", 3, 6); err == nil || !strings.Contains(err.Error(), "3 words but 4 tokens") {
 		t.Errorf("a hyphenated word (two tokens): error %v, want one naming 3 words but 4 tokens", err)
 	}
-	if _, _, err := ContextRows(f, "a dog", 2); err == nil || !strings.Contains(err.Error(), "ctx_init") {
+	if _, err := ContextRows(f, "a dog", 2, 6); err == nil || !strings.Contains(err.Error(), "ctx_init") {
 		t.Errorf("an unknown word: error %v, want one naming ctx_init", err)
 	}
 }

@@ -333,14 +333,9 @@ func (c *CoOp) init(ctx *train.Context) error {
 	}
 	var initRows []float32
 	if c.opts.CtxInit != "" {
-		rows, width, err := ContextRows(c.text, prefixText, c.m)
-		if err != nil {
+		if initRows, err = ContextRows(c.text, prefixText, c.m, c.width); err != nil {
 			return err
 		}
-		if width != c.width {
-			return fmt.Errorf("ctx_init: token embedding width %d, prompts' %d", width, c.width)
-		}
-		initRows = rows
 	}
 	if err := c.initContext(ctx.Seed, initRows); err != nil {
 		return err

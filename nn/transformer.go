@@ -191,16 +191,11 @@ func (r *ResidualAttentionBlock) ForwardPackedAt(x *ts.Tensor, segs []Segment, p
 		return nil, nil, err
 	}
 	if at != nil {
-		idx, err := rowIndex(&s, x, at)
+		rows, err := selectRows(&s, at, x, a)
 		if err != nil {
 			return fail(err)
 		}
-		if x, err = s.Op("selected rows")(x.IndexSelect(0, idx, false)); err != nil {
-			return fail(err)
-		}
-		if a, err = s.Op("selected rows")(a.IndexSelect(0, idx, false)); err != nil {
-			return fail(err)
-		}
+		x, a = rows[0], rows[1]
 	}
 	y, err := r.residualMLP(&s, x, a)
 	if err != nil {
@@ -313,13 +308,11 @@ func (t *Transformer) ForwardPackedAt(x *ts.Tensor, segs []Segment, past [][]*KV
 		y := x
 		var err error
 		if at != nil {
-			idx, err := rowIndex(&s, x, at)
+			rows, err := selectRows(&s, at, x)
 			if err != nil {
 				return fail(err)
 			}
-			if y, err = s.Op("selected rows")(x.IndexSelect(0, idx, false)); err != nil {
-				return fail(err)
-			}
+			y = rows[0]
 		}
 		if cur, err = y.Detach(false); err != nil {
 			return fail(wrap("transformer", err))
@@ -328,10 +321,10 @@ func (t *Transformer) ForwardPackedAt(x *ts.Tensor, segs []Segment, past [][]*KV
 	return cur, kept, nil
 }
 
-// rowIndex returns the row indices at as a tensor on x's device (held by
-// s), for IndexSelect.
-func rowIndex(s *torch.Scope, x *ts.Tensor, at []int64) (*ts.Tensor, error) {
-	dev, err := x.Device()
+// selectRows returns the rows at of each of xs (tensors on one device),
+// [len(at), ...] in at's order; s holds them.
+func selectRows(s *torch.Scope, at []int64, xs ...*ts.Tensor) ([]*ts.Tensor, error) {
+	dev, err := xs[0].Device()
 	if err != nil {
 		return nil, wrap("selected rows", err)
 	}
@@ -339,7 +332,16 @@ func rowIndex(s *torch.Scope, x *ts.Tensor, at []int64) (*ts.Tensor, error) {
 	if err != nil {
 		return nil, err
 	}
-	return s.Op("selected rows")(idx.To(dev, false))
+	if idx, err = s.Op("selected rows")(idx.To(dev, false)); err != nil {
+		return nil, err
+	}
+	rows := make([]*ts.Tensor, len(xs))
+	for i, x := range xs {
+		if rows[i], err = s.Op("selected rows")(x.IndexSelect(0, idx, false)); err != nil {
+			return nil, err
+		}
+	}
+	return rows, nil
 }
 
 // ForwardAfter runs every block on x [N, L, W] whose positions follow
