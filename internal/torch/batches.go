@@ -13,8 +13,8 @@ import (
 // and at least two batches, it is one batch per thread (at most batches):
 // each batch then runs on one thread, with no hand-over between threads
 // inside an operation. On a 2-core machine (batches of 100, model alone)
-// that encoded ViT-B/32 images 0–17% faster and RN50 images 20–50% faster
-// with libtorch 2.11 (MKL and OpenMP), and ViT-B/32 0–21% faster with
+// changed ViT-B/32's images/s by -1% to +16% and RN50's by +20% to +53%
+// with libtorch 2.11 (MKL and OpenMP), and ViT-B/32's by -2% to +21% with
 // Debian's libtorch 1.13 (OpenBLAS), depending on the day's host; the
 // README has the figures. Elsewhere it is 1. The thread count is the
 // calling OS thread's (see SetNumThreads).
